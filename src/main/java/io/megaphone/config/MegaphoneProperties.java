@@ -1,0 +1,79 @@
+package io.megaphone.config;
+
+import jakarta.validation.Valid;
+import jakarta.validation.constraints.Max;
+import jakarta.validation.constraints.Min;
+import jakarta.validation.constraints.NotBlank;
+import jakarta.validation.constraints.NotEmpty;
+import jakarta.validation.constraints.NotNull;
+import jakarta.validation.constraints.Pattern;
+import java.time.Duration;
+import java.util.List;
+import org.springframework.boot.context.properties.ConfigurationProperties;
+import org.springframework.boot.context.properties.bind.DefaultValue;
+import org.springframework.validation.annotation.Validated;
+
+/**
+ * Everything under {@code megaphone.*}. A value that breaks a constraint stops startup with a message naming
+ * the property, its value and what is expected.
+ */
+@ConfigurationProperties("megaphone")
+@Validated
+public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Valid @NotNull @DefaultValue Link link) {
+
+    /**
+     * The client-facing BOSH side.
+     *
+     * @param paths the BOSH endpoint paths (POST, OPTIONS, GET)
+     * @param upstreamTimeout how long the ECM waits for ejabberd's answer before it answers 504 itself; it must
+     *     be longer than the longest BOSH {@code wait} (ejabberd caps {@code wait} at 300 s), so that a healthy
+     *     held request is always answered by ejabberd first
+     * @param maxBodyBytes the largest request body forwarded; larger ones get 413 (ejabberd's c2s
+     *     {@code max_stanza_size} is usually 65536 to 262144)
+     * @param retryAfterSeconds the base of the {@code Retry-After} of a 503 (a random 0 to base is added)
+     */
+    public record Edge(
+            @DefaultValue({"/http-bind", "/bosh"}) @NotEmpty List<@Pattern(regexp = "/[^?#]*",
+                    message = "must be a path starting with /") String> paths,
+            @DefaultValue("310s") @NotNull Duration upstreamTimeout,
+            @DefaultValue("262144") @Min(1024) @Max(16_777_216) int maxBodyBytes,
+            @DefaultValue("2") @Min(1) @Max(3600) int retryAfterSeconds,
+            @Valid @NotNull @DefaultValue Cors cors) {
+    }
+
+    /**
+     * CORS for browser clients on another origin.
+     *
+     * @param allowedOrigins exact origins allowed, or {@code *} for any (not allowed with credentials)
+     * @param allowCredentials whether browsers may send cookies; the answer then names the exact origin
+     * @param maxAge how long a browser may cache a preflight answer
+     */
+    public record Cors(@DefaultValue("*") List<@NotBlank String> allowedOrigins,
+                       @DefaultValue("false") boolean allowCredentials,
+                       @DefaultValue("24h") Duration maxAge) {
+    }
+
+    /**
+     * The megaphone links to ejabberd.
+     *
+     * @param nodes mod_megaphone addresses ({@code host:port}) of the ejabberd nodes
+     * @param linksPerNode how many links (TCP connections) to keep to each node
+     * @param secret the shared secret (prefer {@code MEGAPHONE_LINK_SECRET} or {@code secret-file})
+     * @param secretFile a file holding the shared secret (trailing whitespace is ignored)
+     * @param name this ECM's name in ejabberd's logs (default: the host name)
+     */
+    public record Link(
+            @DefaultValue("127.0.0.1:5290") @NotEmpty List<@Pattern(regexp = ".+:\\d{1,5}",
+                    message = "must be host:port") String> nodes,
+            @DefaultValue("2") @Min(1) @Max(64) int linksPerNode,
+            String secret,
+            String secretFile,
+            String name,
+            @DefaultValue("15s") @NotNull Duration heartbeat,
+            @DefaultValue("5s") @NotNull Duration handshakeTimeout,
+            @DefaultValue("50ms") @NotNull Duration reconnectMinBackoff,
+            @DefaultValue("500ms") @NotNull Duration reconnectMaxBackoff,
+            @DefaultValue("1048576") @Min(4096) int maxFrameBytes,
+            @DefaultValue("1") @Min(1) @Max(64) int ioThreads) {
+    }
+}

@@ -1,0 +1,18 @@
+package io.megaphone.link;
+
+/** Frame type bytes of the megaphone link protocol v1 (docs/protocol.md, section 1). */
+final class FrameType {
+    static final byte HELLO = 0x01;
+    static final byte AUTH = 0x02;
+    static final byte WELCOME = 0x03;
+    static final byte REQUEST = 0x10;
+    static final byte RESPONSE = 0x11;
+    static final byte CANCEL = 0x12;
+    static final byte PING = 0x20;
+    static final byte PONG = 0x21;
+    static final byte GOAWAY = 0x30;
+    static final byte ERROR = 0x3F;
+
+    private FrameType() {
+    }
+}

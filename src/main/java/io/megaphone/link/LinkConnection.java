@@ -1,0 +1,359 @@
+package io.megaphone.link;
+
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.handler.codec.TooLongFrameException;
+import io.netty.util.collection.IntObjectHashMap;
+import io.netty.util.concurrent.ScheduledFuture;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One megaphone link: the client side of the handshake, then the requests in flight on it, keyed by request
+ * id. All state is confined to the channel's event loop; other threads hand work over with
+ * {@code eventLoop().execute}.
+ */
+final class LinkConnection extends ChannelInboundHandlerAdapter {
+
+    private static final Logger log = LoggerFactory.getLogger(LinkConnection.class);
+    static final int PROTOCOL_VERSION = 1;
+    private static final long TICK_MILLIS = 250;
+
+    /** What the pool learns from a link. */
+    interface Listener {
+        void onReady(LinkConnection link);
+
+        /** The link failed before it was ready. */
+        void onHandshakeFailed(LinkConnection link, Throwable cause);
+
+        /** The link closed; {@code orphans} were in flight on it and got no answer. */
+        void onClosed(LinkConnection link, List<PendingRequest> orphans);
+
+        /** A request reached a link that can no longer take it: send it elsewhere. */
+        void redispatch(PendingRequest request, LinkConnection from);
+    }
+
+    enum State { AWAIT_HELLO, AWAIT_WELCOME, READY, DRAINING, CLOSED }
+
+    private final LinkSettings settings;
+    private final Listener listener;
+    private final String target;
+    private final IntObjectHashMap<PendingRequest> inflight = new IntObjectHashMap<>();
+    private volatile State state = State.AWAIT_HELLO;
+    private volatile int inflightCount;
+    private volatile long rttNanos = -1;
+    private Channel channel;
+    private int nextId;
+    private byte[] clientNonce;
+    private byte[] serverNonce;
+    private long maxInflight = Long.MAX_VALUE;
+    private long heartbeatNanos;
+    private long lastReadNanos;
+    private long lastPingNanos;
+    private String serverNode = "?";
+    private ScheduledFuture<?> ticker;
+
+    LinkConnection(LinkSettings settings, Listener listener, String target) {
+        this.settings = settings;
+        this.listener = listener;
+        this.target = target;
+        this.heartbeatNanos = settings.heartbeat().toNanos();
+    }
+
+    // ---- read by the pool from any thread ----
+
+    boolean canTake() {
+        return state == State.READY && inflightCount < maxInflight;
+    }
+
+    int inflightCount() {
+        return inflightCount;
+    }
+
+    String target() {
+        return target;
+    }
+
+    /** Round-trip time of the last heartbeat, or -1 before the first. */
+    long rttNanos() {
+        return rttNanos;
+    }
+
+    State state() {
+        return state;
+    }
+
+    // ---- called from any thread ----
+
+    void submit(PendingRequest request) {
+        channel.eventLoop().execute(() -> register(request));
+    }
+
+    void cancel(PendingRequest request) {
+        Channel ch = channel;
+        ch.eventLoop().execute(() -> {
+            if (request.link == this && inflight.get(request.id) == request) {
+                remove(request.id);
+                ch.writeAndFlush(FrameCodec.encode(new Frame.Cancel(request.id), ch.alloc()), ch.voidPromise());
+            }
+        });
+    }
+
+    /** Sends GOAWAY: no new requests from now on; the link closes once its requests are answered. */
+    void drain(String reason) {
+        Channel ch = channel;
+        ch.eventLoop().execute(() -> {
+            if (state == State.READY) {
+                state = State.DRAINING;
+                ch.writeAndFlush(FrameCodec.encode(new Frame.GoAway(0, reason), ch.alloc()));
+                closeIfDrained();
+            }
+        });
+    }
+
+    void close() {
+        Channel ch = channel;
+        if (ch != null) {
+            ch.close();
+        }
+    }
+
+    // ---- event loop ----
+
+    private void register(PendingRequest request) {
+        if (request.cancelled) {
+            return;
+        }
+        if (state != State.READY) {
+            listener.redispatch(request, this);
+            return;
+        }
+        int id = allocateId();
+        inflight.put(id, request);
+        inflightCount = inflight.size();
+        request.id = id;
+        request.link = this;
+        channel.writeAndFlush(FrameCodec.encode(new Frame.Request(id, request.envelope), channel.alloc()),
+                channel.voidPromise());
+    }
+
+    private int allocateId() {
+        do {
+            nextId++;
+        } while (nextId == 0 || inflight.containsKey(nextId));
+        return nextId;
+    }
+
+    private PendingRequest remove(int id) {
+        PendingRequest request = inflight.remove(id);
+        inflightCount = inflight.size();
+        return request;
+    }
+
+    @Override
+    public void channelActive(ChannelHandlerContext ctx) {
+        channel = ctx.channel();
+        lastReadNanos = System.nanoTime();
+        ticker = ctx.executor().scheduleAtFixedRate(this::tick, TICK_MILLIS, TICK_MILLIS, TimeUnit.MILLISECONDS);
+        ctx.fireChannelActive();
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        lastReadNanos = System.nanoTime();
+        Frame frame = (Frame) msg;
+        switch (state) {
+            case AWAIT_HELLO -> onHello(frame);
+            case AWAIT_WELCOME -> onWelcome(frame);
+            case READY, DRAINING -> onFrame(frame);
+            case CLOSED -> { }
+        }
+    }
+
+    private void onHello(Frame frame) {
+        if (!(frame instanceof Frame.Hello hello)) {
+            fail(Frame.Error.PROTOCOL_ERROR, "expected HELLO, got " + frame.getClass().getSimpleName());
+            return;
+        }
+        if (hello.minVersion() > PROTOCOL_VERSION || hello.maxVersion() < PROTOCOL_VERSION) {
+            fail(Frame.Error.UNSUPPORTED_VERSION, "server speaks versions " + hello.minVersion() + "-"
+                    + hello.maxVersion() + " (expected: a range with " + PROTOCOL_VERSION + ")");
+            return;
+        }
+        serverNonce = hello.serverNonce();
+        clientNonce = HandshakeProof.newNonce();
+        byte[] mac = settings.proof().authMac(PROTOCOL_VERSION, serverNonce, clientNonce, settings.ecmName());
+        state = State.AWAIT_WELCOME;
+        channel.writeAndFlush(FrameCodec.encode(
+                new Frame.Auth(PROTOCOL_VERSION, clientNonce, mac, settings.ecmName()), channel.alloc()));
+    }
+
+    private void onWelcome(Frame frame) {
+        if (frame instanceof Frame.Error error) {
+            handshakeFailed("server refused the handshake: " + error.reason() + " (code " + error.code()
+                    + "; check that megaphone.link.secret matches mod_megaphone's secret)");
+            return;
+        }
+        if (!(frame instanceof Frame.Welcome welcome)) {
+            fail(Frame.Error.PROTOCOL_ERROR, "expected WELCOME, got " + frame.getClass().getSimpleName());
+            return;
+        }
+        byte[] expected = settings.proof().welcomeMac(PROTOCOL_VERSION, clientNonce, serverNonce);
+        if (!HandshakeProof.matches(expected, welcome.mac())) {
+            fail(Frame.Error.AUTH_FAILED, "server's WELCOME proof is wrong (the two sides' secrets differ)");
+            return;
+        }
+        maxInflight = welcome.maxInflight() == 0 ? Long.MAX_VALUE : welcome.maxInflight();
+        if (welcome.heartbeatMillis() > 0) {
+            heartbeatNanos = Math.min(heartbeatNanos, TimeUnit.MILLISECONDS.toNanos(welcome.heartbeatMillis()));
+        }
+        serverNode = welcome.node();
+        state = State.READY;
+        log.info("link {} up: node {}, max_inflight {}, max_frame {}", target, serverNode, welcome.maxInflight(),
+                welcome.maxFrame());
+        listener.onReady(this);
+    }
+
+    private void onFrame(Frame frame) {
+        if (frame instanceof Frame.Response response) {
+            PendingRequest request = remove(response.id());
+            if (request != null) {
+                request.complete(response);
+            }
+            closeIfDrained();
+        } else if (frame instanceof Frame.Ping ping) {
+            channel.writeAndFlush(FrameCodec.encode(new Frame.Pong(ping.opaque()), channel.alloc()),
+                    channel.voidPromise());
+        } else if (frame instanceof Frame.Pong pong) {
+            rttNanos = System.nanoTime() - pong.opaque();
+        } else if (frame instanceof Frame.GoAway goAway) {
+            log.info("link {} (node {}) draining on GOAWAY from the server: {}", target, serverNode, goAway.reason());
+            state = State.DRAINING;
+            closeIfDrained();
+        } else if (frame instanceof Frame.Error error) {
+            log.warn("link {} (node {}) closed by the server: {} (code {})", target, serverNode, error.reason(),
+                    error.code());
+            channel.close();
+        } else {
+            fail(Frame.Error.PROTOCOL_ERROR, "unexpected " + frame.getClass().getSimpleName());
+        }
+    }
+
+    private void closeIfDrained() {
+        if (state == State.DRAINING && inflight.isEmpty()) {
+            channel.close();
+        }
+    }
+
+    private void tick() {
+        long now = System.nanoTime();
+        if (state == State.AWAIT_HELLO || state == State.AWAIT_WELCOME) {
+            if (now - lastReadNanos > settings.handshakeTimeout().toNanos()) {
+                handshakeFailed("handshake timed out after " + settings.handshakeTimeout());
+            }
+            return;
+        }
+        if (now - lastReadNanos > 3 * heartbeatNanos) {
+            log.warn("link {} (node {}) silent for {} ms: closing it", target, serverNode,
+                    TimeUnit.NANOSECONDS.toMillis(now - lastReadNanos));
+            channel.close();
+            return;
+        }
+        if (now - lastPingNanos >= heartbeatNanos) {
+            lastPingNanos = now;
+            channel.writeAndFlush(FrameCodec.encode(new Frame.Ping(now), channel.alloc()), channel.voidPromise());
+        }
+        expire(now);
+    }
+
+    /** Requests older than the upstream timeout: ejabberd is broken for them. Tell it, and answer 5xx. */
+    private void expire(long now) {
+        List<PendingRequest> expired = null;
+        for (PendingRequest request : inflight.values()) {
+            if (now - request.deadlineNanos > 0) {
+                if (expired == null) {
+                    expired = new ArrayList<>();
+                }
+                expired.add(request);
+            }
+        }
+        if (expired != null) {
+            for (PendingRequest request : expired) {
+                remove(request.id);
+                channel.write(FrameCodec.encode(new Frame.Cancel(request.id), channel.alloc()), channel.voidPromise());
+                request.fail(new UpstreamTimeoutException("no answer from " + target + " within the upstream timeout"));
+            }
+            channel.flush();
+            closeIfDrained();
+        }
+    }
+
+    private void fail(int code, String reason) {
+        log.warn("link {}: {}; closing it", target, reason);
+        channel.writeAndFlush(FrameCodec.encode(new Frame.Error(code, reason), channel.alloc()))
+                .addListener(ChannelFutureListener.CLOSE);
+        if (state != State.READY && state != State.DRAINING) {
+            handshakeFailed(reason);
+        }
+    }
+
+    private void handshakeFailed(String reason) {
+        State previous = state;
+        state = State.CLOSED;
+        channel.close();
+        if (previous == State.AWAIT_HELLO || previous == State.AWAIT_WELCOME) {
+            listener.onHandshakeFailed(this, new LinkHandshakeException(target + ": " + reason));
+        }
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        if (cause instanceof MalformedFrameException || cause.getCause() instanceof MalformedFrameException) {
+            fail(Frame.Error.PROTOCOL_ERROR, "malformed frame: " + rootMessage(cause));
+        } else if (cause instanceof TooLongFrameException) {
+            fail(Frame.Error.FRAME_TOO_LARGE, rootMessage(cause));
+        } else {
+            log.warn("link {} (node {}) failed: {}", target, serverNode, rootMessage(cause));
+            ctx.close();
+        }
+    }
+
+    private static String rootMessage(Throwable cause) {
+        Throwable root = cause;
+        while (root.getCause() != null) {
+            root = root.getCause();
+        }
+        return root.getMessage() == null ? root.getClass().getSimpleName() : root.getMessage();
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        State previous = state;
+        state = State.CLOSED;
+        if (ticker != null) {
+            ticker.cancel(false);
+        }
+        if (previous == State.AWAIT_HELLO || previous == State.AWAIT_WELCOME) {
+            listener.onHandshakeFailed(this, new LinkHandshakeException(target + ": closed during the handshake"));
+            return;
+        }
+        if (previous == State.CLOSED) {
+            return;
+        }
+        List<PendingRequest> orphans = new ArrayList<>(inflight.values());
+        inflight.clear();
+        inflightCount = 0;
+        log.info("link {} (node {}) closed with {} requests in flight", target, serverNode, orphans.size());
+        listener.onClosed(this, orphans);
+    }
+
+    @Override
+    public String toString() {
+        return "link " + target + " (node " + serverNode + ", " + state + ", " + inflightCount + " in flight)";
+    }
+}

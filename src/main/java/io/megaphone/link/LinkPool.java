@@ -1,0 +1,211 @@
+package io.megaphone.link;
+
+import io.netty.bootstrap.Bootstrap;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.nio.NioSocketChannel;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import reactor.core.publisher.Mono;
+
+/**
+ * The links of one ECM: {@code linksPerNode} links to each configured ejabberd node. Each request goes to the
+ * ready link with the fewest requests in flight; a request whose link dies is re-sent, same envelope, on
+ * another link (of the same node first, where mod_megaphone recognises a re-sent copy still running).
+ */
+public final class LinkPool implements AutoCloseable {
+
+    private static final Logger log = LoggerFactory.getLogger(LinkPool.class);
+
+    /** How many times one request may be re-sent after the links carrying it died. */
+    static final int MAX_RESENDS = 3;
+
+    private final EventLoopGroup group;
+    private final List<LinkSlot> slots = new ArrayList<>();
+    private final long upstreamTimeoutNanos;
+    private final Listener listener = new Listener();
+
+    /**
+     * @param nodes the ejabberd nodes' mod_megaphone addresses
+     * @param upstreamTimeout how long a request may wait for ejabberd before the ECM answers it with a 5xx;
+     *     longer than any BOSH {@code wait}
+     */
+    public LinkPool(List<InetSocketAddress> nodes, int linksPerNode, LinkSettings settings, Duration upstreamTimeout,
+                    Duration minBackoff, Duration maxBackoff, int ioThreads) {
+        Objects.requireNonNull(nodes, "nodes");
+        if (nodes.isEmpty()) {
+            throw new IllegalArgumentException("nodes: [] (expected: at least one ejabberd address)");
+        }
+        if (linksPerNode < 1) {
+            throw new IllegalArgumentException("linksPerNode: " + linksPerNode + " (expected: >= 1)");
+        }
+        this.upstreamTimeoutNanos = upstreamTimeout.toNanos();
+        this.group = new MultiThreadIoEventLoopGroup(ioThreads, NioIoHandler.newFactory());
+        Bootstrap bootstrap = new Bootstrap().group(group).channel(NioSocketChannel.class)
+                .option(ChannelOption.TCP_NODELAY, true)
+                .option(ChannelOption.SO_KEEPALIVE, true)
+                .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000);
+        for (InetSocketAddress node : nodes) {
+            for (int i = 0; i < linksPerNode; i++) {
+                slots.add(new LinkSlot(bootstrap, node, i, settings, listener, minBackoff, maxBackoff));
+            }
+        }
+    }
+
+    public void start() {
+        slots.forEach(LinkSlot::start);
+    }
+
+    /**
+     * Sends one request to ejabberd and completes with its RESPONSE, or fails with
+     * {@link UpstreamUnavailableException} or {@link UpstreamTimeoutException}. Cancelling the Mono (the HTTP
+     * client went away) sends CANCEL upstream.
+     */
+    public Mono<Frame.Response> forward(RequestEnvelope envelope) {
+        return Mono.create(sink -> {
+            PendingRequest request = new PendingRequest(envelope, sink, System.nanoTime() + upstreamTimeoutNanos);
+            sink.onCancel(request::cancel);
+            dispatch(request, null);
+        });
+    }
+
+    /** Ready links, for readiness and metrics. */
+    public int readyLinks() {
+        int ready = 0;
+        for (LinkSlot slot : slots) {
+            LinkConnection link = slot.current();
+            if (link != null && link.canTake()) {
+                ready++;
+            }
+        }
+        return ready;
+    }
+
+    public int configuredLinks() {
+        return slots.size();
+    }
+
+    /** Requests in flight on all links. */
+    public int inflight() {
+        int total = 0;
+        for (LinkSlot slot : slots) {
+            LinkConnection link = slot.current();
+            if (link != null) {
+                total += link.inflightCount();
+            }
+        }
+        return total;
+    }
+
+    /** Test hook and operations aid: closes the TCP connection of every link now (they reconnect). */
+    public void dropAllLinks() {
+        for (LinkSlot slot : slots) {
+            LinkConnection link = slot.current();
+            if (link != null) {
+                link.close();
+            }
+        }
+    }
+
+    /** Closes the TCP connection of the link with this index (they reconnect). For failure drills. */
+    public void dropLink(int index) {
+        LinkConnection link = slots.get(index).current();
+        if (link != null) {
+            link.close();
+        }
+    }
+
+    private void dispatch(PendingRequest request, LinkConnection failed) {
+        if (request.cancelled) {
+            return;
+        }
+        LinkConnection best = pick(failed);
+        if (best == null) {
+            request.fail(new UpstreamUnavailableException("no megaphone link is ready"));
+            return;
+        }
+        best.submit(request);
+    }
+
+    /** The ready link with the fewest in flight; after a failure, one to the failed link's node if possible. */
+    private LinkConnection pick(LinkConnection failed) {
+        LinkConnection best = null;
+        boolean bestSameNode = false;
+        for (LinkSlot slot : slots) {
+            LinkConnection link = slot.current();
+            if (link == null || link == failed || !link.canTake()) {
+                continue;
+            }
+            boolean sameNode = failed != null && slot.name().startsWith(nodeOf(failed));
+            if (best == null || (sameNode && !bestSameNode)
+                    || (sameNode == bestSameNode && link.inflightCount() < best.inflightCount())) {
+                best = link;
+                bestSameNode = sameNode;
+            }
+        }
+        return best;
+    }
+
+    private static String nodeOf(LinkConnection link) {
+        String target = link.target();
+        return target.substring(0, target.lastIndexOf('#') + 1);
+    }
+
+    private void resend(PendingRequest request, LinkConnection from) {
+        request.link = null;
+        if (++request.attempts > MAX_RESENDS || System.nanoTime() - request.deadlineNanos > 0) {
+            request.fail(new UpstreamUnavailableException("the links carrying this request died"));
+            return;
+        }
+        dispatch(request, from);
+    }
+
+    @Override
+    public void close() {
+        slots.forEach(LinkSlot::stop);
+        group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+
+    /** Sends GOAWAY on every link; each closes once its requests are answered. */
+    public void drain() {
+        for (LinkSlot slot : slots) {
+            LinkConnection link = slot.current();
+            if (link != null) {
+                link.drain("ECM shutting down");
+            }
+        }
+    }
+
+    private final class Listener implements LinkConnection.Listener {
+        @Override
+        public void onReady(LinkConnection link) {
+        }
+
+        @Override
+        public void onHandshakeFailed(LinkConnection link, Throwable cause) {
+        }
+
+        @Override
+        public void onClosed(LinkConnection link, List<PendingRequest> orphans) {
+            if (!orphans.isEmpty()) {
+                log.info("re-sending {} requests of {} on other links", orphans.size(), link);
+            }
+            for (PendingRequest request : orphans) {
+                resend(request, link);
+            }
+        }
+
+        @Override
+        public void redispatch(PendingRequest request, LinkConnection from) {
+            resend(request, from);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+package io.megaphone.link;
+
+import io.netty.bootstrap.Bootstrap;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.handler.flush.FlushConsolidationHandler;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import reactor.core.Disposable;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.MonoSink;
+import reactor.util.retry.Retry;
+
+/**
+ * One of the K links to one ejabberd node: keeps a {@link LinkConnection} up, reconnecting with exponential
+ * backoff and jitter (Reactor's {@link Retry}) whenever it closes or fails its handshake.
+ */
+final class LinkSlot {
+
+    private static final Logger log = LoggerFactory.getLogger(LinkSlot.class);
+
+    private final Bootstrap bootstrap;
+    private final InetSocketAddress address;
+    private final String name;
+    private final LinkSettings settings;
+    private final LinkConnection.Listener poolListener;
+    private final Duration minBackoff;
+    private final Duration maxBackoff;
+    private final AtomicInteger failures = new AtomicInteger();
+    private volatile LinkConnection current;
+    private volatile boolean running;
+    private volatile Disposable connecting;
+    private volatile MonoSink<LinkConnection> handshake;
+
+    LinkSlot(Bootstrap bootstrap, InetSocketAddress address, int index, LinkSettings settings,
+             LinkConnection.Listener poolListener, Duration minBackoff, Duration maxBackoff) {
+        this.bootstrap = bootstrap;
+        this.address = address;
+        this.name = address.getHostString() + ":" + address.getPort() + "#" + index;
+        this.settings = settings;
+        this.poolListener = poolListener;
+        this.minBackoff = minBackoff;
+        this.maxBackoff = maxBackoff;
+    }
+
+    String name() {
+        return name;
+    }
+
+    InetSocketAddress address() {
+        return address;
+    }
+
+    LinkConnection current() {
+        return current;
+    }
+
+    void start() {
+        running = true;
+        connect();
+    }
+
+    void stop() {
+        running = false;
+        Disposable pending = connecting;
+        if (pending != null) {
+            pending.dispose();
+        }
+        LinkConnection link = current;
+        if (link != null) {
+            link.close();
+        }
+    }
+
+    private void connect() {
+        connecting = Mono.defer(this::connectOnce)
+                .retryWhen(Retry.backoff(Long.MAX_VALUE, minBackoff).maxBackoff(maxBackoff).jitter(0.5)
+                        .filter(error -> running))
+                .subscribe(link -> {
+                    current = link;
+                    if (failures.getAndSet(0) > 0) {
+                        log.info("link {} reconnected", name);
+                    }
+                }, error -> log.debug("link {} stopped connecting: {}", name, error.toString()));
+    }
+
+    private Mono<LinkConnection> connectOnce() {
+        return Mono.<LinkConnection>create(sink -> {
+            handshake = sink;
+            LinkConnection link = new LinkConnection(settings, new Listener(), name);
+            bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
+                @Override
+                protected void initChannel(SocketChannel ch) {
+                    ch.pipeline().addLast(new FlushConsolidationHandler(256, true),
+                            new LinkFrameDecoder(settings.maxFrameBytes()), link);
+                }
+            }).connect(address).addListener(future -> {
+                if (!future.isSuccess()) {
+                    sink.error(future.cause());
+                }
+            });
+        }).doOnError(error -> {
+            if (failures.getAndIncrement() == 0) {
+                log.warn("link {} cannot connect: {} (retrying with backoff up to {})", name, error.getMessage(),
+                        maxBackoff);
+            }
+        });
+    }
+
+    /** Relays link events to the pool, and restarts the connect loop when the link goes away. */
+    private final class Listener implements LinkConnection.Listener {
+        @Override
+        public void onReady(LinkConnection link) {
+            MonoSink<LinkConnection> sink = handshake;
+            if (sink != null) {
+                sink.success(link);
+            }
+            poolListener.onReady(link);
+        }
+
+        @Override
+        public void onHandshakeFailed(LinkConnection link, Throwable cause) {
+            MonoSink<LinkConnection> sink = handshake;
+            if (sink != null) {
+                sink.error(cause);
+            }
+        }
+
+        @Override
+        public void onClosed(LinkConnection link, java.util.List<PendingRequest> orphans) {
+            if (current == link) {
+                current = null;
+            }
+            poolListener.onClosed(link, orphans);
+            if (running) {
+                connect();
+            }
+        }
+
+        @Override
+        public void redispatch(PendingRequest request, LinkConnection from) {
+            poolListener.redispatch(request, from);
+        }
+    }
+}
