@@ -1,0 +1,227 @@
+%%%----------------------------------------------------------------------
+%%% File    : mod_megaphone.erl
+%%% Purpose : gen_mod entry point of mod_megaphone: a listener for
+%%%           megaphone links (docs/protocol.md) from Megaphone ECMs, whose
+%%%           REQUEST frames are answered by ejabberd's own BOSH handler.
+%%%
+%%% The listener is node-global: ejabberd_bosh:process_request/3 finds the
+%%% vhost from the 'to'/'sid' of each body, so one listener serves every
+%%% host. Configure the module on one host; a start on a second host only
+%%% logs a warning (and its options are ignored) while the first runs.
+%%%----------------------------------------------------------------------
+-module(mod_megaphone).
+
+-behaviour(gen_mod).
+
+-export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1,
+         mod_options/1, mod_doc/0]).
+-export([config/0]).
+
+-include("logger.hrl").
+-include("translate.hrl").
+
+-define(SUP, mod_megaphone_sup).
+-define(CONFIG_KEY, {?MODULE, config}).
+
+-type config() :: #{host := binary(),
+                    ip := inet:ip_address(),
+                    port := inet:port_number(),
+                    secret := binary(),
+                    max_frame_size := pos_integer(),
+                    max_inflight := pos_integer(),
+                    heartbeat_interval := pos_integer(),
+                    handshake_timeout := pos_integer()}.
+-export_type([config/0]).
+
+%%%===================================================================
+%%% gen_mod callbacks
+%%%===================================================================
+-spec start(binary(), gen_mod:opts()) -> ok | {error, term()}.
+start(Host, Opts) ->
+    case owner() of
+        undefined ->
+            case make_config(Host, Opts) of
+                {ok, Config} -> start_sup(Config);
+                {error, Reason} = Err ->
+                    ?CRITICAL_MSG("mod_megaphone cannot start on ~ts: ~ts",
+                                  [Host, format_error(Reason)]),
+                    Err
+            end;
+        Owner ->
+            %% One listener serves every host (see the module header).
+            ?WARNING_MSG("mod_megaphone already runs for host ~ts and serves "
+                         "every host; its options for ~ts are ignored",
+                         [Owner, Host]),
+            ok
+    end.
+
+-spec stop(binary()) -> ok.
+stop(Host) ->
+    case owner() of
+        Host ->
+            %% The supervisor stops the listener first, then every link
+            %% (each sends GOAWAY and closes), then the registry.
+            _ = supervisor:terminate_child(ejabberd_gen_mod_sup, ?SUP),
+            _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?SUP),
+            _ = persistent_term:erase(?CONFIG_KEY),
+            ok;
+        _ ->
+            ok
+    end.
+
+-spec reload(binary(), gen_mod:opts(), gen_mod:opts()) -> ok | {error, term()}.
+reload(Host, NewOpts, _OldOpts) ->
+    case owner() of
+        Host ->
+            case make_config(Host, NewOpts) of
+                {ok, #{ip := IP, port := Port} = Config} ->
+                    #{ip := OldIP, port := OldPort} = config(),
+                    persistent_term:put(?CONFIG_KEY, Config),
+                    %% New links read the new secret and limits; a new
+                    %% address needs a new listen socket.
+                    case {IP, Port} == {OldIP, OldPort} of
+                        true -> ok;
+                        false -> mod_megaphone_sup:restart_listener()
+                    end;
+                {error, Reason} = Err ->
+                    ?CRITICAL_MSG("mod_megaphone keeps its old options on ~ts: ~ts",
+                                  [Host, format_error(Reason)]),
+                    Err
+            end;
+        _ ->
+            ok
+    end.
+
+-spec depends(binary(), gen_mod:opts()) -> [{module(), hard | soft}].
+depends(_Host, _Opts) ->
+    [{mod_bosh, hard}].
+
+-spec mod_opt_type(atom()) -> econf:validator().
+mod_opt_type(ip) -> econf:ip();
+mod_opt_type(port) -> econf:port();
+mod_opt_type(secret) -> econf:binary();
+mod_opt_type(secret_file) -> econf:path();
+mod_opt_type(max_frame_size) -> econf:pos_int();
+mod_opt_type(max_inflight) -> econf:pos_int();
+mod_opt_type(heartbeat_interval) -> econf:timeout(millisecond);
+mod_opt_type(handshake_timeout) -> econf:timeout(millisecond).
+
+-spec mod_options(binary()) -> [{atom(), term()}].
+mod_options(_Host) ->
+    [{ip, {127, 0, 0, 1}},
+     {port, 5290},
+     {secret, undefined},
+     {secret_file, undefined},
+     {max_frame_size, 1048576},
+     {max_inflight, 10000},
+     {heartbeat_interval, timer:seconds(15)},
+     {handshake_timeout, timer:seconds(5)}].
+
+-spec mod_doc() -> map().
+mod_doc() ->
+    #{desc =>
+          [?T("Listens for megaphone links from Megaphone ECMs (external BOSH "
+              "connection managers) and answers each REQUEST frame with "
+              "ejabberd's own BOSH handler. The listener is node-global: "
+              "configure the module on one host only.")],
+      opts =>
+          [{ip, #{value => ?T("IP"), desc => ?T("Address to listen on. Default: 127.0.0.1.")}},
+           {port, #{value => ?T("Port"), desc => ?T("TCP port of the link listener. Default: 5290.")}},
+           {secret, #{value => ?T("String"), desc => ?T("Shared secret of the link handshake.")}},
+           {secret_file, #{value => ?T("Path"), desc => ?T("File holding the secret (trimmed). Takes precedence over 'secret'.")}},
+           {max_frame_size, #{value => ?T("Bytes"), desc => ?T("Largest frame accepted after the handshake. Default: 1048576.")}},
+           {max_inflight, #{value => ?T("Number"), desc => ?T("Requests run at once per link; more get 503. Default: 10000.")}},
+           {heartbeat_interval, #{value => "timeout()", desc => ?T("PING interval suggested to clients; a link silent for 3 intervals is closed. Default: 15 seconds.")}},
+           {handshake_timeout, #{value => "timeout()", desc => ?T("Time a new link has to send AUTH. Default: 5 seconds.")}}]}.
+
+%%%===================================================================
+%%% API
+%%%===================================================================
+%% The running configuration (with the secret: never log it).
+-spec config() -> config().
+config() ->
+    persistent_term:get(?CONFIG_KEY).
+
+%%%===================================================================
+%%% Internal functions
+%%%===================================================================
+owner() ->
+    case persistent_term:get(?CONFIG_KEY, undefined) of
+        #{host := Host} ->
+            case whereis(?SUP) of
+                undefined -> undefined;
+                _ -> Host
+            end;
+        undefined -> undefined
+    end.
+
+start_sup(#{host := Host, ip := IP, port := Port} = Config) ->
+    persistent_term:put(?CONFIG_KEY, Config),
+    Spec = #{id => ?SUP,
+             start => {?SUP, start_link, []},
+             restart => transient,
+             shutdown => infinity,
+             type => supervisor,
+             modules => [?SUP]},
+    case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
+        {ok, _Pid} ->
+            ?INFO_MSG("mod_megaphone listening for links on ~ts (host ~ts)",
+                      [format_addr(IP, Port), Host]),
+            ok;
+        {error, Reason} ->
+            _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?SUP),
+            _ = persistent_term:erase(?CONFIG_KEY),
+            Why = listener_error(Reason),
+            ?CRITICAL_MSG("mod_megaphone cannot listen on ~ts: ~ts",
+                          [format_addr(IP, Port), format_error(Why)]),
+            {error, Why}
+    end.
+
+make_config(Host, Opts) ->
+    case secret(gen_mod:get_opt(secret_file, Opts), gen_mod:get_opt(secret, Opts)) of
+        {ok, Secret} ->
+            {ok, #{host => Host,
+                   ip => gen_mod:get_opt(ip, Opts),
+                   port => gen_mod:get_opt(port, Opts),
+                   secret => Secret,
+                   max_frame_size => gen_mod:get_opt(max_frame_size, Opts),
+                   max_inflight => gen_mod:get_opt(max_inflight, Opts),
+                   heartbeat_interval => gen_mod:get_opt(heartbeat_interval, Opts),
+                   handshake_timeout => gen_mod:get_opt(handshake_timeout, Opts)}};
+        {error, _} = Err ->
+            Err
+    end.
+
+secret(undefined, undefined) ->
+    {error, no_secret};
+secret(undefined, Secret) ->
+    check_secret(Secret);
+secret(File, _) ->
+    case file:read_file(File) of
+        {ok, Data} -> check_secret(string:trim(Data));
+        {error, Why} -> {error, {secret_file, File, Why}}
+    end.
+
+check_secret(<<>>) -> {error, empty_secret};
+check_secret(Secret) when is_binary(Secret) -> {ok, Secret}.
+
+%% Digs the listen error out of the supervisor's start error.
+listener_error({shutdown, {failed_to_start_child, _, Reason}}) -> listener_error(Reason);
+listener_error({{shutdown, {failed_to_start_child, _, Reason}}, _}) -> listener_error(Reason);
+listener_error({listen, _} = Reason) -> Reason;
+listener_error(Reason) -> Reason.
+
+format_error(no_secret) ->
+    "no secret: set option 'secret' or 'secret_file'";
+format_error(empty_secret) ->
+    "the secret is empty: set option 'secret' or 'secret_file'";
+format_error({secret_file, File, Why}) ->
+    io_lib:format("secret_file: ~ts (~ts)", [File, file:format_error(Why)]);
+format_error({listen, Why}) ->
+    io_lib:format("~ts (~p): set option 'ip'/'port' to a free local address",
+                  [inet:format_error(Why), Why]);
+format_error(Reason) ->
+    io_lib:format("~p", [Reason]).
+
+format_addr(IP, Port) ->
+    io_lib:format("~ts:~B", [inet:ntoa(IP), Port]).

@@ -1,0 +1,365 @@
+%%%----------------------------------------------------------------------
+%%% File    : mod_megaphone_link.erl
+%%% Purpose : One process per accepted link: the handshake, then frames.
+%%%
+%%% Phases:
+%%%   wait_socket  until the acceptor hands the socket over
+%%%   handshake    HELLO sent, waiting for AUTH ({packet, 4}, packet_size
+%%%                4096, {active, once}, handshake_timeout)
+%%%   open         REQUEST / CANCEL / PING / GOAWAY ({active, N},
+%%%                packet_size max_frame_size, heartbeat check)
+%%%   draining     the ECM sent GOAWAY: REQUEST gets 503, close when idle
+%%%   closing      ERROR sent and write side shut: wait for the peer's FIN
+%%%                (closing at once could reset the link and lose ERROR)
+%%%
+%%% Nothing received before AUTH is verified reaches ejabberd. The secret
+%%% is read from mod_megaphone:config/0 when AUTH arrives and never kept
+%%% in the state (so crash reports cannot print it).
+%%%----------------------------------------------------------------------
+-module(mod_megaphone_link).
+
+-behaviour(gen_server).
+
+-export([start_link/1, take_socket/2]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-include("logger.hrl").
+
+-define(HANDSHAKE_FRAME_SIZE, 4096).
+-define(ACTIVE_N, 64).
+-define(CLOSING_GRACE, 2000).
+-define(SEND_TIMEOUT, 30000).
+
+-record(state, {socket :: inet:socket() | undefined,
+                peer = "?" :: string(),
+                phase = wait_socket :: wait_socket | handshake | open |
+                                       draining | closing,
+                nonce = <<>> :: binary(),
+                timer :: reference() | undefined,
+                name = <<>> :: binary(),
+                max_inflight = 0 :: non_neg_integer(),
+                heartbeat = 0 :: non_neg_integer(),
+                last_rx = 0 :: integer(),
+                inflight = #{} :: #{non_neg_integer() =>
+                                        {reference(), mod_megaphone_registry:key() | none, pid()}}}).
+
+%%%===================================================================
+%%% API
+%%%===================================================================
+-spec start_link(inet:socket()) -> {ok, pid()} | {error, term()}.
+start_link(_Socket) ->
+    %% The socket arrives with take_socket/2 once this process owns it.
+    gen_server:start_link(?MODULE, [], []).
+
+-spec take_socket(pid(), inet:socket()) -> ok.
+take_socket(Pid, Socket) ->
+    Pid ! {megaphone_socket, Socket},
+    ok.
+
+%%%===================================================================
+%%% gen_server callbacks
+%%%===================================================================
+-spec init([]) -> {ok, #state{}}.
+init([]) ->
+    %% Trap exits so a module stop runs terminate/2 (GOAWAY, then close).
+    process_flag(trap_exit, true),
+    {ok, #state{}}.
+
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, {error, badarg}, #state{}}.
+handle_call(_Request, _From, State) ->
+    {reply, {error, badarg}, State}.
+
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+-spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, normal, #state{}}.
+handle_info({megaphone_socket, Socket}, #state{phase = wait_socket} = State) ->
+    hello(State#state{socket = Socket});
+handle_info({tcp, Socket, Data}, #state{socket = Socket, phase = closing} = State) ->
+    _ = Data,
+    ok = activate(Socket, once),
+    {noreply, State};
+handle_info({tcp, Socket, Data}, #state{socket = Socket} = State) ->
+    State1 = State#state{last_rx = now_ms()},
+    case mod_megaphone_codec:decode(Data) of
+        {ok, Frame} -> frame(Frame, State1);
+        {error, Why} -> refuse(protocol_error, {malformed_frame, Why}, State1)
+    end;
+handle_info({tcp_passive, Socket}, #state{socket = Socket} = State) ->
+    ok = activate(Socket, ?ACTIVE_N),
+    {noreply, State};
+handle_info({tcp_error, Socket, emsgsize}, #state{socket = Socket} = State) ->
+    %% The length prefix is above packet_size; the rest is never read.
+    refuse(frame_too_large, frame_too_large, State);
+handle_info({tcp_error, Socket, Why}, #state{socket = Socket} = State) ->
+    closed({tcp_error, Why}, State);
+handle_info({tcp_closed, Socket}, #state{socket = Socket} = State) ->
+    closed(tcp_closed, State);
+handle_info({megaphone_done, Id, Ref}, #state{inflight = Inflight} = State) ->
+    case Inflight of
+        #{Id := {Ref, _, _}} -> maybe_drained(State#state{inflight = maps:remove(Id, Inflight)});
+        #{} -> {noreply, State} % cancelled meanwhile (or reused id)
+    end;
+handle_info({timeout, Timer, handshake}, #state{timer = Timer} = State) ->
+    refuse(handshake_timeout, handshake_timeout, State);
+handle_info({timeout, Timer, heartbeat}, #state{timer = Timer, heartbeat = Hb} = State) ->
+    Idle = now_ms() - State#state.last_rx,
+    case Idle >= 3 * Hb of
+        true ->
+            ?WARNING_MSG("mod_megaphone link ~ts (~ts) closed: no frame for ~B ms",
+                         [State#state.peer, State#state.name, Idle]),
+            {stop, normal, State};
+        false ->
+            {noreply, State#state{timer = erlang:start_timer(Hb, self(), heartbeat)}}
+    end;
+handle_info({timeout, Timer, closing}, #state{timer = Timer} = State) ->
+    {stop, normal, State};
+handle_info(_Info, State) ->
+    {noreply, State}.
+
+-spec terminate(term(), #state{}) -> ok.
+terminate(Reason, #state{socket = Socket, phase = Phase} = State) ->
+    case Socket of
+        undefined -> ok;
+        _ ->
+            case {Reason, Phase} of
+                {shutdown, open} ->
+                    %% Module stop: tell the ECM to move its traffic away.
+                    _ = send(Socket, #{type => goaway, code => 0,
+                                       reason => <<"shutdown">>});
+                _ -> ok
+            end,
+            _ = gen_tcp:close(Socket)
+    end,
+    detach_all(State),
+    ok.
+
+%%%===================================================================
+%%% Handshake
+%%%===================================================================
+hello(#state{socket = Socket} = State) ->
+    Peer = case inet:peername(Socket) of
+               {ok, {IP, Port}} -> lists:flatten(io_lib:format("~ts:~B", [inet:ntoa(IP), Port]));
+               {error, _} -> "?"
+           end,
+    Nonce = crypto:strong_rand_bytes(32),
+    #{handshake_timeout := Timeout} = mod_megaphone:config(),
+    Hello = #{type => hello, min_version => mod_megaphone_codec:version(),
+              max_version => mod_megaphone_codec:version(), nonce => Nonce},
+    ok = inet:setopts(Socket, [{packet, 4}, {packet_size, ?HANDSHAKE_FRAME_SIZE},
+                               {send_timeout, ?SEND_TIMEOUT},
+                               {send_timeout_close, true}]),
+    State1 = State#state{peer = Peer, phase = handshake, nonce = Nonce,
+                         timer = erlang:start_timer(Timeout, self(), handshake)},
+    case send(Socket, Hello) of
+        ok ->
+            ok = activate(Socket, once),
+            {noreply, State1};
+        {error, Why} ->
+            closed({send, Why}, State1)
+    end.
+
+auth(#{version := Version}, State) when Version /= 1 ->
+    refuse(unsupported_version, {unsupported_version, Version}, State);
+auth(#{nonce := ClientNonce, mac := Mac, name := Name},
+     #state{socket = Socket, nonce = ServerNonce} = State) ->
+    #{secret := Secret, max_frame_size := MaxFrame, max_inflight := MaxInflight,
+      heartbeat_interval := Hb} = mod_megaphone:config(),
+    Expected = mod_megaphone_codec:auth_mac(Secret, 1, ServerNonce, ClientNonce, Name),
+    case mod_megaphone_codec:verify_mac(Expected, Mac) of
+        false ->
+            refuse(auth_failed, {auth_failed, printable(Name)}, State);
+        true ->
+            Welcome = #{type => welcome,
+                        mac => mod_megaphone_codec:welcome_mac(Secret, 1, ClientNonce, ServerNonce),
+                        max_frame => MaxFrame, max_inflight => MaxInflight,
+                        heartbeat_ms => Hb,
+                        node => atom_to_binary(node(), utf8)},
+            _ = erlang:cancel_timer(State#state.timer),
+            ok = inet:setopts(Socket, [{packet_size, MaxFrame}]),
+            case send(Socket, Welcome) of
+                ok ->
+                    ?INFO_MSG("mod_megaphone link ~ts authenticated: ECM '~ts', "
+                              "protocol version ~B", [State#state.peer, printable(Name), 1]),
+                    ok = activate(Socket, ?ACTIVE_N),
+                    {noreply, State#state{phase = open, nonce = <<>>,
+                                          name = printable(Name),
+                                          max_inflight = MaxInflight,
+                                          heartbeat = Hb,
+                                          timer = erlang:start_timer(Hb, self(), heartbeat)}};
+                {error, Why} ->
+                    closed({send, Why}, State)
+            end
+    end.
+
+%%%===================================================================
+%%% Frames
+%%%===================================================================
+frame(#{type := auth} = Auth, #state{phase = handshake} = State) ->
+    auth(Auth, State);
+frame(#{type := Type}, #state{phase = handshake} = State) ->
+    refuse(protocol_error, {before_auth, Type}, State);
+frame(#{type := request} = Request, State) ->
+    request(Request, State);
+frame(#{type := cancel, id := Id}, #state{inflight = Inflight} = State) ->
+    case maps:take(Id, Inflight) of
+        {Entry, Inflight1} ->
+            cancel(Id, Entry, State),
+            maybe_drained(State#state{inflight = Inflight1});
+        error ->
+            {noreply, State} % crossed its RESPONSE on the wire
+    end;
+frame(#{type := ping, opaque := Opaque}, #state{socket = Socket} = State) ->
+    _ = send(Socket, #{type => pong, opaque => Opaque}),
+    {noreply, State};
+frame(#{type := pong}, State) ->
+    {noreply, State};
+frame(#{type := goaway, code := Code}, State) ->
+    ?INFO_MSG("mod_megaphone link ~ts (~ts) draining: GOAWAY ~B",
+              [State#state.peer, State#state.name, Code]),
+    maybe_drained(State#state{phase = draining});
+frame(#{type := error, code := Code, reason := Reason}, State) ->
+    ?WARNING_MSG("mod_megaphone link ~ts (~ts) closed by the ECM: ERROR ~ts '~ts'",
+                 [State#state.peer, State#state.name,
+                  mod_megaphone_codec:error_name(Code), printable(Reason)]),
+    {stop, normal, State};
+frame(#{type := Type}, State) ->
+    refuse(protocol_error, {unexpected_frame, Type}, State).
+
+request(#{id := Id}, #state{inflight = Inflight} = State)
+  when is_map_key(Id, Inflight) ->
+    refuse(protocol_error, {id_in_flight, Id}, State);
+request(#{id := Id}, #state{phase = draining} = State) ->
+    unavailable(Id, State);
+request(#{id := Id}, #state{inflight = Inflight, max_inflight = Max} = State)
+  when map_size(Inflight) >= Max ->
+    unavailable(Id, State);
+request(#{id := Id, sid := Sid, rid := Rid} = Request,
+        #state{socket = Socket, inflight = Inflight} = State) ->
+    Ref = make_ref(),
+    Recipient = {self(), Socket, Id, Ref},
+    Key = case {Sid, Rid} of
+              {<<>>, _} -> none; % session creation: nothing to de-duplicate
+              {_, 0} -> none;
+              _ -> {Sid, Rid}
+          end,
+    Worker = dispatch(Key, Request, Recipient),
+    {noreply, State#state{inflight = Inflight#{Id => {Ref, Key, Worker}}}}.
+
+%% Starts a worker, or attaches Recipient to the worker already running
+%% the same (sid, rid) on any link.
+dispatch(none, Request, Recipient) ->
+    mod_megaphone_worker:start(Request, Recipient, none);
+dispatch(Key, Request, Recipient) ->
+    case mod_megaphone_registry:attach(Key, Recipient) of
+        {ok, Worker} -> Worker;
+        not_found -> dispatch(Key, Request, Recipient,
+                              mod_megaphone_worker:start(Request, Recipient, Key))
+    end.
+
+dispatch(Key, Request, Recipient, New) ->
+    case mod_megaphone_registry:insert_new(Key, New, Recipient) of
+        true ->
+            mod_megaphone_worker:go(New),
+            New;
+        false ->
+            %% A twin started between attach and insert_new: join it, or,
+            %% if it finished meanwhile, insert again (ejabberd then
+            %% answers this copy from its buffer).
+            case mod_megaphone_registry:attach(Key, Recipient) of
+                {ok, Worker} ->
+                    mod_megaphone_worker:abandon(New),
+                    Worker;
+                not_found ->
+                    dispatch(Key, Request, Recipient, New)
+            end
+    end.
+
+cancel(_Id, {_Ref, none, Worker}, _State) ->
+    exit(Worker, kill);
+cancel(Id, {Ref, Key, _Worker}, #state{socket = Socket}) ->
+    case mod_megaphone_registry:cancel(Key, {self(), Socket, Id, Ref}) of
+        {kill, Worker} -> exit(Worker, kill);
+        ok -> true
+    end.
+
+unavailable(Id, #state{socket = Socket} = State) ->
+    _ = send(Socket, #{type => response, id => Id, status => 503,
+                       content_type => <<>>, body => <<>>}),
+    {noreply, State}.
+
+maybe_drained(#state{phase = draining, inflight = Inflight} = State)
+  when map_size(Inflight) == 0 ->
+    {stop, normal, State};
+maybe_drained(State) ->
+    {noreply, State}.
+
+%%%===================================================================
+%%% Closing
+%%%===================================================================
+%% ERROR, then a half-close; the process waits for the peer's FIN so the
+%% ERROR frame is not lost to a reset.
+refuse(Error, Why, #state{socket = Socket, phase = Phase} = State) ->
+    What = case Phase of
+               handshake -> "refused";
+               _ -> "closed"
+           end,
+    ?WARNING_MSG("mod_megaphone link ~ts ~ts: ~ts ~p",
+                 [State#state.peer, What, Error, Why]),
+    _ = send(Socket, #{type => error, code => mod_megaphone_codec:error_code(Error),
+                       reason => atom_to_binary(Error, utf8)}),
+    _ = gen_tcp:shutdown(Socket, write),
+    _ = case State#state.timer of
+            undefined -> ok;
+            T -> erlang:cancel_timer(T)
+        end,
+    _ = inet:setopts(Socket, [{active, once}]),
+    {noreply, State#state{phase = closing,
+                          timer = erlang:start_timer(?CLOSING_GRACE, self(), closing)}}.
+
+closed(_Why, #state{phase = closing} = State) ->
+    {stop, normal, State};
+closed(Why, #state{phase = handshake} = State) ->
+    ?WARNING_MSG("mod_megaphone link ~ts refused: closed during the handshake (~p)",
+                 [State#state.peer, Why]),
+    {stop, normal, State};
+closed(Why, State) ->
+    ?INFO_MSG("mod_megaphone link ~ts (~ts) closed: ~p, ~B request(s) in flight",
+              [State#state.peer, State#state.name, Why, map_size(State#state.inflight)]),
+    {stop, normal, State}.
+
+%% The link is gone: its running workers go on (a re-sent copy on another
+%% link may still need their answer); only its recipients are dropped.
+detach_all(#state{socket = Socket, inflight = Inflight}) ->
+    maps:foreach(
+      fun(_Id, {_Ref, none, _Worker}) -> ok;
+         (Id, {Ref, Key, _Worker}) ->
+              try mod_megaphone_registry:detach(Key, {self(), Socket, Id, Ref})
+              catch error:badarg -> ok % module stopping: table gone
+              end
+      end, Inflight).
+
+%%%===================================================================
+%%% Internal functions
+%%%===================================================================
+send(Socket, Frame) ->
+    gen_tcp:send(Socket, mod_megaphone_codec:encode(Frame)).
+
+activate(Socket, N) ->
+    case inet:setopts(Socket, [{active, N}]) of
+        ok -> ok;
+        {error, _} -> ok % closed: tcp_closed follows
+    end.
+
+now_ms() ->
+    erlang:monotonic_time(millisecond).
+
+%% For logs: a name or reason from the wire, without control characters.
+printable(Bin) ->
+    case unicode:characters_to_binary(Bin) of
+        Utf8 when is_binary(Utf8) ->
+            << <<C/utf8>> || <<C/utf8>> <= Utf8, C >= 32, C /= 127 >>;
+        _ ->
+            <<"(not utf-8)">>
+    end.

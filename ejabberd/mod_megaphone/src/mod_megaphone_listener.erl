@@ -1,0 +1,103 @@
+%%%----------------------------------------------------------------------
+%%% File    : mod_megaphone_listener.erl
+%%% Purpose : Owns the link listen socket and runs the acceptor.
+%%%
+%%% The socket is opened in init/1, so a port that cannot be bound fails
+%%% the module start at once ({error, {listen, Reason}}) instead of later.
+%%% The acceptor is a linked loop: accept, start a link under the links
+%%% supervisor, hand the socket over. The listen socket dies with this
+%%% process, which ends the acceptor.
+%%%----------------------------------------------------------------------
+-module(mod_megaphone_listener).
+
+-behaviour(gen_server).
+
+-export([start_link/0]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-include("logger.hrl").
+
+-record(state, {socket :: inet:socket(), acceptor :: pid()}).
+
+%%%===================================================================
+%%% API
+%%%===================================================================
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+%%%===================================================================
+%%% gen_server callbacks
+%%%===================================================================
+-spec init([]) -> {ok, #state{}} | {stop, {listen, term()}}.
+init([]) ->
+    process_flag(trap_exit, true),
+    #{ip := IP, port := Port} = mod_megaphone:config(),
+    Opts = [binary, {ip, IP}, {active, false}, {reuseaddr, true},
+            {backlog, 1024}, {nodelay, true}, {keepalive, true}
+            | family(IP)],
+    case gen_tcp:listen(Port, Opts) of
+        {ok, Socket} ->
+            Acceptor = spawn_link(fun() -> accept_loop(Socket) end),
+            {ok, #state{socket = Socket, acceptor = Acceptor}};
+        {error, Why} ->
+            {stop, {listen, Why}}
+    end.
+
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, {error, badarg}, #state{}}.
+handle_call(_Request, _From, State) ->
+    {reply, {error, badarg}, State}.
+
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+-spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
+handle_info({'EXIT', Pid, Reason}, #state{acceptor = Pid} = State) ->
+    %% The acceptor only dies on a listen socket error: let the supervisor
+    %% open a new socket.
+    {stop, {acceptor_down, Reason}, State};
+handle_info(_Info, State) ->
+    {noreply, State}.
+
+-spec terminate(term(), #state{}) -> ok.
+terminate(_Reason, #state{socket = Socket}) ->
+    _ = gen_tcp:close(Socket),
+    ok.
+
+%%%===================================================================
+%%% Internal functions
+%%%===================================================================
+family({_, _, _, _}) -> [inet];
+family(_) -> [inet6].
+
+accept_loop(LSocket) ->
+    case gen_tcp:accept(LSocket) of
+        {ok, Socket} ->
+            start_link(Socket),
+            accept_loop(LSocket);
+        {error, closed} ->
+            exit(normal);
+        {error, Why} when Why == emfile; Why == enfile ->
+            %% Out of file descriptors: back off instead of spinning.
+            ?ERROR_MSG("mod_megaphone cannot accept links: ~ts",
+                       [inet:format_error(Why)]),
+            timer:sleep(100),
+            accept_loop(LSocket);
+        {error, Why} ->
+            %% A peer that reset before accept() completed, and the like.
+            ?DEBUG("mod_megaphone accept failed: ~p", [Why]),
+            accept_loop(LSocket)
+    end.
+
+start_link(Socket) ->
+    case mod_megaphone_sup:start_link_link(Socket) of
+        {ok, Pid} ->
+            case gen_tcp:controlling_process(Socket, Pid) of
+                ok -> mod_megaphone_link:take_socket(Pid, Socket);
+                {error, _} -> gen_tcp:close(Socket)
+            end;
+        {error, Why} ->
+            ?ERROR_MSG("mod_megaphone cannot start a link process: ~p", [Why]),
+            gen_tcp:close(Socket)
+    end.

@@ -1,0 +1,132 @@
+%%%----------------------------------------------------------------------
+%%% File    : mod_megaphone_registry.erl
+%%% Purpose : Owner of the node-global table of running de-duplicated
+%%%           requests, keyed {Sid, Rid} (docs/protocol.md, section 4).
+%%%
+%%% Row: {{Sid, Rid}, WorkerPid, [Recipient]}. ejabberd 23.01 must never
+%%% hold two live copies of one (sid, rid), so a re-sent copy attaches to
+%%% the running worker instead of calling ejabberd again.
+%%%
+%%% No call goes through this process: links and workers update the public
+%%% table directly. Every read-modify-write is a compare-and-swap
+%%% (ets:select_replace/select_delete matching the whole old row), so
+%%% updates from many links and the worker's final take never interleave.
+%%%----------------------------------------------------------------------
+-module(mod_megaphone_registry).
+
+-behaviour(gen_server).
+
+-export([start_link/0, insert_new/3, attach/2, take/2, cancel/2, detach/2]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+
+-define(TABLE, mod_megaphone_inflight).
+
+-type key() :: {binary(), pos_integer()}.
+-type recipient() :: mod_megaphone_worker:recipient().
+-export_type([key/0]).
+
+%%%===================================================================
+%%% API
+%%%===================================================================
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+%% Registers Worker as the one running Key; false when Key already runs.
+-spec insert_new(key(), pid(), recipient()) -> boolean().
+insert_new(Key, Worker, Recipient) ->
+    ets:insert_new(?TABLE, {Key, Worker, [Recipient]}).
+
+%% Adds Recipient to the running worker of Key, if any.
+-spec attach(key(), recipient()) -> {ok, pid()} | not_found.
+attach(Key, Recipient) ->
+    case ets:lookup(?TABLE, Key) of
+        [{Key, Worker, Rs} = Old] ->
+            case cas(Old, {Key, Worker, [Recipient | Rs]}) of
+                true -> {ok, Worker};
+                false -> attach(Key, Recipient)
+            end;
+        [] ->
+            not_found
+    end.
+
+%% Removes Key if Worker still runs it, and returns its recipients.
+-spec take(key(), pid()) -> [recipient()].
+take(Key, Worker) ->
+    case ets:lookup(?TABLE, Key) of
+        [{Key, Worker, Rs} = Old] ->
+            case ets:select_delete(?TABLE, [{Old, [], [true]}]) of
+                1 -> Rs;
+                0 -> take(Key, Worker)
+            end;
+        _ ->
+            []
+    end.
+
+%% CANCEL of one copy: returns {kill, Worker} when Recipient was the only
+%% one (the row is gone then), ok otherwise.
+-spec cancel(key(), recipient()) -> {kill, pid()} | ok.
+cancel(Key, Recipient) ->
+    case ets:lookup(?TABLE, Key) of
+        [{Key, Worker, [Recipient]} = Old] ->
+            case ets:select_delete(?TABLE, [{Old, [], [true]}]) of
+                1 -> {kill, Worker};
+                0 -> cancel(Key, Recipient)
+            end;
+        [{Key, _, _} = Old] ->
+            case remove(Old, Recipient) of
+                true -> ok;
+                false -> cancel(Key, Recipient)
+            end;
+        [] ->
+            ok
+    end.
+
+%% A link went away: drop its recipient, never stop the worker (its
+%% answer stays usable for a re-sent copy on another link).
+-spec detach(key(), recipient()) -> ok.
+detach(Key, Recipient) ->
+    case ets:lookup(?TABLE, Key) of
+        [{Key, _, _} = Old] ->
+            case remove(Old, Recipient) of
+                true -> ok;
+                false -> detach(Key, Recipient)
+            end;
+        [] ->
+            ok
+    end.
+
+%%%===================================================================
+%%% gen_server callbacks
+%%%===================================================================
+-spec init([]) -> {ok, undefined}.
+init([]) ->
+    _ = ets:new(?TABLE, [set, public, named_table,
+                         {read_concurrency, true}, {write_concurrency, true}]),
+    {ok, undefined}.
+
+-spec handle_call(term(), gen_server:from(), undefined) -> {reply, {error, badarg}, undefined}.
+handle_call(_Request, _From, State) ->
+    {reply, {error, badarg}, State}.
+
+-spec handle_cast(term(), undefined) -> {noreply, undefined}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+-spec handle_info(term(), undefined) -> {noreply, undefined}.
+handle_info(_Info, State) ->
+    {noreply, State}.
+
+%%%===================================================================
+%%% Internal functions
+%%%===================================================================
+remove({Key, Worker, Rs} = Old, Recipient) ->
+    case lists:member(Recipient, Rs) of
+        true -> cas(Old, {Key, Worker, lists:delete(Recipient, Rs)});
+        false -> true
+    end.
+
+%% Replaces the row Old by New only if the row is still exactly Old. The
+%% row holds no atoms, so it is a literal match pattern.
+cas(Old, New) ->
+    ets:select_replace(?TABLE, [{Old, [], [{const, New}]}]) == 1.

@@ -1,0 +1,114 @@
+%%%----------------------------------------------------------------------
+%%% File    : mod_megaphone_worker.erl
+%%% Purpose : One process per REQUEST: calls ejabberd's BOSH handler
+%%%           (which blocks for the whole long poll) and sends the
+%%%           RESPONSE to every recipient.
+%%%
+%%% A recipient is {LinkPid, Socket, Id, Ref}. For each live recipient the
+%%% worker first tells the link the id is done, then writes the RESPONSE
+%%% frame itself (one gen_tcp:send per frame is atomic with {packet, 4}).
+%%% In that order the link never sees a reused id while the old one is
+%%% still on its books: the ECM can only reuse an id after it read the
+%%% RESPONSE.
+%%%
+%%% De-duplicated requests (a sid and a rid) are registered in
+%%% mod_megaphone_registry before they start: the worker waits for 'go'
+%%% (registered) or 'abandon' (a twin already runs) from its link. At the
+%%% end it takes its row, which yields every recipient attached meanwhile.
+%%%----------------------------------------------------------------------
+-module(mod_megaphone_worker).
+
+-export([start/3, go/1, abandon/1]).
+
+-include("logger.hrl").
+
+-type recipient() :: {pid(), inet:socket(), non_neg_integer(), reference()}.
+-export_type([recipient/0]).
+
+%% Workers only wait; the defaults would keep them larger than needed.
+-define(SPAWN_OPTS, [{fullsweep_after, 0}, {min_heap_size, 233}]).
+%% If the link dies between spawn and go, run anyway rather than leak.
+-define(GO_TIMEOUT, 5000).
+-define(TERMINATE_BODY,
+        <<"<body type='terminate' condition='internal-server-error' "
+          "xmlns='http://jabber.org/protocol/httpbind'/>">>).
+
+%%%===================================================================
+%%% API
+%%%===================================================================
+%% Starts a worker. With Key = none it runs at once for Recipient only;
+%% with a key it waits for go/1 or abandon/1.
+-spec start(mod_megaphone_codec:frame(), recipient(),
+            mod_megaphone_registry:key() | none) -> pid().
+start(Request, Recipient, Key) ->
+    spawn_opt(fun() -> init(Request, Recipient, Key) end, ?SPAWN_OPTS).
+
+-spec go(pid()) -> ok.
+go(Worker) ->
+    Worker ! go,
+    ok.
+
+-spec abandon(pid()) -> ok.
+abandon(Worker) ->
+    Worker ! abandon,
+    ok.
+
+%%%===================================================================
+%%% Internal functions
+%%%===================================================================
+init(Request, Recipient, none) ->
+    reply([Recipient], run(Request));
+init(Request, _Recipient, Key) ->
+    receive
+        abandon -> ok;
+        go -> finish(Key, run(Request))
+    after ?GO_TIMEOUT ->
+            finish(Key, run(Request))
+    end.
+
+finish(Key, Frame) ->
+    Recipients = try mod_megaphone_registry:take(Key, self())
+                 catch error:badarg -> [] % module stopped: table gone
+                 end,
+    reply(Recipients, Frame).
+
+run(#{id := Id, body := Body, ip := IP, port := Port}) ->
+    try ejabberd_bosh:process_request(Body, {IP, Port}, xml) of
+        {Status, _Reason, Headers, RespBody} ->
+            #{type => response, id => Id, status => Status,
+              content_type => content_type(Headers),
+              body => iolist_to_binary(RespBody)}
+    catch Class:Reason:Stack ->
+            ?ERROR_MSG("mod_megaphone: BOSH request from ~ts failed: ~p",
+                       [inet:ntoa(IP), {Class, Reason, Stack}]),
+            #{type => response, id => Id, status => 500,
+              content_type => <<"text/xml; charset=utf-8">>,
+              body => ?TERMINATE_BODY}
+    end.
+
+content_type(Headers) ->
+    case [V || {K, V} <- Headers,
+               string:lowercase(iolist_to_binary(K)) == <<"content-type">>] of
+        [V | _] ->
+            case iolist_to_binary(V) of
+                Ct when byte_size(Ct) =< 255 -> Ct;
+                _ -> <<>> % cannot be framed; the ECM applies its default
+            end;
+        [] ->
+            <<>>
+    end.
+
+reply(Recipients, Frame) ->
+    lists:foreach(
+      fun({Link, Socket, Id, Ref}) ->
+              case is_process_alive(Link) of
+                  true ->
+                      Link ! {megaphone_done, Id, Ref},
+                      %% A closed or stuck socket is the link's problem
+                      %% (send_timeout closes it); the answer is dropped.
+                      _ = gen_tcp:send(Socket, mod_megaphone_codec:encode(Frame#{id := Id})),
+                      ok;
+                  false ->
+                      ok
+              end
+      end, Recipients).
