@@ -1,0 +1,122 @@
+package io.megaphone.link;
+
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.channel.socket.nio.NioServerSocketChannel;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+
+/**
+ * A Java stand-in for mod_megaphone's side of the link, for fast tests of the ECM's link code. It speaks the
+ * server side of the handshake and answers each REQUEST with what {@code answer} returns (or holds it when that
+ * is null). It is never a replacement for the real ejabberd tests.
+ */
+final class FakeMegaphoneServer implements AutoCloseable {
+
+    /** One REQUEST as the fake received it, with the channel it came on. */
+    record Received(Channel channel, Frame.Request request) {
+    }
+
+    private final EventLoopGroup group = new MultiThreadIoEventLoopGroup(1, NioIoHandler.newFactory());
+    private final HandshakeProof proof;
+    private final Function<Frame.Request, Frame.Response> answer;
+    final List<Channel> links = new CopyOnWriteArrayList<>();
+    final Queue<Received> received = new ConcurrentLinkedQueue<>();
+    final Queue<Frame.Cancel> cancels = new ConcurrentLinkedQueue<>();
+    private final Channel server;
+
+    FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer) throws InterruptedException {
+        this.proof = new HandshakeProof(secret);
+        this.answer = answer;
+        this.server = new ServerBootstrap().group(group).channel(NioServerSocketChannel.class)
+                .childHandler(new ChannelInitializer<SocketChannel>() {
+                    @Override
+                    protected void initChannel(SocketChannel ch) {
+                        ch.pipeline().addLast(new LinkFrameDecoder(1 << 20), new ServerSide());
+                    }
+                }).bind(new InetSocketAddress("127.0.0.1", 0)).sync().channel();
+    }
+
+    /** An answer function that echoes the request's body back with status 200. */
+    static Frame.Response echo(Frame.Request request) {
+        return new Frame.Response(request.id(), 200, "text/xml; charset=utf-8", request.envelope().body());
+    }
+
+    String address() {
+        return "127.0.0.1:" + ((InetSocketAddress) server.localAddress()).getPort();
+    }
+
+    InetSocketAddress socketAddress() {
+        return (InetSocketAddress) server.localAddress();
+    }
+
+    void answer(Received held, int status, String body) {
+        held.channel().writeAndFlush(FrameCodec.encode(new Frame.Response(held.request().id(), status,
+                "text/xml; charset=utf-8", body.getBytes(StandardCharsets.UTF_8)), held.channel().alloc()));
+    }
+
+    @Override
+    public void close() {
+        server.close().syncUninterruptibly();
+        links.forEach(Channel::close);
+        group.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+
+    private final class ServerSide extends SimpleChannelInboundHandler<Frame> {
+        private byte[] serverNonce;
+        private boolean authenticated;
+
+        @Override
+        public void channelActive(ChannelHandlerContext ctx) {
+            serverNonce = HandshakeProof.newNonce();
+            ctx.writeAndFlush(FrameCodec.encode(new Frame.Hello(1, 1, serverNonce), ctx.alloc()));
+        }
+
+        @Override
+        protected void channelRead0(ChannelHandlerContext ctx, Frame frame) {
+            if (!authenticated) {
+                if (frame instanceof Frame.Auth auth && HandshakeProof.matches(
+                        proof.authMac(auth.version(), serverNonce, auth.clientNonce(), auth.name()), auth.mac())) {
+                    authenticated = true;
+                    links.add(ctx.channel());
+                    ctx.writeAndFlush(FrameCodec.encode(new Frame.Welcome(
+                            proof.welcomeMac(1, auth.clientNonce(), serverNonce), 1 << 20, 10_000, 15_000, "fake@node"),
+                            ctx.alloc()));
+                } else {
+                    ctx.writeAndFlush(FrameCodec.encode(new Frame.Error(Frame.Error.AUTH_FAILED, "auth_failed"),
+                            ctx.alloc())).addListener(f -> ctx.close());
+                }
+                return;
+            }
+            if (frame instanceof Frame.Request request) {
+                received.add(new Received(ctx.channel(), request));
+                Frame.Response response = answer.apply(request);
+                if (response != null) {
+                    ctx.writeAndFlush(FrameCodec.encode(response, ctx.alloc()));
+                }
+            } else if (frame instanceof Frame.Cancel cancel) {
+                cancels.add(cancel);
+            } else if (frame instanceof Frame.Ping ping) {
+                ctx.writeAndFlush(FrameCodec.encode(new Frame.Pong(ping.opaque()), ctx.alloc()));
+            }
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            links.remove(ctx.channel());
+        }
+    }
+}

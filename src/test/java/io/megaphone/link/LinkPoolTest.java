@@ -1,0 +1,143 @@
+package io.megaphone.link;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.net.InetAddress;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import reactor.core.Disposable;
+import reactor.core.publisher.Mono;
+
+/** The link pool against a Java fake of mod_megaphone: handshake, failover, cancel, unavailability. */
+class LinkPoolTest {
+
+    private static final byte[] SECRET = "pool-test-secret".getBytes(StandardCharsets.UTF_8);
+    private FakeMegaphoneServer server;
+    private LinkPool pool;
+
+    @AfterEach
+    void stop() {
+        if (pool != null) {
+            pool.close();
+        }
+        if (server != null) {
+            server.close();
+        }
+    }
+
+    private LinkPool pool(byte[] secret, int links, Duration upstreamTimeout) {
+        LinkSettings settings = new LinkSettings(new HandshakeProof(secret), "test-ecm", Duration.ofSeconds(15),
+                Duration.ofSeconds(2), 1 << 20);
+        pool = new LinkPool(List.of(server.socketAddress()), links, settings, upstreamTimeout,
+                Duration.ofMillis(20), Duration.ofMillis(200), 1);
+        pool.start();
+        return pool;
+    }
+
+    private static RequestEnvelope envelope(long rid, String text) throws Exception {
+        return RequestEnvelope.of(rid, "sid-1", InetAddress.getByName("10.1.2.3"), 4321,
+                text.getBytes(StandardCharsets.UTF_8));
+    }
+
+    @Test
+    void aRequestTravelsOverTheLinkAndItsAnswerComesBack() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo);
+        pool(SECRET, 2, Duration.ofSeconds(30));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
+
+        Frame.Response response = pool.forward(envelope(5, "<body/>")).block(Duration.ofSeconds(5));
+
+        assertThat(new String(response.body(), StandardCharsets.UTF_8)).isEqualTo("<body/>");
+        FakeMegaphoneServer.Received received = server.received.poll();
+        assertThat(received.request().envelope().address()).isEqualTo(InetAddress.getByName("10.1.2.3"));
+        assertThat(received.request().envelope().port()).isEqualTo(4321);
+    }
+
+    @Test
+    void aWrongSecretNeverGetsALinkReady() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo);
+        pool("not-the-secret".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
+        Thread.sleep(500);
+        assertThat(pool.readyLinks()).isZero();
+        assertThat(server.links).isEmpty();
+    }
+
+    @Test
+    void withNoLinkReadyARequestFailsAsUnavailableAtOnce() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo);
+        pool("not-the-secret".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
+        AtomicReference<Throwable> error = new AtomicReference<>();
+        pool.forward(envelope(1, "<body/>")).doOnError(error::set).onErrorResume(e -> Mono.empty())
+                .block(Duration.ofSeconds(1));
+        assertThat(error.get()).isInstanceOf(UpstreamUnavailableException.class);
+    }
+
+    @Test
+    void aHeldRequestWhoseLinkDiesIsReSentWithTheSameEnvelopeOnAnotherLink() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        pool(SECRET, 2, Duration.ofSeconds(30));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
+        RequestEnvelope envelope = envelope(77, "<body rid='77'/>");
+        AtomicReference<Frame.Response> answer = new AtomicReference<>();
+        pool.forward(envelope).subscribe(answer::set);
+        await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 1);
+        FakeMegaphoneServer.Received first = server.received.poll();
+
+        first.channel().close();
+
+        await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 1);
+        FakeMegaphoneServer.Received again = server.received.poll();
+        assertThat(again.channel()).isNotSameAs(first.channel());
+        assertThat(again.request().envelope()).isEqualTo(envelope);
+        server.answer(again, 200, "<body>kept</body>");
+        await().atMost(Duration.ofSeconds(5)).until(() -> answer.get() != null);
+        assertThat(new String(answer.get().body(), StandardCharsets.UTF_8)).isEqualTo("<body>kept</body>");
+    }
+
+    @Test
+    void aClientThatGoesAwaySendsCancelUpstream() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        pool(SECRET, 1, Duration.ofSeconds(30));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
+        Disposable held = pool.forward(envelope(9, "<body/>")).subscribe();
+        await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 1);
+        int id = server.received.peek().request().id();
+
+        held.dispose();
+
+        await().atMost(Duration.ofSeconds(5)).until(() -> !server.cancels.isEmpty());
+        assertThat(server.cancels.peek().id()).isEqualTo(id);
+        await().atMost(Duration.ofSeconds(2)).until(() -> pool.inflight() == 0);
+    }
+
+    @Test
+    void aRequestUnansweredPastTheUpstreamTimeoutFailsAsTimeoutAndIsCancelled() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        pool(SECRET, 1, Duration.ofMillis(600));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
+        AtomicReference<Throwable> error = new AtomicReference<>();
+        pool.forward(envelope(3, "<body/>")).subscribe(r -> { }, error::set);
+        await().atMost(Duration.ofSeconds(5)).until(() -> error.get() != null);
+        assertThat(error.get()).isInstanceOf(UpstreamTimeoutException.class);
+        await().atMost(Duration.ofSeconds(2)).until(() -> !server.cancels.isEmpty());
+    }
+
+    @Test
+    void requestsGoToTheLinkWithTheFewestInFlight() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        pool(SECRET, 2, Duration.ofSeconds(30));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
+        for (int i = 1; i <= 10; i++) {
+            pool.forward(envelope(i, "<body/>")).subscribe(r -> { }, e -> { });
+            int expected = i;
+            await().atMost(Duration.ofSeconds(2)).until(() -> server.received.size() == expected);
+        }
+        long onFirst = server.received.stream().filter(r -> r.channel() == server.links.get(0)).count();
+        assertThat(onFirst).isEqualTo(5);
+    }
+}
