@@ -163,6 +163,7 @@ api_permissions:
     who: all
     what: "*"
 modules:
+  mod_admin_extra: {}
   mod_bosh: {}
   mod_disco: {}
   mod_offline: {}
@@ -170,6 +171,9 @@ modules:
   mod_roster: {}
   mod_stream_mgmt: {}
 YML
+
+    # ejabberdctl points ERL_INETRC at the config dir.
+    printf '%s\n' '{lookup,["file","native"]}.' '{host,{127,0,0,1}, ["localhost"]}.' > "$DIR/inetrc"
 
     local mod="$DIR/modules/mod_megaphone"
     rm -rf "$mod"

@@ -149,7 +149,11 @@ hello(#state{socket = Socket} = State) ->
               max_version => mod_megaphone_codec:version(), nonce => Nonce},
     ok = inet:setopts(Socket, [{packet, 4}, {packet_size, ?HANDSHAKE_FRAME_SIZE},
                                {send_timeout, ?SEND_TIMEOUT},
-                               {send_timeout_close, true}]),
+                               {send_timeout_close, true},
+                               %% Keeps the socket writable after emsgsize
+                               %% (an oversize length), so ERROR
+                               %% frame_too_large can still be sent.
+                               {exit_on_close, false}]),
     State1 = State#state{peer = Peer, phase = handshake, nonce = Nonce,
                          timer = erlang:start_timer(Timeout, self(), handshake)},
     case send(Socket, Hello) of
