@@ -31,7 +31,7 @@ class Closed(Exception):
 
 
 class Link:
-    def __init__(self, addr, timeout=10):
+    def __init__(self, addr, timeout=30):
         host, port = addr.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.lock = threading.Lock()
