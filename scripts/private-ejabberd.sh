@@ -240,6 +240,11 @@ cmd_start() {
             echo "ejabberd ${version:-?} started: node=$EJ_NODE c2s=$EJ_C2S_PORT bosh=http://127.0.0.1:$EJ_HTTP_PORT/http-bind link=127.0.0.1:$EJ_LINK_PORT"
             return 0
         fi
+        # Fail fast when the VM already gave up (a module start failed, ...).
+        if grep -q "initialization was aborted" "$DIR/logs/ejabberd.log" 2>/dev/null \
+           || { [ -f "$DIR/ejabberd.pid" ] && ! pid_alive; }; then
+            break
+        fi
         sleep 0.5
     done
     echo "private-ejabberd: ejabberd in $DIR did not start within ${START_TIMEOUT}s (node $EJ_NODE, link port $EJ_LINK_PORT)" >&2

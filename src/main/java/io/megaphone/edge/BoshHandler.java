@@ -94,6 +94,10 @@ final class BoshHandler {
         return BoshAnswers.send(response, 200, BoshAnswers.TEXT, DESCRIPTION);
     }
 
+    Mono<Void> notFound(HttpServerRequest request, HttpServerResponse response) {
+        return BoshAnswers.send(response, 404, BoshAnswers.TEXT, "not found\n".getBytes(StandardCharsets.UTF_8));
+    }
+
     Mono<Void> methodNotAllowed(HttpServerRequest request, HttpServerResponse response) {
         response.header(HttpHeaderNames.ALLOW, "POST, GET, OPTIONS");
         return BoshAnswers.send(response, 405, BoshAnswers.TEXT,

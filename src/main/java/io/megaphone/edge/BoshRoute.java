@@ -30,7 +30,9 @@ final class BoshRoute implements NettyRouteProvider {
                     .get(path, handler::describe)
                     .route(request -> path.equals(stripQuery(request.uri())), handler::methodNotAllowed);
         }
-        return routes;
+        // Anything else on the BOSH port gets a short plain 404, never WebFlux's HTML error page. Actuator keeps
+        // its paths for setups that run management on the same port.
+        return routes.route(request -> !stripQuery(request.uri()).startsWith("/actuator"), handler::notFound);
     }
 
     private static String stripQuery(String uri) {

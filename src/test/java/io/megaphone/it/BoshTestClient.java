@@ -96,8 +96,16 @@ public final class BoshTestClient {
         return "<body rid='" + requestRid + "' sid='" + sid + "' xmlns='" + NS + "'>" + stanzas + "</body>";
     }
 
-    public Answer sendChat(String to, String text) throws Exception {
-        return send("<message to='" + to + "' type='chat' xmlns='jabber:client'><body>" + text + "</body></message>");
+    /**
+     * Sends a chat message. Like a web client, it does not wait for the answer: ejabberd holds a request that
+     * carries stanzas too, until it has something for this user or {@code wait} passes.
+     */
+    public CompletableFuture<Answer> sendChat(String to, String text) {
+        return postAsync(wrap(nextRid(), chat(to, text)));
+    }
+
+    public static String chat(String to, String text) {
+        return "<message to='" + to + "' type='chat' xmlns='jabber:client'><body>" + text + "</body></message>";
     }
 
     /** Starts an empty long poll; it completes when the server has something or {@code wait} passes. */

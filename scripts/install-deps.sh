@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what Megaphone needs on a Debian/Ubuntu machine, only where it is missing:
+# ejabberd and erlang-dev (mod_megaphone is built with erlc against the packaged ejabberd),
+# a JDK 17+ (the Maven wrapper fetches Maven itself), make, curl, python3, iproute2.
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+missing=()
+command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || missing+=(ejabberd)
+command -v erlc >/dev/null 2>&1 || missing+=(erlang-dev)
+ls -d /usr/lib/*/ejabberd-*/include >/dev/null 2>&1 || missing+=(ejabberd)
+command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+# De-duplicate while keeping order.
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+# The Debian ejabberd package starts a system-wide ejabberd where systemd runs; the tests and the demo
+# start their own private instances on free ports, so the system one is not needed (and is stopped).
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ejabberd 2>/dev/null; then
+    $sudo systemctl stop ejabberd || true
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then runs mod_megaphone's eunit tests and the ECM's
+# tests (unit tests and end-to-end tests against a real, private ejabberd started on free loopback ports).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/install-deps.sh
+echo "== ejabberd: $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo unknown), erlc: $(command -v erlc)"
+
+echo "== mod_megaphone: eunit"
+make -C ejabberd/mod_megaphone clean test
+
+echo "== ECM: unit and end-to-end tests (Maven)"
+./mvnw -B -ntp verify "$@"
