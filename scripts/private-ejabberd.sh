@@ -247,7 +247,7 @@ cmd_start() {
         fi
         sleep 0.5
     done
-    echo "private-ejabberd: ejabberd in $DIR did not start within ${START_TIMEOUT}s (node $EJ_NODE, link port $EJ_LINK_PORT)" >&2
+    echo "private-ejabberd: ejabberd in $DIR did not start (waited up to ${START_TIMEOUT}s; node $EJ_NODE, link port $EJ_LINK_PORT)" >&2
     show_log
     cmd_stop >/dev/null 2>&1 || true
     exit 1

@@ -1,0 +1,98 @@
+%%%----------------------------------------------------------------------
+%%% File    : mod_megaphone_tests.erl
+%%% Purpose : Start-up refusals of mod_megaphone and the (sid, rid)
+%%%           registry rules, without a running ejabberd.
+%%%----------------------------------------------------------------------
+-module(mod_megaphone_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+opts(Extra) ->
+    maps:merge(maps:from_list(mod_megaphone:mod_options(<<"localhost">>)), Extra).
+
+%%%===================================================================
+%%% Start-up refusals
+%%%===================================================================
+no_secret_refuses_to_start_test() ->
+    %% Ensures a config without secret nor secret_file is {error, no_secret}.
+    ?assertEqual({error, no_secret}, mod_megaphone:start(<<"localhost">>, opts(#{}))).
+
+unreadable_secret_file_refuses_to_start_test() ->
+    %% Ensures an unreadable secret_file is an error naming the file.
+    File = <<"/nonexistent/megaphone.secret">>,
+    ?assertEqual({error, {secret_file, File, enoent}},
+                 mod_megaphone:start(<<"localhost">>, opts(#{secret_file => File}))).
+
+empty_secret_refuses_to_start_test() ->
+    %% Ensures a secret of only whitespace is refused, not used.
+    File = filename:join(temp_dir(), "blank.secret"),
+    ok = file:write_file(File, <<" \n">>),
+    ?assertEqual({error, empty_secret},
+                 mod_megaphone:start(<<"localhost">>,
+                                     opts(#{secret_file => list_to_binary(File)}))).
+
+every_option_has_a_validator_and_a_default_test() ->
+    %% Ensures mod_options/1 and mod_opt_type/1 cover the same options.
+    [?assert(is_function(mod_megaphone:mod_opt_type(Opt)))
+     || {Opt, _} <- mod_megaphone:mod_options(<<"localhost">>)],
+    ?assertEqual([{mod_bosh, hard}], mod_megaphone:depends(<<"localhost">>, #{})).
+
+%%%===================================================================
+%%% Registry
+%%%===================================================================
+registry_test_() ->
+    {setup,
+     fun() -> {ok, Pid} = mod_megaphone_registry:start_link(), unlink(Pid), Pid end,
+     fun(Pid) -> exit(Pid, kill) end,
+     [fun second_copy_attaches_to_the_running_worker/0,
+      fun cancel_of_the_only_copy_stops_the_worker/0,
+      fun cancel_of_one_of_two_copies_keeps_the_worker/0,
+      fun a_closed_link_never_stops_the_worker/0,
+      fun attach_after_the_worker_finished_finds_nothing/0]}.
+
+second_copy_attaches_to_the_running_worker() ->
+    %% Ensures a (sid, rid) runs once: insert_new refuses a twin, attach
+    %% joins it, and take hands every recipient to the worker.
+    Key = {<<"s1">>, 1}, W = self(),
+    ?assert(mod_megaphone_registry:insert_new(Key, W, r1)),
+    ?assertNot(mod_megaphone_registry:insert_new(Key, W, r2)),
+    ?assertEqual({ok, W}, mod_megaphone_registry:attach(Key, r2)),
+    ?assertEqual([r2, r1], mod_megaphone_registry:take(Key, W)),
+    ?assertEqual([], mod_megaphone_registry:take(Key, W)).
+
+cancel_of_the_only_copy_stops_the_worker() ->
+    %% Ensures CANCEL of the only copy removes the row and names the worker.
+    Key = {<<"s2">>, 1}, W = self(),
+    true = mod_megaphone_registry:insert_new(Key, W, r1),
+    ?assertEqual({kill, W}, mod_megaphone_registry:cancel(Key, r1)),
+    ?assertEqual(not_found, mod_megaphone_registry:attach(Key, r2)).
+
+cancel_of_one_of_two_copies_keeps_the_worker() ->
+    %% Ensures CANCEL of one copy leaves the other waiting for the answer.
+    Key = {<<"s3">>, 1}, W = self(),
+    true = mod_megaphone_registry:insert_new(Key, W, r1),
+    {ok, W} = mod_megaphone_registry:attach(Key, r2),
+    ?assertEqual(ok, mod_megaphone_registry:cancel(Key, r1)),
+    ?assertEqual([r2], mod_megaphone_registry:take(Key, W)).
+
+a_closed_link_never_stops_the_worker() ->
+    %% Ensures detach drops a recipient but keeps the row for a re-sent copy.
+    Key = {<<"s4">>, 1}, W = self(),
+    true = mod_megaphone_registry:insert_new(Key, W, r1),
+    ok = mod_megaphone_registry:detach(Key, r1),
+    ?assertEqual({ok, W}, mod_megaphone_registry:attach(Key, r2)),
+    ?assertEqual([r2], mod_megaphone_registry:take(Key, W)).
+
+attach_after_the_worker_finished_finds_nothing() ->
+    %% Ensures a copy arriving after the answer starts afresh (not_found),
+    %% and a take by another pid never steals a row.
+    Key = {<<"s5">>, 1}, W = self(),
+    true = mod_megaphone_registry:insert_new(Key, W, r1),
+    ?assertEqual([], mod_megaphone_registry:take(Key, spawn(fun() -> ok end))),
+    [r1] = mod_megaphone_registry:take(Key, W),
+    ?assertEqual(not_found, mod_megaphone_registry:attach(Key, r2)).
+
+temp_dir() ->
+    Dir = filename:join(["/tmp", "mod_megaphone_tests." ++ os:getpid()]),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Dir.
