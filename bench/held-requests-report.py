@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Turns one bench/held-requests.sh result directory into a Markdown report (stdout).
+
+points.txt: n heap_histogram_bytes heap_used_bytes rss_bytes rss_anon_bytes instances
+histogram-<n>.txt: `jcmd <pid> GC.class_histogram` at each point.
+"""
+import re
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+rows = [line.split() for line in (out / "points.txt").read_text().splitlines()[1:] if line.strip()]
+points = [dict(n=int(r[0]), heap=int(r[1]), used=int(r[2]), rss=int(r[3]), anon=int(r[4]), objs=int(r[5]))
+          for r in rows]
+
+def kb(x):
+    return f"{x / 1024:,.1f}"
+
+def mb(x):
+    return f"{x / 1048576:,.1f}"
+
+print((out / "machine.txt").read_text().strip().replace("\n", "  \n"))
+print()
+print("| held N | live heap (MB, class histogram) | heap used (MB, jstat) | RSS (MB) | RSS anon (MB) | live objects |")
+print("|---:|---:|---:|---:|---:|---:|")
+for p in points:
+    print(f"| {p['n']:,} | {mb(p['heap'])} | {mb(p['used'])} | {mb(p['rss'])} | {mb(p['anon'])} | {p['objs']:,} |")
+print()
+print("Slopes, per held request (KB = 1024 bytes):")
+print()
+print("| from → to | live heap KB | heap used KB | RSS KB | RSS anon KB | objects |")
+print("|---|---:|---:|---:|---:|---:|")
+pairs = list(zip(points, points[1:]))
+if len(points) > 2:
+    pairs.append((points[1], points[-1]))
+for a, b in pairs:
+    dn = b["n"] - a["n"]
+    if dn <= 0:
+        continue
+    print(f"| {a['n']:,} → {b['n']:,} | {kb((b['heap'] - a['heap']) / dn)} | {kb((b['used'] - a['used']) / dn)} "
+          f"| {kb((b['rss'] - a['rss']) / dn)} | {kb((b['anon'] - a['anon']) / dn)} | {(b['objs'] - a['objs']) / dn:.1f} |")
+
+LINE = re.compile(r"^\s*\d+:\s+(\d+)\s+(\d+)\s+(\S+)")
+
+def histogram(n):
+    classes = {}
+    for line in (out / f"histogram-{n}.txt").read_text().splitlines():
+        m = LINE.match(line)
+        if m:
+            classes[m.group(3)] = (int(m.group(1)), int(m.group(2)))
+    return classes
+
+first, last = points[0], points[-1]
+if last["n"] > first["n"]:
+    h0, h1 = histogram(first["n"]), histogram(last["n"])
+    dn = last["n"] - first["n"]
+    deltas = []
+    for name in set(h0) | set(h1):
+        i0, b0 = h0.get(name, (0, 0))
+        i1, b1 = h1.get(name, (0, 0))
+        deltas.append(((b1 - b0) / dn, (i1 - i0) / dn, name))
+    deltas.sort(reverse=True)
+    print()
+    print(f"Top classes per held request (class histogram at {last['n']:,} minus at {first['n']:,}, divided by {dn:,}):")
+    print()
+    print("| bytes / held request | instances / held request | class |")
+    print("|---:|---:|---|")
+    shown = 0
+    for b, i, name in deltas[:20]:
+        print(f"| {b:,.1f} | {i:.2f} | `{name}` |")
+        shown += b
+    total = (last["heap"] - first["heap"]) / dn
+    print(f"| {shown:,.1f} | | (these 20 classes; all classes: {total:,.1f}) |")
+    print()
+    print(f"Top 15 lines of the class histogram at {last['n']:,} held:")
+    print()
+    print("```")
+    lines = (out / f"histogram-{last['n']}.txt").read_text().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.strip().startswith("num"))
+    print("\n".join(lines[start:start + 17]))
+    print([l for l in lines if l.startswith("Total")][0])
+    print("```")
