@@ -31,6 +31,10 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param maxBodyBytes the largest request body forwarded; larger ones get 413 (ejabberd's c2s
      *     {@code max_stanza_size} is usually 65536 to 262144)
      * @param retryAfterSeconds the base of the {@code Retry-After} of a 503 (a random 0 to base is added)
+     * @param trustedProxies addresses or CIDR blocks of the load balancers in front of the ECM; only from them
+     *     are {@code Forwarded} / {@code X-Forwarded-For} believed
+     * @param proxyProtocol accept the HAProxy PROXY protocol (v1/v2) header on BOSH connections; turn it on only
+     *     when every connection to the BOSH port comes through such a proxy
      */
     public record Edge(
             @DefaultValue({"/http-bind", "/bosh"}) @NotEmpty List<@Pattern(regexp = "/[^?#]*",
@@ -38,7 +42,9 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("310s") @NotNull Duration upstreamTimeout,
             @DefaultValue("262144") @Min(1024) @Max(16_777_216) int maxBodyBytes,
             @DefaultValue("2") @Min(1) @Max(3600) int retryAfterSeconds,
-            @Valid @NotNull @DefaultValue Cors cors) {
+            @Valid @NotNull @DefaultValue Cors cors,
+            @DefaultValue({}) List<@NotBlank String> trustedProxies,
+            @DefaultValue("false") boolean proxyProtocol) {
     }
 
     /**

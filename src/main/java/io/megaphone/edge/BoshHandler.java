@@ -31,12 +31,14 @@ final class BoshHandler {
     private final int maxBodyBytes;
     private final BoshAnswers answers;
     private final CorsPolicy cors;
+    private final ClientAddressResolver clientAddresses;
 
     BoshHandler(LinkPool pool, MegaphoneProperties.Edge edge) {
         this.pool = pool;
         this.maxBodyBytes = edge.maxBodyBytes();
         this.answers = new BoshAnswers(edge.retryAfterSeconds());
         this.cors = new CorsPolicy(edge.cors());
+        this.clientAddresses = new ClientAddressResolver(edge.trustedProxies());
     }
 
     Mono<Void> post(HttpServerRequest request, HttpServerResponse response) {
@@ -45,7 +47,7 @@ final class BoshHandler {
         if (declared > maxBodyBytes) {
             return answers.tooLarge(response);
         }
-        InetSocketAddress client = request.remoteAddress();
+        InetSocketAddress client = clientAddresses.resolve(request.remoteAddress(), request.requestHeaders());
         return request.receive()
                 .collect(() -> new BodyCollector(maxBodyBytes, (int) declared), BodyCollector::append)
                 .flatMap(collector -> {
