@@ -10,8 +10,10 @@ from pathlib import Path
 
 out = Path(sys.argv[1])
 rows = [line.split() for line in (out / "points.txt").read_text().splitlines()[1:] if line.strip()]
-points = [dict(n=int(r[0]), heap=int(r[1]), used=int(r[2]), rss=int(r[3]), anon=int(r[4]), objs=int(r[5]))
-          for r in rows]
+points = [dict(n=int(r[0]), heap=int(r[1]), used=int(r[2]), rss=int(r[3]), anon=int(r[4]), objs=int(r[5]),
+               committed=int(r[6]) if len(r) > 6 else 0) for r in rows]
+for p in points:
+    p["native"] = p["rss"] - p["committed"]  # RSS outside the Java heap (if the committed heap is all touched)
 
 def kb(x):
     return f"{x / 1024:,.1f}"
@@ -21,15 +23,18 @@ def mb(x):
 
 print((out / "machine.txt").read_text().strip().replace("\n", "  \n"))
 print()
-print("| held N | live heap (MB, class histogram) | heap used (MB, jstat) | RSS (MB) | RSS anon (MB) | live objects |")
-print("|---:|---:|---:|---:|---:|---:|")
+print("| held N | live heap (MB, class histogram) | heap used (MB, jstat) | heap committed (MB) | RSS (MB) "
+      "| RSS anon (MB) | RSS − committed heap (MB) | live objects |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for p in points:
-    print(f"| {p['n']:,} | {mb(p['heap'])} | {mb(p['used'])} | {mb(p['rss'])} | {mb(p['anon'])} | {p['objs']:,} |")
+    print(f"| {p['n']:,} | {mb(p['heap'])} | {mb(p['used'])} | {mb(p['committed'])} | {mb(p['rss'])} | {mb(p['anon'])} "
+          f"| {mb(p['native'])} | {p['objs']:,} |")
 print()
 print("Slopes, per held request (KB = 1024 bytes):")
 print()
-print("| from → to | live heap KB | heap used KB | RSS KB | RSS anon KB | objects |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| from → to | live heap KB | heap used KB | heap committed KB | RSS KB | RSS anon KB | RSS − committed heap KB "
+      "| objects |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 pairs = list(zip(points, points[1:]))
 if len(points) > 2:
     pairs.append((points[1], points[-1]))
@@ -37,8 +42,9 @@ for a, b in pairs:
     dn = b["n"] - a["n"]
     if dn <= 0:
         continue
-    print(f"| {a['n']:,} → {b['n']:,} | {kb((b['heap'] - a['heap']) / dn)} | {kb((b['used'] - a['used']) / dn)} "
-          f"| {kb((b['rss'] - a['rss']) / dn)} | {kb((b['anon'] - a['anon']) / dn)} | {(b['objs'] - a['objs']) / dn:.1f} |")
+    d = {k: (b[k] - a[k]) / dn for k in ("heap", "used", "committed", "rss", "anon", "native", "objs")}
+    print(f"| {a['n']:,} → {b['n']:,} | {kb(d['heap'])} | {kb(d['used'])} | {kb(d['committed'])} | {kb(d['rss'])} "
+          f"| {kb(d['anon'])} | {kb(d['native'])} | {d['objs']:.1f} |")
 
 LINE = re.compile(r"^\s*\d+:\s+(\d+)\s+(\d+)\s+(\S+)")
 

@@ -15,6 +15,7 @@
 #   SOURCE           head (default): build `git archive HEAD`, so the numbers belong to a commit;
 #                    worktree: build the working tree as it is now (pom.xml, .mvn, src)
 #   UPSTREAM_PORT HTTP_PORT MGMT_PORT   loopback ports (default 15290 15280 19090)
+#   HEAP_DUMP=1      also write a heap dump (heap-<N>.hprof, live objects) at the last point
 #   OUT              result directory (default: bench/results/<date>-<java version>)
 #
 # Everything listens and connects on 127.0.0.x only. Each client process holds at most 8,000 connections
@@ -44,9 +45,12 @@ OUT=$(cd "$OUT" && pwd)
 
 PIDS=()
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    local i pid
+    for (( i = ${#PIDS[@]} - 1; i >= 0; i-- )); do  # clients first, then the ECM, the upstream last
+        pid=${PIDS[i]}
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -88,7 +92,8 @@ cat "$OUT/machine.txt" | tee -a "$OUT/run.log"
 
 # ---- processes ----
 "$JAVA" -Xmx256m -cp "$TOOL_CP" io.megaphone.bench.HoldingUpstream "$UPSTREAM_PORT" "$SECRET" >"$OUT/upstream.log" 2>&1 &
-PIDS+=($!)
+UPSTREAM=$!
+PIDS+=($UPSTREAM)
 # shellcheck disable=SC2086
 "$JAVA" $ECM_HEAP_OPTS $ECM_EXTRA_OPTS -cp "$ECM_CP" io.megaphone.MegaphoneApplication \
     --megaphone.link.nodes=127.0.0.1:$UPSTREAM_PORT --megaphone.link.secret=$SECRET \
@@ -151,10 +156,11 @@ if (( WARMUP > 0 )); then
     wait_inflight 0
 fi
 
-jstat_used() { # live heap from jstat -gc: S0U + S1U + EU + OU (KB)
-    "$JSTAT" -gc "$ECM" | awk 'NR==1 {for (i=1;i<=NF;i++) c[$i]=i} NR==2 {printf "%d", ($c["S0U"]+$c["S1U"]+$c["EU"]+$c["OU"])*1024}'
+jstat_heap() { # "used committed" bytes from jstat -gc: S0U+S1U+EU+OU and S0C+S1C+EC+OC (reported in KB)
+    "$JSTAT" -gc "$ECM" | awk 'NR==1 {for (i=1;i<=NF;i++) c[$i]=i}
+        NR==2 {printf "%d %d", ($c["S0U"]+$c["S1U"]+$c["EU"]+$c["OU"])*1024, ($c["S0C"]+$c["S1C"]+$c["EC"]+$c["OC"])*1024}'
 }
-echo "n heap_histogram_bytes heap_used_bytes rss_bytes rss_anon_bytes instances" >"$OUT/points.txt"
+echo "n heap_histogram_bytes heap_used_bytes rss_bytes rss_anon_bytes instances heap_committed_bytes" >"$OUT/points.txt"
 HELD=0
 for n in $POINTS; do
     (( n >= HELD )) || die "POINTS must increase"
@@ -168,13 +174,16 @@ for n in $POINTS; do
     "$JCMD" "$ECM" GC.run >/dev/null
     "$JCMD" "$ECM" GC.class_histogram >"$OUT/histogram-$n.txt"
     "$JCMD" "$ECM" GC.heap_info >"$OUT/heap-info-$n.txt"
-    used=$(jstat_used)
+    read -r used committed < <(jstat_heap)
     read -r instances bytes < <(awk '/^Total/ {print $2, $3}' "$OUT/histogram-$n.txt")
     rss=$(awk '/^VmRSS/ {print $2 * 1024}' /proc/"$ECM"/status)
     anon=$(awk '/^RssAnon/ {print $2 * 1024}' /proc/"$ECM"/status)
-    echo "$n $bytes $used $rss $anon $instances" >>"$OUT/points.txt"
-    log "N=$n: live heap (histogram) $bytes B, heap used $used B, RSS $rss B (anon $anon B), $instances objects"
+    echo "$n $bytes $used $rss $anon $instances $committed" >>"$OUT/points.txt"
+    log "N=$n: live heap (histogram) $bytes B, heap used $used B (committed $committed B), RSS $rss B (anon $anon B), $instances objects"
 done
 
+if [[ -n "${HEAP_DUMP:-}" ]]; then
+    "$JCMD" "$ECM" GC.heap_dump "$OUT/heap-$HELD.hprof" >/dev/null && log "heap dump: $OUT/heap-$HELD.hprof"
+fi
 python3 "$REPO/bench/held-requests-report.py" "$OUT" | tee "$OUT/report.md"
 log "results in $OUT"
