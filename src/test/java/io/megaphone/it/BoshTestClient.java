@@ -32,12 +32,19 @@ public final class BoshTestClient {
     private final String domain;
     private final AtomicLong rid = new AtomicLong(1_000_000 + (long) (Math.random() * 1_000_000_000));
     private final List<Element> received = new ArrayList<>();
+    private final java.util.Map<String, String> headers = new java.util.LinkedHashMap<>();
     private String sid;
     private String jid;
 
     public BoshTestClient(String url, String domain) {
         this.url = url;
         this.domain = domain;
+    }
+
+    /** Adds a header to every request this client sends (e.g. X-Forwarded-For). */
+    public BoshTestClient withHeader(String name, String value) {
+        headers.put(name, value);
+        return this;
     }
 
     /** One HTTP answer: status and raw body. */
@@ -165,10 +172,11 @@ public final class BoshTestClient {
     }
 
     public CompletableFuture<Answer> postAsync(String body) {
-        HttpRequest request = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(120))
+        HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(120))
                 .header("Content-Type", "text/xml; charset=utf-8")
-                .POST(HttpRequest.BodyPublishers.ofString(body)).build();
-        return HTTP.sendAsync(request, HttpResponse.BodyHandlers.ofString())
+                .POST(HttpRequest.BodyPublishers.ofString(body));
+        headers.forEach(request::header);
+        return HTTP.sendAsync(request.build(), HttpResponse.BodyHandlers.ofString())
                 .thenApply(r -> new Answer(r.statusCode(), r.body(), r.headers()));
     }
 
