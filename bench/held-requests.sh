@@ -55,6 +55,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'log "FAILED at line $LINENO: $BASH_COMMAND"' ERR
 
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/run.log"; }
 die() { log "FAILED: $*"; exit 1; }
@@ -158,7 +159,7 @@ fi
 
 jstat_heap() { # "used committed" bytes from jstat -gc: S0U+S1U+EU+OU and S0C+S1C+EC+OC (reported in KB)
     "$JSTAT" -gc "$ECM" | awk 'NR==1 {for (i=1;i<=NF;i++) c[$i]=i}
-        NR==2 {printf "%d %d", ($c["S0U"]+$c["S1U"]+$c["EU"]+$c["OU"])*1024, ($c["S0C"]+$c["S1C"]+$c["EC"]+$c["OC"])*1024}'
+        NR==2 {printf "%d %d\n", ($c["S0U"]+$c["S1U"]+$c["EU"]+$c["OU"])*1024, ($c["S0C"]+$c["S1C"]+$c["EC"]+$c["OC"])*1024}'
 }
 echo "n heap_histogram_bytes heap_used_bytes rss_bytes rss_anon_bytes instances heap_committed_bytes" >"$OUT/points.txt"
 HELD=0

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Where do the byte[] and String objects of a heap dump hang? A small HPROF reader for the held-request
+benchmark (bench/held-requests.sh with HEAP_DUMP=1), no dependencies.
+
+    python3 bench/hprof-referrers.py heap-16000.hprof [min_count]
+
+For every byte[] and java.lang.String it finds the class of an object that references it (the first
+referrer seen), then prints the groups (referrer class, byte[] length) with at least min_count members
+(default 1000), with the content of one member, so per-request arrays and strings can be told apart from
+the constant ones.
+"""
+import mmap
+import struct
+import sys
+from collections import Counter, defaultdict
+
+path = sys.argv[1]
+min_count = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+
+f = open(path, "rb")
+mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+header_end = mm.find(b"\0") + 1
+id_size = struct.unpack_from(">I", mm, header_end)[0]
+assert id_size == 8, "expects 8-byte ids"
+pos0 = header_end + 4 + 8
+ID = ">Q"
+TYPE_SIZE = {2: 8, 4: 1, 5: 2, 6: 4, 7: 8, 8: 1, 9: 2, 10: 4, 11: 8}
+
+strings = {}
+class_name = {}
+
+
+def records():
+    pos = pos0
+    end = len(mm)
+    while pos < end:
+        tag = mm[pos]
+        length = struct.unpack_from(">I", mm, pos + 5)[0]
+        yield tag, pos + 9, length
+        pos += 9 + length
+
+
+def subrecords(start, length):
+    pos = start
+    end = start + length
+    while pos < end:
+        t = mm[pos]
+        pos += 1
+        if t == 0xFF or t == 0x05 or t == 0x07:
+            pos += 8
+        elif t == 0x01:
+            pos += 16
+        elif t in (0x02, 0x03, 0x08):
+            pos += 16
+        elif t in (0x04, 0x06):
+            pos += 12
+        elif t == 0x20:
+            cid = struct.unpack_from(ID, mm, pos)[0]
+            sup = struct.unpack_from(ID, mm, pos + 12)[0]
+            p = pos + 8 + 4 + 8 * 6 + 4
+            ncp = struct.unpack_from(">H", mm, p)[0]
+            p += 2
+            for _ in range(ncp):
+                ty = mm[p + 2]
+                p += 3 + TYPE_SIZE[ty]
+            nst = struct.unpack_from(">H", mm, p)[0]
+            p += 2
+            for _ in range(nst):
+                ty = mm[p + 8]
+                p += 9 + TYPE_SIZE[ty]
+            nf = struct.unpack_from(">H", mm, p)[0]
+            p += 2
+            fields = []
+            for _ in range(nf):
+                fields.append(mm[p + 8])
+                p += 9
+            yield t, (cid, sup, fields)
+            pos = p
+        elif t == 0x21:
+            oid, _, cid, n = struct.unpack_from(">QIQI", mm, pos)
+            yield t, (oid, cid, pos + 24, n)
+            pos += 24 + n
+        elif t == 0x22:
+            oid, _, n, cid = struct.unpack_from(">QIIQ", mm, pos)
+            yield t, (oid, cid, pos + 24, n)
+            pos += 24 + 8 * n
+        elif t == 0x23:
+            oid, _, n, ty = struct.unpack_from(">QIIB", mm, pos)
+            yield t, (oid, ty, pos + 17, n)
+            pos += 17 + TYPE_SIZE[ty] * n
+        else:
+            raise ValueError(f"unknown sub-record 0x{t:02x} at {pos - 1}")
+
+
+classes = {}
+byte_arrays = {}  # id -> (offset, length)
+string_ids = set()
+string_value = {}  # String id -> byte[] id
+# pass 1: names, classes, byte arrays
+for tag, start, length in records():
+    if tag == 0x01:
+        sid = struct.unpack_from(ID, mm, start)[0]
+        strings[sid] = mm[start + 8:start + length].decode("utf-8", "replace")
+    elif tag == 0x02:
+        cid, nid = struct.unpack_from(">IQIQ", mm, start)[1], struct.unpack_from(">IQIQ", mm, start)[3]
+        class_name[cid] = strings.get(nid, "?").replace("/", ".")
+    elif tag in (0x0C, 0x1C):
+        for t, rec in subrecords(start, length):
+            if t == 0x20:
+                cid, sup, fields = rec
+                classes[cid] = (sup, fields)
+            elif t == 0x23 and rec[1] == 8:
+                byte_arrays[rec[0]] = (rec[2], rec[3])
+
+layout_cache = {}
+
+
+def layout(cid):
+    """Field types of an instance of cid, in dump order (the class's own fields, then its superclasses')."""
+    if cid in layout_cache:
+        return layout_cache[cid]
+    out = []
+    c = cid
+    while c and c in classes:
+        sup, fields = classes[c]
+        out.extend(fields)
+        c = sup
+    layout_cache[cid] = out
+    return out
+
+
+string_cid = next(c for c, n in class_name.items() if n == "java.lang.String")
+referrer = {}
+# pass 2: who references the byte arrays and strings
+for tag, start, length in records():
+    if tag not in (0x0C, 0x1C):
+        continue
+    for t, rec in subrecords(start, length):
+        if t == 0x21:
+            oid, cid, p, n = rec
+            if cid == string_cid:
+                string_ids.add(oid)
+            name = class_name.get(cid, "?")
+            for ty in layout(cid):
+                if ty == 2:
+                    ref = struct.unpack_from(ID, mm, p)[0]
+                    if ref and ref not in referrer:
+                        referrer[ref] = name
+                    if cid == string_cid and ref in byte_arrays:
+                        string_value[oid] = ref
+                p += TYPE_SIZE[ty]
+        elif t == 0x22:
+            oid, cid, p, n = rec
+            name = class_name.get(cid, "?")
+            for i in range(n):
+                ref = struct.unpack_from(ID, mm, p + 8 * i)[0]
+                if ref and ref not in referrer:
+                    referrer[ref] = name
+
+groups = defaultdict(list)
+for bid, (off, n) in byte_arrays.items():
+    groups[("byte[]", referrer.get(bid, "(root or unknown)"), n)].append(bid)
+for sid in string_ids:
+    value = string_value.get(sid)
+    n = byte_arrays[value][1] if value else -1
+    groups[("String", referrer.get(sid, "(root or unknown)"), n)].append(sid)
+
+
+def sample(kind, oid):
+    bid = oid if kind == "byte[]" else string_value.get(oid)
+    if bid is None:
+        return ""
+    off, n = byte_arrays[bid]
+    return repr(bytes(mm[off:off + min(n, 60)]))[2:-1]
+
+
+print(f"{'count':>8} {'kind':6} {'len':>5}  referrer class | one sample")
+for (kind, ref, n), members in sorted(groups.items(), key=lambda g: -len(g[1])):
+    if len(members) < min_count:
+        continue
+    print(f"{len(members):8d} {kind:6} {n:5d}  {ref} | {sample(kind, members[0])}")
