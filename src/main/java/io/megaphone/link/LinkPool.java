@@ -11,6 +11,8 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -27,11 +29,18 @@ public final class LinkPool implements AutoCloseable {
 
     /** How many times one request may be re-sent after the links carrying it died. */
     static final int MAX_RESENDS = 3;
+    /**
+     * How long a request whose link died may wait for another link (a reconnect) before it is answered 503. New
+     * requests never wait: with no link ready they get 503 at once.
+     */
+    static final long FAILOVER_WAIT_NANOS = TimeUnit.SECONDS.toNanos(1);
 
     private final EventLoopGroup group;
     private final List<LinkSlot> slots = new ArrayList<>();
     private final long upstreamTimeoutNanos;
     private final Listener listener = new Listener();
+    /** Orphaned requests waiting for a link to come back, oldest first. */
+    private final Queue<PendingRequest> parked = new ConcurrentLinkedQueue<>();
 
     /**
      * @param nodes the ejabberd nodes' mod_megaphone addresses
@@ -62,6 +71,7 @@ public final class LinkPool implements AutoCloseable {
 
     public void start() {
         slots.forEach(LinkSlot::start);
+        group.next().scheduleAtFixedRate(this::expireParked, 100, 100, TimeUnit.MILLISECONDS);
     }
 
     /**
@@ -165,7 +175,36 @@ public final class LinkPool implements AutoCloseable {
             request.fail(new UpstreamUnavailableException("the links carrying this request died"));
             return;
         }
-        dispatch(request, from);
+        if (request.cancelled) {
+            return;
+        }
+        LinkConnection best = pick(from);
+        if (best != null) {
+            best.submit(request);
+        } else {
+            request.parkedSinceNanos = System.nanoTime();
+            parked.add(request);
+        }
+    }
+
+    /** A link is ready: orphans waiting for one go now. */
+    private void unpark() {
+        PendingRequest request;
+        while ((request = parked.poll()) != null) {
+            if (!request.cancelled) {
+                dispatch(request, null);
+            }
+        }
+    }
+
+    private void expireParked() {
+        long now = System.nanoTime();
+        PendingRequest request;
+        while ((request = parked.peek()) != null && now - request.parkedSinceNanos > FAILOVER_WAIT_NANOS) {
+            if (parked.remove(request) && !request.cancelled) {
+                request.fail(new UpstreamUnavailableException("no megaphone link came back in time"));
+            }
+        }
     }
 
     @Override
@@ -187,6 +226,9 @@ public final class LinkPool implements AutoCloseable {
     private final class Listener implements LinkConnection.Listener {
         @Override
         public void onReady(LinkConnection link) {
+            if (!parked.isEmpty()) {
+                unpark();
+            }
         }
 
         @Override

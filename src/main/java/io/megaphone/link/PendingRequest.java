@@ -18,6 +18,7 @@ final class PendingRequest {
     volatile int id;
     volatile boolean cancelled;
     int attempts;
+    long parkedSinceNanos;
 
     PendingRequest(RequestEnvelope envelope, MonoSink<Frame.Response> sink, long deadlineNanos) {
         this.envelope = envelope;

@@ -36,6 +36,8 @@ final class FakeMegaphoneServer implements AutoCloseable {
     final List<Channel> links = new CopyOnWriteArrayList<>();
     final Queue<Received> received = new ConcurrentLinkedQueue<>();
     final Queue<Frame.Cancel> cancels = new ConcurrentLinkedQueue<>();
+    /** When true the fake stops answering PINGs: a link that is up but stalled. */
+    volatile boolean stalled;
     private final Channel server;
 
     FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer) throws InterruptedException {
@@ -66,6 +68,13 @@ final class FakeMegaphoneServer implements AutoCloseable {
     void answer(Received held, int status, String body) {
         held.channel().writeAndFlush(FrameCodec.encode(new Frame.Response(held.request().id(), status,
                 "text/xml; charset=utf-8", body.getBytes(StandardCharsets.UTF_8)), held.channel().alloc()));
+    }
+
+    /** Sends GOAWAY on every link, as mod_megaphone does when it stops. */
+    void goAway() {
+        for (Channel link : links) {
+            link.writeAndFlush(FrameCodec.encode(new Frame.GoAway(0, "shutdown"), link.alloc()));
+        }
     }
 
     @Override
@@ -109,7 +118,7 @@ final class FakeMegaphoneServer implements AutoCloseable {
                 }
             } else if (frame instanceof Frame.Cancel cancel) {
                 cancels.add(cancel);
-            } else if (frame instanceof Frame.Ping ping) {
+            } else if (frame instanceof Frame.Ping ping && !stalled) {
                 ctx.writeAndFlush(FrameCodec.encode(new Frame.Pong(ping.opaque()), ctx.alloc()));
             }
         }

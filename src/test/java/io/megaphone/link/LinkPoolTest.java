@@ -31,7 +31,11 @@ class LinkPoolTest {
     }
 
     private LinkPool pool(byte[] secret, int links, Duration upstreamTimeout) {
-        LinkSettings settings = new LinkSettings(new HandshakeProof(secret), "test-ecm", Duration.ofSeconds(15),
+        return pool(secret, links, upstreamTimeout, Duration.ofSeconds(15));
+    }
+
+    private LinkPool pool(byte[] secret, int links, Duration upstreamTimeout, Duration heartbeat) {
+        LinkSettings settings = new LinkSettings(new HandshakeProof(secret), "test-ecm", heartbeat,
                 Duration.ofSeconds(2), 1 << 20);
         pool = new LinkPool(List.of(server.socketAddress()), links, settings, upstreamTimeout,
                 Duration.ofMillis(20), Duration.ofMillis(200), 1);
@@ -139,5 +143,47 @@ class LinkPoolTest {
         }
         long onFirst = server.received.stream().filter(r -> r.channel() == server.links.get(0)).count();
         assertThat(onFirst).isEqualTo(5);
+    }
+
+    @Test
+    void aStalledLinkIsFoundByHeartbeatsAndItsRequestsMoveOn() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        pool(SECRET, 1, Duration.ofSeconds(30), Duration.ofMillis(300));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
+        AtomicReference<Frame.Response> answer = new AtomicReference<>();
+        pool.forward(envelope(11, "<body/>")).subscribe(answer::set, e -> { });
+        await().atMost(Duration.ofSeconds(2)).until(() -> server.received.size() == 1);
+        FakeMegaphoneServer.Received first = server.received.poll();
+
+        server.stalled = true; // the TCP connection stays open, but nothing comes back
+
+        await().atMost(Duration.ofSeconds(3)).until(() -> !first.channel().isActive());
+        server.stalled = false;
+        await().atMost(Duration.ofSeconds(3)).until(() -> server.received.size() == 1);
+        FakeMegaphoneServer.Received again = server.received.poll();
+        assertThat(again.request().envelope()).isEqualTo(first.request().envelope());
+        server.answer(again, 200, "<body/>");
+        await().atMost(Duration.ofSeconds(2)).until(() -> answer.get() != null);
+    }
+
+    @Test
+    void aGoAwayFromTheServerDrainsTheLinkInFlightRequestsFinishAndNewOnesGoElsewhere() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        pool(SECRET, 1, Duration.ofSeconds(30));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
+        AtomicReference<Frame.Response> answer = new AtomicReference<>();
+        pool.forward(envelope(21, "<body/>")).subscribe(answer::set, e -> { });
+        await().atMost(Duration.ofSeconds(2)).until(() -> server.received.size() == 1);
+        FakeMegaphoneServer.Received held = server.received.poll();
+
+        server.goAway();
+
+        await().atMost(Duration.ofSeconds(2)).until(() -> pool.readyLinks() == 0);
+        assertThat(held.channel().isActive()).as("the draining link stays for its request").isTrue();
+        server.answer(held, 200, "<body>last</body>");
+        await().atMost(Duration.ofSeconds(2)).until(() -> answer.get() != null);
+        assertThat(new String(answer.get().body(), StandardCharsets.UTF_8)).isEqualTo("<body>last</body>");
+        await().atMost(Duration.ofSeconds(2)).until(() -> !held.channel().isActive());
+        await().atMost(Duration.ofSeconds(3)).until(() -> pool.readyLinks() == 1); // a fresh link replaces it
     }
 }
