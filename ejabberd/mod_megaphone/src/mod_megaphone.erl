@@ -8,6 +8,11 @@
 %%% vhost from the 'to'/'sid' of each body, so one listener serves every
 %%% host. Configure the module on one host; a start on a second host only
 %%% logs a warning (and its options are ignored) while the first runs.
+%%%
+%%% The owner host also owns the node-global counters (mod_megaphone_stats)
+%%% and the ejabberdctl command megaphone_stats that prints them: both are
+%%% made when the listener starts and removed when it stops, so a second
+%%% host never registers the command twice nor removes it under the owner.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone).
 
@@ -15,10 +20,11 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1,
          mod_options/1, mod_doc/0]).
--export([config/0]).
+-export([config/0, get_commands_spec/0, megaphone_stats/0]).
 
 -include("logger.hrl").
 -include("translate.hrl").
+-include("ejabberd_commands.hrl").
 
 -define(SUP, mod_megaphone_sup).
 -define(CONFIG_KEY, {?MODULE, config}).
@@ -61,10 +67,11 @@ stop(Host) ->
         Host ->
             %% The supervisor stops the listener first, then every link
             %% (each sends GOAWAY and closes), then the registry.
+            unregister_commands(),
             _ = supervisor:terminate_child(ejabberd_gen_mod_sup, ?SUP),
             _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?SUP),
             _ = persistent_term:erase(?CONFIG_KEY),
-            ok;
+            mod_megaphone_stats:delete();
         _ ->
             ok
     end.
@@ -143,6 +150,28 @@ config() ->
     persistent_term:get(?CONFIG_KEY).
 
 %%%===================================================================
+%%% ejabberd commands
+%%%===================================================================
+-spec get_commands_spec() -> [ejabberd_commands()].
+get_commands_spec() ->
+    [#ejabberd_commands{
+        name = megaphone_stats, tags = [stats],
+        desc = "Counters of mod_megaphone's links and requests on this node",
+        longdesc = "One line per counter: name, tab, value. links_active and "
+                   "requests_inflight are gauges; the *_total counters count "
+                   "from the module's start. See mod_megaphone's README.",
+        module = ?MODULE, function = megaphone_stats,
+        args = [],
+        result = {stats, {list, {stat, {tuple, [{name, string}, {value, integer}]}}}},
+        result_desc = "Every counter, as {name, value}",
+        result_example = [{<<"links_active">>, 2}, {<<"requests_total">>, 1234}]}].
+
+%% The command's function: every counter of this node, in a fixed order.
+-spec megaphone_stats() -> [{binary(), integer()}].
+megaphone_stats() ->
+    mod_megaphone_stats:get().
+
+%%%===================================================================
 %%% Internal functions
 %%%===================================================================
 owner() ->
@@ -157,6 +186,7 @@ owner() ->
 
 start_sup(#{host := Host, ip := IP, port := Port} = Config) ->
     persistent_term:put(?CONFIG_KEY, Config),
+    mod_megaphone_stats:new(),
     Spec = #{id => ?SUP,
              start => {?SUP, start_link, []},
              restart => transient,
@@ -165,17 +195,26 @@ start_sup(#{host := Host, ip := IP, port := Port} = Config) ->
              modules => [?SUP]},
     case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
         {ok, _Pid} ->
+            ejabberd_commands:register_commands(?MODULE, get_commands_spec()),
             ?INFO_MSG("mod_megaphone listening for links on ~ts (host ~ts)",
                       [format_addr(IP, Port), Host]),
             ok;
         {error, Reason} ->
             _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?SUP),
             _ = persistent_term:erase(?CONFIG_KEY),
+            mod_megaphone_stats:delete(),
             Why = listener_error(Reason),
             ?CRITICAL_MSG("mod_megaphone cannot listen on ~ts: ~ts",
                           [format_addr(IP, Port), format_error(Why)]),
             {error, Why}
     end.
+
+%% ejabberd 23.01 stores each command with definer = ?MODULE and
+%% unregister_commands/1 deletes exact objects (mnesia bag), so the
+%% records to delete must carry the same definer, or nothing is removed.
+unregister_commands() ->
+    ejabberd_commands:unregister_commands(
+      [C#ejabberd_commands{definer = ?MODULE} || C <- get_commands_spec()]).
 
 make_config(Host, Opts) ->
     case secret(gen_mod:get_opt(secret_file, Opts), gen_mod:get_opt(secret, Opts)) of

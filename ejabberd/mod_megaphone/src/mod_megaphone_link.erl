@@ -15,6 +15,18 @@
 %%% Nothing received before AUTH is verified reaches ejabberd. The secret
 %%% is read from mod_megaphone:config/0 when AUTH arrives and never kept
 %%% in the state (so crash reports cannot print it).
+%%%
+%%% Each in-flight id holds a monitor on its worker (tagged with the id).
+%%% The worker's 'megaphone_done' (sent before its RESPONSE) or a CANCEL
+%%% removes the monitor; a 'DOWN' for an id still in flight means the
+%%% worker died without answering it: the link answers that id with 500
+%%% and drops the worker's registry row. Every link with a copy on that
+%%% worker gets its own 'DOWN', so each copy is answered once, by its own
+%%% link (the worker may have answered some copies before it died).
+%%%
+%%% Counters (mod_megaphone_stats) counted here: links_*, cancels_total,
+%%% requests_deduplicated_total, requests_rejected_total,
+%%% protocol_errors_total.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_link).
 
@@ -34,14 +46,17 @@
                 peer = "?" :: string(),
                 phase = wait_socket :: wait_socket | handshake | open |
                                        draining | closing,
+                authenticated = false :: boolean(), % counted in links_active
                 nonce = <<>> :: binary(),
                 timer :: reference() | undefined,
                 name = <<>> :: binary(),
                 max_inflight = 0 :: non_neg_integer(),
                 heartbeat = 0 :: non_neg_integer(),
                 last_rx = 0 :: integer(),
-                inflight = #{} :: #{non_neg_integer() =>
-                                        {reference(), mod_megaphone_registry:key() | none, pid()}}}).
+                inflight = #{} :: #{non_neg_integer() => entry()}}).
+
+%% {Recipient ref, registry key, worker, monitor of the worker}
+-type entry() :: {reference(), mod_megaphone_registry:key(), pid(), reference()}.
 
 %%%===================================================================
 %%% API
@@ -98,8 +113,18 @@ handle_info({tcp_closed, Socket}, #state{socket = Socket} = State) ->
     closed(tcp_closed, State);
 handle_info({megaphone_done, Id, Ref}, #state{inflight = Inflight} = State) ->
     case Inflight of
-        #{Id := {Ref, _, _}} -> maybe_drained(State#state{inflight = maps:remove(Id, Inflight)});
+        #{Id := {Ref, _, _, Mon}} ->
+            demonitor(Mon, [flush]),
+            maybe_drained(State#state{inflight = maps:remove(Id, Inflight)});
         #{} -> {noreply, State} % cancelled meanwhile (or reused id)
+    end;
+handle_info({{megaphone_worker, Id}, Mon, process, Worker, Reason},
+            #state{inflight = Inflight} = State) ->
+    case Inflight of
+        #{Id := {_, Key, Worker, Mon}} ->
+            worker_died(Id, Key, Worker, Reason, State),
+            maybe_drained(State#state{inflight = maps:remove(Id, Inflight)});
+        #{} -> {noreply, State} % a monitor of an id already answered
     end;
 handle_info({timeout, Timer, handshake}, #state{timer = Timer} = State) ->
     refuse(handshake_timeout, handshake_timeout, State);
@@ -133,7 +158,10 @@ terminate(Reason, #state{socket = Socket, phase = Phase} = State) ->
             _ = gen_tcp:close(Socket)
     end,
     detach_all(State),
-    ok.
+    case State#state.authenticated of
+        true -> mod_megaphone_stats:decr(links_active);
+        false -> ok
+    end.
 
 %%%===================================================================
 %%% Handshake
@@ -184,10 +212,13 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
             ok = inet:setopts(Socket, [{packet_size, MaxFrame}]),
             case send(Socket, Welcome) of
                 ok ->
+                    mod_megaphone_stats:incr(links_accepted_total),
+                    mod_megaphone_stats:incr(links_active),
                     ?INFO_MSG("mod_megaphone link ~ts authenticated: ECM '~ts', "
                               "protocol version ~B", [State#state.peer, printable(Name), 1]),
                     ok = activate(Socket, ?ACTIVE_N),
                     {noreply, State#state{phase = open, nonce = <<>>,
+                                          authenticated = true,
                                           name = printable(Name),
                                           max_inflight = MaxInflight,
                                           heartbeat = Hb,
@@ -209,6 +240,7 @@ frame(#{type := request} = Request, State) ->
 frame(#{type := cancel, id := Id}, #state{inflight = Inflight} = State) ->
     case maps:take(Id, Inflight) of
         {Entry, Inflight1} ->
+            mod_megaphone_stats:incr(cancels_total),
             cancel(Id, Entry, State),
             maybe_drained(State#state{inflight = Inflight1});
         error ->
@@ -244,22 +276,23 @@ request(#{id := Id, sid := Sid, rid := Rid} = Request,
     Ref = make_ref(),
     Recipient = {self(), Socket, Id, Ref},
     Key = case {Sid, Rid} of
-              {<<>>, _} -> none; % session creation: nothing to de-duplicate
-              {_, 0} -> none;
+              {<<>>, _} -> {new, Ref}; % session creation: nothing to de-duplicate
+              {_, 0} -> {new, Ref};
               _ -> {Sid, Rid}
           end,
     Worker = dispatch(Key, Request, Recipient),
-    {noreply, State#state{inflight = Inflight#{Id => {Ref, Key, Worker}}}}.
+    Mon = monitor(process, Worker, [{tag, {megaphone_worker, Id}}]),
+    {noreply, State#state{inflight = Inflight#{Id => {Ref, Key, Worker, Mon}}}}.
 
 %% Starts a worker, or attaches Recipient to the worker already running
 %% the same (sid, rid) on any link.
-dispatch(none, Request, Recipient) ->
-    mod_megaphone_worker:start(Request, Recipient, none);
 dispatch(Key, Request, Recipient) ->
     case mod_megaphone_registry:attach(Key, Recipient) of
-        {ok, Worker} -> Worker;
-        not_found -> dispatch(Key, Request, Recipient,
-                              mod_megaphone_worker:start(Request, Recipient, Key))
+        {ok, Worker} ->
+            mod_megaphone_stats:incr(requests_deduplicated_total),
+            Worker;
+        not_found ->
+            dispatch(Key, Request, Recipient, mod_megaphone_worker:start(Request, Key))
     end.
 
 dispatch(Key, Request, Recipient, New) ->
@@ -274,21 +307,35 @@ dispatch(Key, Request, Recipient, New) ->
             case mod_megaphone_registry:attach(Key, Recipient) of
                 {ok, Worker} ->
                     mod_megaphone_worker:abandon(New),
+                    mod_megaphone_stats:incr(requests_deduplicated_total),
                     Worker;
                 not_found ->
                     dispatch(Key, Request, Recipient, New)
             end
     end.
 
-cancel(_Id, {_Ref, none, Worker}, _State) ->
-    exit(Worker, kill);
-cancel(Id, {Ref, Key, _Worker}, #state{socket = Socket}) ->
+cancel(Id, {Ref, Key, _Worker, Mon}, #state{socket = Socket}) ->
+    demonitor(Mon, [flush]),
     case mod_megaphone_registry:cancel(Key, {self(), Socket, Id, Ref}) of
         {kill, Worker} -> exit(Worker, kill);
         ok -> true
     end.
 
+%% The worker of Id ended without answering it (a crash outside the BOSH
+%% call, a kill by anything but our CANCEL). Its row goes, so a re-sent
+%% copy starts a new worker; this id gets 500, the ECM may re-send it.
+worker_died(Id, Key, Worker, Reason, #state{socket = Socket} = State) ->
+    ?WARNING_MSG("mod_megaphone link ~ts (~ts): the worker of request ~B "
+                 "ended without an answer (~p); answering 500",
+                 [State#state.peer, State#state.name, Id, Reason]),
+    _ = try mod_megaphone_registry:purge(Key, Worker)
+        catch error:badarg -> false % module stopping: table gone
+        end,
+    _ = send(Socket, mod_megaphone_worker:failure(Id)),
+    ok.
+
 unavailable(Id, #state{socket = Socket} = State) ->
+    mod_megaphone_stats:incr(requests_rejected_total),
     _ = send(Socket, #{type => response, id => Id, status => 503,
                        content_type => <<>>, body => <<>>}),
     {noreply, State}.
@@ -311,6 +358,10 @@ refuse(Error, Why, #state{socket = Socket, phase = Phase} = State) ->
            end,
     ?WARNING_MSG("mod_megaphone link ~ts ~ts: ~ts ~p",
                  [State#state.peer, What, Error, Why]),
+    mod_megaphone_stats:incr(case Phase of
+                                 handshake -> links_refused_total;
+                                 _ -> protocol_errors_total
+                             end),
     _ = send(Socket, #{type => error, code => mod_megaphone_codec:error_code(Error),
                        reason => atom_to_binary(Error, utf8)}),
     _ = gen_tcp:shutdown(Socket, write),
@@ -325,6 +376,7 @@ refuse(Error, Why, #state{socket = Socket, phase = Phase} = State) ->
 closed(_Why, #state{phase = closing} = State) ->
     {stop, normal, State};
 closed(Why, #state{phase = handshake} = State) ->
+    mod_megaphone_stats:incr(links_refused_total),
     ?WARNING_MSG("mod_megaphone link ~ts refused: closed during the handshake (~p)",
                  [State#state.peer, Why]),
     {stop, normal, State};
@@ -337,8 +389,7 @@ closed(Why, State) ->
 %% link may still need their answer); only its recipients are dropped.
 detach_all(#state{socket = Socket, inflight = Inflight}) ->
     maps:foreach(
-      fun(_Id, {_Ref, none, _Worker}) -> ok;
-         (Id, {Ref, Key, _Worker}) ->
+      fun(Id, {Ref, Key, _Worker, _Mon}) ->
               try mod_megaphone_registry:detach(Key, {self(), Socket, Id, Ref})
               catch error:badarg -> ok % module stopping: table gone
               end

@@ -1,11 +1,18 @@
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_registry.erl
-%%% Purpose : Owner of the node-global table of running de-duplicated
-%%%           requests, keyed {Sid, Rid} (docs/protocol.md, section 4).
+%%% Purpose : Owner of the node-global table of running requests, keyed
+%%%           {Sid, Rid} (docs/protocol.md, section 4).
 %%%
 %%% Row: {{Sid, Rid}, WorkerPid, [Recipient]}. ejabberd 23.01 must never
 %%% hold two live copies of one (sid, rid), so a re-sent copy attaches to
-%%% the running worker instead of calling ejabberd again.
+%%% the running worker instead of calling ejabberd again. A request with
+%%% no sid or no rid (session creation) has nothing to de-duplicate: it
+%%% runs under the unique key {new, Ref}, which no copy can attach to.
+%%%
+%%% So every running worker has exactly one row, and whoever deletes it
+%%% owns the end of that worker: the worker itself (take, it answers),
+%%% the CANCEL of its last copy (cancel, the link kills it) or a link that
+%%% saw it die (purge). The table size is the requests_inflight gauge.
 %%%
 %%% No call goes through this process: links and workers update the public
 %%% table directly. Every read-modify-write is a compare-and-swap
@@ -16,12 +23,13 @@
 
 -behaviour(gen_server).
 
--export([start_link/0, insert_new/3, attach/2, take/2, cancel/2, detach/2]).
+-export([start_link/0, insert_new/3, attach/2, take/2, cancel/2, detach/2,
+         purge/2, count/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(TABLE, mod_megaphone_inflight).
 
--type key() :: {binary(), pos_integer()}.
+-type key() :: {binary(), pos_integer()} | {new, reference()}.
 -type recipient() :: mod_megaphone_worker:recipient().
 -export_type([key/0]).
 
@@ -96,6 +104,21 @@ detach(Key, Recipient) ->
             ok
     end.
 
+%% The worker of Key died without answering: drops its row (whatever its
+%% recipients), so a re-sent copy starts afresh instead of attaching to a
+%% dead worker. True when the row was still Worker's.
+-spec purge(key(), pid()) -> boolean().
+purge(Key, Worker) ->
+    ets:select_delete(?TABLE, [{{Key, Worker, '_'}, [], [true]}]) == 1.
+
+%% Running workers on this node (0 when the module is not running).
+-spec count() -> non_neg_integer().
+count() ->
+    case ets:info(?TABLE, size) of
+        undefined -> 0;
+        N -> N
+    end.
+
 %%%===================================================================
 %%% gen_server callbacks
 %%%===================================================================
@@ -127,6 +150,7 @@ remove({Key, Worker, Rs} = Old, Recipient) ->
     end.
 
 %% Replaces the row Old by New only if the row is still exactly Old. The
-%% row holds no atoms, so it is a literal match pattern.
+%% row's only atom is 'new' (never a match variable such as '_' or '$1'),
+%% so it is a literal match pattern.
 cas(Old, New) ->
     ets:select_replace(?TABLE, [{Old, [], [{const, New}]}]) == 1.

@@ -11,14 +11,20 @@
 %%% still on its books: the ECM can only reuse an id after it read the
 %%% RESPONSE.
 %%%
-%%% De-duplicated requests (a sid and a rid) are registered in
-%%% mod_megaphone_registry before they start: the worker waits for 'go'
-%%% (registered) or 'abandon' (a twin already runs) from its link. At the
-%%% end it takes its row, which yields every recipient attached meanwhile.
+%%% Every worker is registered in mod_megaphone_registry before it starts
+%%% (under its (sid, rid), or a unique key for a session creation): it
+%%% waits for 'go' (registered) or 'abandon' (a twin already runs) from
+%%% its link. At the end it takes its row, which yields every recipient
+%%% attached meanwhile.
+%%%
+%%% Workers are unlinked; each link monitors the workers of its ids. A
+%%% worker that dies without answering (killed, or a crash outside the
+%%% BOSH call) is answered for by those links, each for its own ids, with
+%%% failure/1 (mod_megaphone_link).
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_worker).
 
--export([start/3, go/1, abandon/1]).
+-export([start/2, go/1, abandon/1, failure/1]).
 
 -include("logger.hrl").
 
@@ -36,12 +42,10 @@
 %%%===================================================================
 %%% API
 %%%===================================================================
-%% Starts a worker. With Key = none it runs at once for Recipient only;
-%% with a key it waits for go/1 or abandon/1.
--spec start(mod_megaphone_codec:frame(), recipient(),
-            mod_megaphone_registry:key() | none) -> pid().
-start(Request, Recipient, Key) ->
-    spawn_opt(fun() -> init(Request, Recipient, Key) end, ?SPAWN_OPTS).
+%% Starts a worker for Key; it waits for go/1 or abandon/1.
+-spec start(mod_megaphone_codec:frame(), mod_megaphone_registry:key()) -> pid().
+start(Request, Key) ->
+    spawn_opt(fun() -> init(Request, Key) end, ?SPAWN_OPTS).
 
 -spec go(pid()) -> ok.
 go(Worker) ->
@@ -53,12 +57,18 @@ abandon(Worker) ->
     Worker ! abandon,
     ok.
 
+%% The RESPONSE for a request whose BOSH call failed or whose worker died:
+%% 500 with a BOSH terminate body, so the client sees a proper BOSH error.
+-spec failure(non_neg_integer()) -> mod_megaphone_codec:frame().
+failure(Id) ->
+    #{type => response, id => Id, status => 500,
+      content_type => <<"text/xml; charset=utf-8">>,
+      body => ?TERMINATE_BODY}.
+
 %%%===================================================================
 %%% Internal functions
 %%%===================================================================
-init(Request, Recipient, none) ->
-    reply([Recipient], run(Request));
-init(Request, _Recipient, Key) ->
+init(Request, Key) ->
     receive
         abandon -> ok;
         go -> finish(Key, run(Request))
@@ -73,6 +83,9 @@ finish(Key, Frame) ->
     reply(Recipients, Frame).
 
 run(#{id := Id, body := Body, ip := IP, port := Port}) ->
+    %% Counted here, at the call: abandoned twins and attached copies
+    %% never reach ejabberd.
+    mod_megaphone_stats:incr(requests_total),
     try ejabberd_bosh:process_request(Body, {IP, Port}, xml) of
         {Status, _Reason, Headers, RespBody} ->
             #{type => response, id => Id, status => Status,
@@ -81,9 +94,7 @@ run(#{id := Id, body := Body, ip := IP, port := Port}) ->
     catch Class:Reason:Stack ->
             ?ERROR_MSG("mod_megaphone: BOSH request from ~ts failed: ~p",
                        [inet:ntoa(IP), {Class, Reason, Stack}]),
-            #{type => response, id => Id, status => 500,
-              content_type => <<"text/xml; charset=utf-8">>,
-              body => ?TERMINATE_BODY}
+            failure(Id)
     end.
 
 content_type(Headers) ->

@@ -43,12 +43,18 @@ every_option_has_a_validator_and_a_default_test() ->
 registry_test_() ->
     {setup,
      fun() -> {ok, Pid} = mod_megaphone_registry:start_link(), unlink(Pid), Pid end,
-     fun(Pid) -> exit(Pid, kill) end,
+     fun(Pid) ->
+             Mon = monitor(process, Pid),
+             exit(Pid, kill),
+             receive {'DOWN', Mon, process, Pid, _} -> ok end
+     end,
      [fun second_copy_attaches_to_the_running_worker/0,
       fun cancel_of_the_only_copy_stops_the_worker/0,
       fun cancel_of_one_of_two_copies_keeps_the_worker/0,
       fun a_closed_link_never_stops_the_worker/0,
-      fun attach_after_the_worker_finished_finds_nothing/0]}.
+      fun attach_after_the_worker_finished_finds_nothing/0,
+      fun a_dead_worker_is_purged_whatever_its_recipients/0,
+      fun a_session_creation_never_attaches_to_another/0]}.
 
 second_copy_attaches_to_the_running_worker() ->
     %% Ensures a (sid, rid) runs once: insert_new refuses a twin, attach
@@ -91,6 +97,29 @@ attach_after_the_worker_finished_finds_nothing() ->
     ?assertEqual([], mod_megaphone_registry:take(Key, spawn(fun() -> ok end))),
     [r1] = mod_megaphone_registry:take(Key, W),
     ?assertEqual(not_found, mod_megaphone_registry:attach(Key, r2)).
+
+a_dead_worker_is_purged_whatever_its_recipients() ->
+    %% Ensures purge drops the row of a dead worker (so a re-sent copy
+    %% starts afresh), but never the row of a newer worker of the same key.
+    Key = {<<"s6">>, 1}, W = self(), Other = spawn(fun() -> ok end),
+    true = mod_megaphone_registry:insert_new(Key, W, r1),
+    {ok, W} = mod_megaphone_registry:attach(Key, r2),
+    ?assertNot(mod_megaphone_registry:purge(Key, Other)),
+    ?assert(mod_megaphone_registry:purge(Key, W)),
+    ?assertEqual(not_found, mod_megaphone_registry:attach(Key, r3)),
+    ?assertEqual(0, mod_megaphone_registry:count()).
+
+a_session_creation_never_attaches_to_another() ->
+    %% Ensures {new, Ref} keys (no sid or rid) each get their own worker,
+    %% and count/0 sees one row per running worker.
+    K1 = {new, make_ref()}, K2 = {new, make_ref()}, W = self(),
+    true = mod_megaphone_registry:insert_new(K1, W, r1),
+    ?assertEqual(not_found, mod_megaphone_registry:attach(K2, r2)),
+    true = mod_megaphone_registry:insert_new(K2, W, r2),
+    ?assertEqual(2, mod_megaphone_registry:count()),
+    ?assertEqual({kill, W}, mod_megaphone_registry:cancel(K1, r1)),
+    ?assertEqual([r2], mod_megaphone_registry:take(K2, W)),
+    ?assertEqual(0, mod_megaphone_registry:count()).
 
 temp_dir() ->
     Dir = filename:join(["/tmp", "mod_megaphone_tests." ++ os:getpid()]),

@@ -1,0 +1,92 @@
+%%%----------------------------------------------------------------------
+%%% File    : mod_megaphone_stats.erl
+%%% Purpose : Node-global counters of what the links did, for the
+%%%           ejabberdctl command megaphone_stats (mod_megaphone).
+%%%
+%%% One `counters' array (write_concurrency: links and workers add to it
+%%% from many schedulers without contention), created at module start and
+%%% found through persistent_term. Nothing is kept per user, sid or link.
+%%% requests_inflight is not a counter: it is the size of the registry
+%%% table, where every running worker has exactly one row (so a killed
+%%% worker can never leave the gauge too high or count twice).
+%%%
+%%% Without a running module (before start, after stop, in a worker that
+%%% outlives it) every update is a no-op.
+%%%----------------------------------------------------------------------
+-module(mod_megaphone_stats).
+
+-export([new/0, delete/0, incr/1, decr/1, get/0, names/0]).
+
+-define(KEY, {?MODULE, counters}).
+
+-type counter() :: links_active | links_accepted_total | links_refused_total |
+                   requests_total | requests_deduplicated_total |
+                   requests_rejected_total | cancels_total |
+                   protocol_errors_total.
+-type name() :: counter() | requests_inflight.
+-export_type([counter/0, name/0]).
+
+%%%===================================================================
+%%% API
+%%%===================================================================
+%% Every stat, in the order megaphone_stats prints them.
+-spec names() -> [name()].
+names() ->
+    [links_active, links_accepted_total, links_refused_total,
+     requests_total, requests_deduplicated_total, requests_inflight,
+     requests_rejected_total, cancels_total, protocol_errors_total].
+
+%% Fresh counters, all zero (module start).
+-spec new() -> ok.
+new() ->
+    persistent_term:put(?KEY, counters:new(length(counters()), [write_concurrency])).
+
+%% Module stop: later updates are no-ops, get/0 reads zeros.
+-spec delete() -> ok.
+delete() ->
+    _ = persistent_term:erase(?KEY),
+    ok.
+
+-spec incr(counter()) -> ok.
+incr(Name) ->
+    add(Name, 1).
+
+%% Only for the gauge links_active.
+-spec decr(links_active) -> ok.
+decr(links_active) ->
+    add(links_active, -1).
+
+%% {Name, Value} for every stat, names as binaries (ejabberdctl and the
+%% HTTP API both render binaries as plain strings).
+-spec get() -> [{binary(), integer()}].
+get() ->
+    Ref = persistent_term:get(?KEY, undefined),
+    [{atom_to_binary(Name, utf8), value(Name, Ref)} || Name <- names()].
+
+%%%===================================================================
+%%% Internal functions
+%%%===================================================================
+counters() ->
+    names() -- [requests_inflight].
+
+add(Name, N) ->
+    case persistent_term:get(?KEY, undefined) of
+        undefined -> ok;
+        Ref -> counters:add(Ref, index(Name), N)
+    end.
+
+value(requests_inflight, _Ref) ->
+    mod_megaphone_registry:count();
+value(_Name, undefined) ->
+    0;
+value(Name, Ref) ->
+    counters:get(Ref, index(Name)).
+
+index(links_active) -> 1;
+index(links_accepted_total) -> 2;
+index(links_refused_total) -> 3;
+index(requests_total) -> 4;
+index(requests_deduplicated_total) -> 5;
+index(requests_rejected_total) -> 6;
+index(cancels_total) -> 7;
+index(protocol_errors_total) -> 8.
