@@ -1,6 +1,7 @@
 package io.megaphone.config;
 
 import jakarta.validation.Valid;
+import jakarta.validation.constraints.DecimalMin;
 import jakarta.validation.constraints.Max;
 import jakarta.validation.constraints.Min;
 import jakarta.validation.constraints.NotBlank;
@@ -44,7 +45,26 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("2") @Min(1) @Max(3600) int retryAfterSeconds,
             @Valid @NotNull @DefaultValue Cors cors,
             @DefaultValue({}) List<@NotBlank String> trustedProxies,
-            @DefaultValue("false") boolean proxyProtocol) {
+            @DefaultValue("false") boolean proxyProtocol,
+            @Valid @NotNull @DefaultValue Admission admission) {
+    }
+
+    /**
+     * Admission control against reconnect storms; refusals are 503 with a jittered Retry-After.
+     *
+     * @param maxHeld held requests at most on this ECM (the memory budget); any request over it is refused
+     * @param sessionsPerSecond session creations a second for the whole ECM (requests of existing sessions are
+     *     never refused by this)
+     * @param sessionsBurst how many session creations may come at once above that rate
+     * @param sessionsPerSecondPerClient session creations a second from one client address
+     * @param sessionsBurstPerClient the burst for one client address
+     */
+    public record Admission(
+            @DefaultValue("500000") @Min(1) int maxHeld,
+            @DefaultValue("1000") @DecimalMin("0.001") double sessionsPerSecond,
+            @DefaultValue("2000") @DecimalMin("1") double sessionsBurst,
+            @DefaultValue("10") @DecimalMin("0.001") double sessionsPerSecondPerClient,
+            @DefaultValue("20") @DecimalMin("1") double sessionsBurstPerClient) {
     }
 
     /**

@@ -6,9 +6,15 @@ import io.megaphone.link.LinkPool;
 import io.megaphone.link.RequestEnvelope;
 import io.megaphone.link.UpstreamTimeoutException;
 import io.megaphone.link.UpstreamUnavailableException;
+import io.megaphone.metrics.EdgeMetrics;
+import io.megaphone.metrics.Outcome;
+import io.micrometer.core.instrument.Counter;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.util.EnumMap;
+import java.util.Locale;
+import java.util.Map;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Mono;
@@ -16,9 +22,9 @@ import reactor.netty.http.server.HttpServerRequest;
 import reactor.netty.http.server.HttpServerResponse;
 
 /**
- * One BOSH POST, start to end: read the body (bounded), check its start tag, forward it over a link, and relay
- * ejabberd's answer. The returned Mono is the held request: it lives until ejabberd answers, the upstream timeout
- * fires, or the client goes away (then Reactor Netty cancels it and CANCEL goes upstream).
+ * One BOSH POST, start to end: read the body (bounded), check its start tag, admit it, forward it over a link, and
+ * relay ejabberd's answer. The returned Mono is the held request: it lives until ejabberd answers, the upstream
+ * timeout fires, or the client goes away (then Reactor Netty cancels it and CANCEL goes upstream).
  */
 final class BoshHandler {
 
@@ -32,53 +38,103 @@ final class BoshHandler {
     private final BoshAnswers answers;
     private final CorsPolicy cors;
     private final ClientAddressResolver clientAddresses;
+    private final AdmissionControl admission;
+    private final EdgeMetrics metrics;
+    private final Map<AdmissionControl.Refusal, Counter> refusals = new EnumMap<>(AdmissionControl.Refusal.class);
+    private volatile boolean draining;
 
-    BoshHandler(LinkPool pool, MegaphoneProperties.Edge edge) {
+    BoshHandler(LinkPool pool, MegaphoneProperties.Edge edge, EdgeMetrics metrics) {
         this.pool = pool;
         this.maxBodyBytes = edge.maxBodyBytes();
         this.answers = new BoshAnswers(edge.retryAfterSeconds());
         this.cors = new CorsPolicy(edge.cors());
         this.clientAddresses = new ClientAddressResolver(edge.trustedProxies());
+        this.admission = new AdmissionControl(edge.admission(), pool::inflight);
+        this.metrics = metrics;
+        for (AdmissionControl.Refusal refusal : AdmissionControl.Refusal.values()) {
+            refusals.put(refusal, metrics.rejection(refusal.name().toLowerCase(Locale.ROOT)));
+        }
+        refusals.put(null, metrics.rejection("draining"));
+    }
+
+    AdmissionControl admission() {
+        return admission;
+    }
+
+    /** From now on session creations get 503 (so a load balancer moves them elsewhere); others go on. */
+    void startDraining() {
+        draining = true;
     }
 
     Mono<Void> post(HttpServerRequest request, HttpServerResponse response) {
+        long start = System.nanoTime();
         cors.apply(request, response);
         long declared = request.requestHeaders().getInt(HttpHeaderNames.CONTENT_LENGTH, 0);
         if (declared > maxBodyBytes) {
+            metrics.finished(Outcome.TOO_LARGE, start);
             return answers.tooLarge(response);
         }
         InetSocketAddress client = clientAddresses.resolve(request.remoteAddress(), request.requestHeaders());
         return request.receive()
                 .collect(() -> new BodyCollector(maxBodyBytes, (int) declared), BodyCollector::append)
-                .flatMap(collector -> {
-                    byte[] body = collector.toArray();
-                    BodyStartTag tag = BodyStartTag.parse(body);
-                    return pool.forward(RequestEnvelope.of(tag.rid(), tag.sid(), client.getAddress(),
-                            client.getPort(), body));
-                })
-                .flatMap(upstream -> relay(response, upstream))
-                .onErrorResume(error -> fail(response, error));
+                .flatMap(collector -> forward(collector.toArray(), client))
+                .flatMap(upstream -> relay(response, upstream, start))
+                .onErrorResume(error -> fail(response, error, start));
     }
 
-    private Mono<Void> relay(HttpServerResponse response, Frame.Response upstream) {
+    private Mono<Frame.Response> forward(byte[] body, InetSocketAddress client) {
+        metrics.received(body.length);
+        BodyStartTag tag = BodyStartTag.parse(body);
+        boolean createsSession = tag.sid().isEmpty();
+        if (createsSession && draining) {
+            refusals.get(null).increment();
+            return Mono.error(new AdmissionRefusedException("draining"));
+        }
+        AdmissionControl.Refusal refusal = admission.check(createsSession, client.getAddress());
+        if (refusal != null) {
+            refusals.get(refusal).increment();
+            return Mono.error(new AdmissionRefusedException(refusal.name()));
+        }
+        if (createsSession) {
+            metrics.sessionCreation();
+        }
+        return pool.forward(RequestEnvelope.of(tag.rid(), tag.sid(), client.getAddress(), client.getPort(), body));
+    }
+
+    private Mono<Void> relay(HttpServerResponse response, Frame.Response upstream, long start) {
         String contentType = upstream.contentType().isEmpty() ? BoshAnswers.XML : upstream.contentType();
+        String terminate = TerminateCondition.of(upstream.body());
+        if (terminate != null) {
+            metrics.terminate(terminate);
+        }
+        metrics.sent(upstream.body().length);
+        metrics.finished(Outcome.ANSWERED, start);
         return BoshAnswers.send(response, upstream.status(), contentType, upstream.body());
     }
 
-    private Mono<Void> fail(HttpServerResponse response, Throwable error) {
+    private Mono<Void> fail(HttpServerResponse response, Throwable error, long start) {
         if (error instanceof BadRequestException) {
             log.debug("bad request: {}", error.getMessage());
+            metrics.finished(Outcome.BAD_REQUEST, start);
             return answers.badRequest(response);
         }
         if (error instanceof BodyTooLargeException) {
+            metrics.finished(Outcome.TOO_LARGE, start);
             return answers.tooLarge(response);
         }
+        if (error instanceof AdmissionRefusedException) {
+            metrics.finished(Outcome.REJECTED, start);
+            return answers.unavailable(response, "busy");
+        }
         if (error instanceof UpstreamUnavailableException) {
+            metrics.finished(Outcome.UPSTREAM_UNAVAILABLE, start);
             return answers.unavailable(response, "ejabberd cannot be reached");
         }
         if (error instanceof UpstreamTimeoutException) {
+            metrics.finished(Outcome.UPSTREAM_TIMEOUT, start);
             return answers.upstreamTimeout(response);
         }
+        metrics.finished(Outcome.ERROR, start);
         if (response.hasSentHeaders()) {
             return Mono.empty();
         }

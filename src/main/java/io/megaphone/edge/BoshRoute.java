@@ -2,6 +2,9 @@ package io.megaphone.edge;
 
 import io.megaphone.config.MegaphoneProperties;
 import io.megaphone.link.LinkPool;
+import io.megaphone.metrics.EdgeMetrics;
+import io.micrometer.core.instrument.MeterRegistry;
+import org.springframework.scheduling.annotation.Scheduled;
 import org.springframework.boot.reactor.netty.NettyRouteProvider;
 import org.springframework.stereotype.Component;
 import reactor.netty.http.server.HttpServerRoutes;
@@ -17,9 +20,19 @@ final class BoshRoute implements NettyRouteProvider {
     private final MegaphoneProperties.Edge edge;
     private final BoshHandler handler;
 
-    BoshRoute(MegaphoneProperties properties, LinkPool pool) {
+    BoshRoute(MegaphoneProperties properties, LinkPool pool, MeterRegistry registry) {
         this.edge = properties.edge();
-        this.handler = new BoshHandler(pool, edge);
+        this.handler = new BoshHandler(pool, edge, new EdgeMetrics(registry));
+    }
+
+    BoshHandler handler() {
+        return handler;
+    }
+
+    /** Forgets idle per-client session buckets, so their map stays small. */
+    @Scheduled(fixedDelay = 10_000)
+    void forgetIdleClients() {
+        handler.admission().forgetIdleClients();
     }
 
     @Override

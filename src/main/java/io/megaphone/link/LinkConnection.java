@@ -23,6 +23,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private static final Logger log = LoggerFactory.getLogger(LinkConnection.class);
     static final int PROTOCOL_VERSION = 1;
     private static final long TICK_MILLIS = 250;
+    private static final Frame CANCEL_FRAME = new Frame.Cancel(0);
 
     /** What the pool learns from a link. */
     interface Listener {
@@ -43,6 +44,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private final LinkSettings settings;
     private final Listener listener;
     private final String target;
+    private final LinkStats stats;
     private final IntObjectHashMap<PendingRequest> inflight = new IntObjectHashMap<>();
     private volatile State state = State.AWAIT_HELLO;
     private volatile int inflightCount;
@@ -58,8 +60,9 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private String serverNode = "?";
     private ScheduledFuture<?> ticker;
 
-    LinkConnection(LinkSettings settings, Listener listener, String target) {
+    LinkConnection(LinkSettings settings, Listener listener, String target, LinkStats stats) {
         this.settings = settings;
+        this.stats = stats;
         this.listener = listener;
         this.target = target;
         this.heartbeatNanos = settings.heartbeat().toNanos();
@@ -99,7 +102,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         ch.eventLoop().execute(() -> {
             if (request.link == this && inflight.get(request.id) == request) {
                 remove(request.id);
-                ch.writeAndFlush(FrameCodec.encode(new Frame.Cancel(request.id), ch.alloc()), ch.voidPromise());
+                send(new Frame.Cancel(request.id));
             }
         });
     }
@@ -110,7 +113,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         ch.eventLoop().execute(() -> {
             if (state == State.READY) {
                 state = State.DRAINING;
-                ch.writeAndFlush(FrameCodec.encode(new Frame.GoAway(0, reason), ch.alloc()));
+                send(new Frame.GoAway(0, reason));
                 closeIfDrained();
             }
         });
@@ -138,8 +141,13 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         inflightCount = inflight.size();
         request.id = id;
         request.link = this;
-        channel.writeAndFlush(FrameCodec.encode(new Frame.Request(id, request.envelope), channel.alloc()),
-                channel.voidPromise());
+        send(new Frame.Request(id, request.envelope));
+    }
+
+    /** Writes and flushes one frame, counting it. Event loop only. */
+    private void send(Frame frame) {
+        stats.sent(frame);
+        channel.writeAndFlush(FrameCodec.encode(frame, channel.alloc()), channel.voidPromise());
     }
 
     private int allocateId() {
@@ -167,6 +175,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
         lastReadNanos = System.nanoTime();
         Frame frame = (Frame) msg;
+        stats.received(frame);
         switch (state) {
             case AWAIT_HELLO -> onHello(frame);
             case AWAIT_WELCOME -> onWelcome(frame);
@@ -189,8 +198,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         clientNonce = HandshakeProof.newNonce();
         byte[] mac = settings.proof().authMac(PROTOCOL_VERSION, serverNonce, clientNonce, settings.ecmName());
         state = State.AWAIT_WELCOME;
-        channel.writeAndFlush(FrameCodec.encode(
-                new Frame.Auth(PROTOCOL_VERSION, clientNonce, mac, settings.ecmName()), channel.alloc()));
+        send(new Frame.Auth(PROTOCOL_VERSION, clientNonce, mac, settings.ecmName()));
     }
 
     private void onWelcome(Frame frame) {
@@ -214,6 +222,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         }
         serverNode = welcome.node();
         state = State.READY;
+        stats.connected();
         log.info("link {} up: node {}, max_inflight {}, max_frame {}", target, serverNode, welcome.maxInflight(),
                 welcome.maxFrame());
         listener.onReady(this);
@@ -227,8 +236,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             }
             closeIfDrained();
         } else if (frame instanceof Frame.Ping ping) {
-            channel.writeAndFlush(FrameCodec.encode(new Frame.Pong(ping.opaque()), channel.alloc()),
-                    channel.voidPromise());
+            send(new Frame.Pong(ping.opaque()));
         } else if (frame instanceof Frame.Pong pong) {
             rttNanos = System.nanoTime() - pong.opaque();
         } else if (frame instanceof Frame.GoAway goAway) {
@@ -266,7 +274,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         }
         if (now - lastPingNanos >= heartbeatNanos) {
             lastPingNanos = now;
-            channel.writeAndFlush(FrameCodec.encode(new Frame.Ping(now), channel.alloc()), channel.voidPromise());
+            send(new Frame.Ping(now));
         }
         expire(now);
     }
@@ -285,6 +293,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         if (expired != null) {
             for (PendingRequest request : expired) {
                 remove(request.id);
+                stats.sent(CANCEL_FRAME);
                 channel.write(FrameCodec.encode(new Frame.Cancel(request.id), channel.alloc()), channel.voidPromise());
                 request.fail(new UpstreamTimeoutException("no answer from " + target + " within the upstream timeout"));
             }
@@ -295,6 +304,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
 
     private void fail(int code, String reason) {
         log.warn("link {}: {}; closing it", target, reason);
+        stats.sent(new Frame.Error(code, reason));
         channel.writeAndFlush(FrameCodec.encode(new Frame.Error(code, reason), channel.alloc()))
                 .addListener(ChannelFutureListener.CLOSE);
         if (state != State.READY && state != State.DRAINING) {

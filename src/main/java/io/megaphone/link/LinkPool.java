@@ -14,6 +14,7 @@ import java.util.Objects;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.LongAdder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Mono;
@@ -41,6 +42,8 @@ public final class LinkPool implements AutoCloseable {
     private final Listener listener = new Listener();
     /** Orphaned requests waiting for a link to come back, oldest first. */
     private final Queue<PendingRequest> parked = new ConcurrentLinkedQueue<>();
+    private final LongAdder resends = new LongAdder();
+    private final LongAdder clientGone = new LongAdder();
 
     /**
      * @param nodes the ejabberd nodes' mod_megaphone addresses
@@ -82,7 +85,10 @@ public final class LinkPool implements AutoCloseable {
     public Mono<Frame.Response> forward(RequestEnvelope envelope) {
         return Mono.create(sink -> {
             PendingRequest request = new PendingRequest(envelope, sink, System.nanoTime() + upstreamTimeoutNanos);
-            sink.onCancel(request::cancel);
+            sink.onCancel(() -> {
+                clientGone.increment();
+                request.cancel();
+            });
             dispatch(request, null);
         });
     }
@@ -113,6 +119,48 @@ public final class LinkPool implements AutoCloseable {
             }
         }
         return total;
+    }
+
+    // ---- views for metrics: one entry per configured link, in a fixed order ----
+
+    public int linkCount() {
+        return slots.size();
+    }
+
+    /** The link's stable name, {@code host:port#index}: a metric tag with a bounded set of values. */
+    public String linkName(int index) {
+        return slots.get(index).name();
+    }
+
+    public boolean linkUp(int index) {
+        LinkConnection link = slots.get(index).current();
+        return link != null && link.canTake();
+    }
+
+    public int linkInflight(int index) {
+        LinkConnection link = slots.get(index).current();
+        return link == null ? 0 : link.inflightCount();
+    }
+
+    /** Seconds, or NaN before the first heartbeat answer. */
+    public double linkRttSeconds(int index) {
+        LinkConnection link = slots.get(index).current();
+        long rtt = link == null ? -1 : link.rttNanos();
+        return rtt < 0 ? Double.NaN : rtt / 1e9;
+    }
+
+    public LinkStats linkStats(int index) {
+        return slots.get(index).stats();
+    }
+
+    /** Requests re-sent on another link after theirs died. */
+    public long resends() {
+        return resends.sum();
+    }
+
+    /** Requests whose HTTP client went away before the answer. */
+    public long clientGone() {
+        return clientGone.sum();
     }
 
     /** Test hook and operations aid: closes the TCP connection of every link now (they reconnect). */
@@ -178,6 +226,7 @@ public final class LinkPool implements AutoCloseable {
         if (request.cancelled) {
             return;
         }
+        resends.increment();
         LinkConnection best = pick(from);
         if (best != null) {
             best.submit(request);

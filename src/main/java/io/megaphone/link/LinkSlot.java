@@ -30,6 +30,7 @@ final class LinkSlot {
     private final Duration minBackoff;
     private final Duration maxBackoff;
     private final AtomicInteger failures = new AtomicInteger();
+    private final LinkStats stats = new LinkStats();
     private volatile LinkConnection current;
     private volatile boolean running;
     private volatile Disposable connecting;
@@ -52,6 +53,10 @@ final class LinkSlot {
 
     InetSocketAddress address() {
         return address;
+    }
+
+    LinkStats stats() {
+        return stats;
     }
 
     LinkConnection current() {
@@ -90,7 +95,7 @@ final class LinkSlot {
     private Mono<LinkConnection> connectOnce() {
         return Mono.<LinkConnection>create(sink -> {
             handshake = sink;
-            LinkConnection link = new LinkConnection(settings, new Listener(), name);
+            LinkConnection link = new LinkConnection(settings, new Listener(), name, stats);
             bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
                 @Override
                 protected void initChannel(SocketChannel ch) {

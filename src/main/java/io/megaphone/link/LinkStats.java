@@ -1,0 +1,70 @@
+package io.megaphone.link;
+
+import java.util.concurrent.atomic.LongAdder;
+
+/** Counters of one link slot, kept across reconnects; read by the metrics binder. */
+public final class LinkStats {
+
+    /** Frame type names, the {@code type} tag values of megaphone.link.frames. */
+    public static final String[] TYPES = {"hello", "auth", "welcome", "request", "response", "cancel", "ping", "pong",
+        "goaway", "error"};
+
+    private final LongAdder connects = new LongAdder();
+    private final LongAdder[] sent = adders();
+    private final LongAdder[] received = adders();
+
+    private static LongAdder[] adders() {
+        LongAdder[] adders = new LongAdder[TYPES.length];
+        for (int i = 0; i < adders.length; i++) {
+            adders[i] = new LongAdder();
+        }
+        return adders;
+    }
+
+    static int typeIndex(Frame frame) {
+        if (frame instanceof Frame.Request) {
+            return 3;
+        } else if (frame instanceof Frame.Response) {
+            return 4;
+        } else if (frame instanceof Frame.Cancel) {
+            return 5;
+        } else if (frame instanceof Frame.Ping) {
+            return 6;
+        } else if (frame instanceof Frame.Pong) {
+            return 7;
+        } else if (frame instanceof Frame.GoAway) {
+            return 8;
+        } else if (frame instanceof Frame.Error) {
+            return 9;
+        } else if (frame instanceof Frame.Hello) {
+            return 0;
+        } else if (frame instanceof Frame.Auth) {
+            return 1;
+        }
+        return 2;
+    }
+
+    void sent(Frame frame) {
+        sent[typeIndex(frame)].increment();
+    }
+
+    void received(Frame frame) {
+        received[typeIndex(frame)].increment();
+    }
+
+    void connected() {
+        connects.increment();
+    }
+
+    public long connects() {
+        return connects.sum();
+    }
+
+    public long sent(int typeIndex) {
+        return sent[typeIndex].sum();
+    }
+
+    public long received(int typeIndex) {
+        return received[typeIndex].sum();
+    }
+}

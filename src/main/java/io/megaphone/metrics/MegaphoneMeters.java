@@ -1,0 +1,59 @@
+package io.megaphone.metrics;
+
+/**
+ * Every meter Megaphone publishes, named once here and documented in docs/metrics.md. Names are dotted lowercase
+ * words that make sense without tags; tag values come from small fixed sets (never a sid, JID or IP).
+ */
+public enum MegaphoneMeters {
+
+    /** Gauge: BOSH requests held right now, waiting for ejabberd's answer. */
+    EDGE_HELD("megaphone.edge.held", "requests", "BOSH requests held, waiting for ejabberd"),
+    /** Counter, tag {@code outcome}: BOSH requests finished, by outcome. */
+    EDGE_REQUESTS("megaphone.edge.requests", "requests", "BOSH requests finished, by outcome"),
+    /** Timer, tag {@code outcome}: time from the request's arrival to its answer; buckets suit long polls. */
+    EDGE_REQUEST_DURATION("megaphone.edge.request.duration", "seconds", "time from request to answer"),
+    /** Counter: request body bytes received from clients. */
+    EDGE_RECEIVED_BYTES("megaphone.edge.received", "bytes", "BOSH request body bytes received"),
+    /** Counter: response body bytes sent to clients. */
+    EDGE_SENT_BYTES("megaphone.edge.sent", "bytes", "BOSH response body bytes sent"),
+    /** Counter: session-creation requests (a body with no sid) forwarded. */
+    EDGE_SESSION_CREATIONS("megaphone.edge.session.creations", "requests", "session-creation requests forwarded"),
+    /** Counter, tag {@code condition}: BOSH terminate bodies seen in ejabberd's answers. */
+    BOSH_TERMINATES("megaphone.bosh.terminates", "responses", "BOSH terminate answers, by condition"),
+    /** Counter, tag {@code reason}: requests refused by admission control. */
+    ADMISSION_REJECTED("megaphone.admission.rejected", "requests", "requests refused by admission control"),
+    /** Gauge, tag {@code link}: 1 while the link is authenticated and takes requests, else 0. */
+    LINK_UP("megaphone.link.up", null, "1 while the link takes requests"),
+    /** Gauge, tag {@code link}: requests in flight on the link. */
+    LINK_INFLIGHT("megaphone.link.inflight", "requests", "requests in flight on the link"),
+    /** Gauge, tag {@code link}: round-trip time of the last heartbeat. */
+    LINK_RTT("megaphone.link.rtt", "seconds", "heartbeat round-trip time"),
+    /** Counter, tag {@code link}: times the link was (re)established. */
+    LINK_CONNECTS("megaphone.link.connects", "connections", "link handshakes completed"),
+    /** Counter, tags {@code link}, {@code direction}, {@code type}: frames sent and received. */
+    LINK_FRAMES("megaphone.link.frames", "frames", "link frames, by direction and type"),
+    /** Counter: requests re-sent on another link after theirs died. */
+    LINK_RESENDS("megaphone.link.resends", "requests", "requests re-sent after their link died");
+
+    private final String meterName;
+    private final String baseUnit;
+    private final String description;
+
+    MegaphoneMeters(String meterName, String baseUnit, String description) {
+        this.meterName = meterName;
+        this.baseUnit = baseUnit;
+        this.description = description;
+    }
+
+    public String meterName() {
+        return meterName;
+    }
+
+    public String baseUnit() {
+        return baseUnit;
+    }
+
+    public String description() {
+        return description;
+    }
+}
