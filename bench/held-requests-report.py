@@ -6,6 +6,7 @@ histogram-<n>.txt: `jcmd <pid> GC.class_histogram` at each point.
 """
 import re
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 out = Path(sys.argv[1])
@@ -56,6 +57,29 @@ def histogram(n):
             classes[m.group(3)] = (int(m.group(1)), int(m.group(2)))
     return classes
 
+RULES = [
+    ("io.megaphone.edge.BoshHandler$$Lambda", "Reactor Mono chain of BoshHandler/LinkPool (operators, sinks, lambdas)"),
+    ("io.megaphone.link.LinkPool$$Lambda", "Reactor Mono chain of BoshHandler/LinkPool (operators, sinks, lambdas)"),
+    ("reactor.core.", "Reactor Mono chain of BoshHandler/LinkPool (operators, sinks, lambdas)"),
+    ("io.megaphone.", "megaphone objects (PendingRequest, RequestEnvelope; their arrays are under byte[])"),
+    ("reactor.netty.", "Reactor Netty HTTP server (HttpServerOperations, HttpTrafficHandler, ConnectionInfo...)"),
+    ("io.netty.handler.codec.http.", "Netty HTTP codec, request/response and headers"),
+    ("io.netty.handler.codec.DefaultHeaders", "Netty HTTP codec, request/response and headers"),
+    ("[Lio.netty.handler.codec.DefaultHeaders", "Netty HTTP codec, request/response and headers"),
+    ("io.netty.", "Netty channel, pipeline, contexts, recv allocator, futures"),
+    ("[B", "byte[] and String (bench/hprof-referrers.py tells whose)"),
+    ("java.lang.String", "byte[] and String (bench/hprof-referrers.py tells whose)"),
+    ("java.net.", "java.net socket addresses (local and remote)"),
+]
+
+
+def category(name):
+    for prefix, label in RULES:
+        if name.startswith(prefix):
+            return label
+    return "other (JDK collections, ...)"
+
+
 first, last = points[0], points[-1]
 if last["n"] > first["n"]:
     h0, h1 = histogram(first["n"]), histogram(last["n"])
@@ -77,6 +101,18 @@ if last["n"] > first["n"]:
         shown += b
     total = (last["heap"] - first["heap"]) / dn
     print(f"| {shown:,.1f} | | (these 20 classes; all classes: {total:,.1f}) |")
+    cats = defaultdict(lambda: [0.0, 0.0])
+    for b, i, name in deltas:
+        c = category(name)
+        cats[c][0] += b
+        cats[c][1] += i
+    print()
+    print("The same difference grouped by where the classes come from (bytes / held request):")
+    print()
+    print("| group | bytes | objects |")
+    print("|---|---:|---:|")
+    for c, (b, i) in sorted(cats.items(), key=lambda kv: -kv[1][0]):
+        print(f"| {c} | {b:,.0f} | {i:.1f} |")
     print()
     print(f"Top 15 lines of the class histogram at {last['n']:,} held:")
     print()

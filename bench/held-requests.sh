@@ -15,6 +15,7 @@
 #   SOURCE           head (default): build `git archive HEAD`, so the numbers belong to a commit;
 #                    worktree: build the working tree as it is now (pom.xml, .mvn, src)
 #   UPSTREAM_PORT HTTP_PORT MGMT_PORT   loopback ports (default 15290 15280 19090)
+#   NMT=1            run the ECM with -XX:NativeMemoryTracking=summary and save VM.native_memory at each point
 #   HEAP_DUMP=1      also write a heap dump (heap-<N>.hprof, live objects) at the last point
 #   OUT              result directory (default: bench/results/<date>-<java version>)
 #
@@ -28,6 +29,7 @@ if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; JCMD="$JAVA_HOME/
 else JAVA=$(command -v java); JCMD=$(command -v jcmd); JSTAT=$(command -v jstat); fi
 ECM_HEAP_OPTS=${ECM_HEAP_OPTS:--Xms64m -Xmx2g -XX:+UseSerialGC}
 ECM_EXTRA_OPTS=${ECM_EXTRA_OPTS:-}
+[[ -z "${NMT:-}" ]] || ECM_EXTRA_OPTS="$ECM_EXTRA_OPTS -XX:NativeMemoryTracking=summary"
 POINTS=${POINTS:-0 2000 8000 16000}
 RATE=${RATE:-1000}
 WARMUP=${WARMUP:-2000}
@@ -175,6 +177,7 @@ for n in $POINTS; do
     "$JCMD" "$ECM" GC.run >/dev/null
     "$JCMD" "$ECM" GC.class_histogram >"$OUT/histogram-$n.txt"
     "$JCMD" "$ECM" GC.heap_info >"$OUT/heap-info-$n.txt"
+    [[ -z "${NMT:-}" ]] || "$JCMD" "$ECM" VM.native_memory summary >"$OUT/nmt-$n.txt"
     read -r used committed < <(jstat_heap)
     read -r instances bytes < <(awk '/^Total/ {print $2, $3}' "$OUT/histogram-$n.txt")
     rss=$(awk '/^VmRSS/ {print $2 * 1024}' /proc/"$ECM"/status)

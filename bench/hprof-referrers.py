@@ -157,13 +157,19 @@ for tag, start, length in records():
                 if ref and ref not in referrer:
                     referrer[ref] = name
 
-groups = defaultdict(list)
+def array_bytes(n):
+    return (16 + n + 7) // 8 * 8  # byte[] with a 16-byte header (12 with compact headers: an upper bound)
+
+
+groups = defaultdict(list)  # (kind, referrer class) -> [(id, length)]
 for bid, (off, n) in byte_arrays.items():
-    groups[("byte[]", referrer.get(bid, "(root or unknown)"), n)].append(bid)
+    ref = referrer.get(bid, "(root or unknown)")
+    if ref != "java.lang.String":  # those are counted with their String
+        groups[("byte[]", ref)].append((bid, n))
 for sid in string_ids:
     value = string_value.get(sid)
-    n = byte_arrays[value][1] if value else -1
-    groups[("String", referrer.get(sid, "(root or unknown)"), n)].append(sid)
+    n = byte_arrays[value][1] if value else 0
+    groups[("String", referrer.get(sid, "(root or unknown)"))].append((sid, n))
 
 
 def sample(kind, oid):
@@ -171,11 +177,17 @@ def sample(kind, oid):
     if bid is None:
         return ""
     off, n = byte_arrays[bid]
-    return repr(bytes(mm[off:off + min(n, 60)]))[2:-1]
+    return repr(bytes(mm[off:off + min(n, 48)]))[2:-1]
 
 
-print(f"{'count':>8} {'kind':6} {'len':>5}  referrer class | one sample")
-for (kind, ref, n), members in sorted(groups.items(), key=lambda g: -len(g[1])):
+print("Groups of byte[] and String (a String counted with its byte[]: 24 + array bytes) by the class that")
+print(f"references them, at least {min_count} members; bytes assume 16-byte array headers.")
+print()
+print(f"{'count':>8} {'kind':6} {'len':>9} {'bytes':>10}  referrer class | one sample")
+for (kind, ref), members in sorted(groups.items(), key=lambda g: -len(g[1])):
     if len(members) < min_count:
         continue
-    print(f"{len(members):8d} {kind:6} {n:5d}  {ref} | {sample(kind, members[0])}")
+    lens = [n for _, n in members]
+    total = sum(array_bytes(n) + (24 if kind == "String" else 0) for n in lens)
+    span = f"{min(lens)}-{max(lens)}" if min(lens) != max(lens) else str(lens[0])
+    print(f"{len(members):8d} {kind:6} {span:>9} {total:10d}  {ref} | {sample(kind, members[0][0])}")
