@@ -155,7 +155,7 @@ config() ->
 -spec get_commands_spec() -> [ejabberd_commands()].
 get_commands_spec() ->
     [#ejabberd_commands{
-        name = megaphone_stats, tags = [stats],
+        name = megaphone_stats, tags = [statistics],
         desc = "Counters of mod_megaphone's links and requests on this node",
         longdesc = "One line per counter: name, tab, value. links_active and "
                    "requests_inflight are gauges; the *_total counters count "

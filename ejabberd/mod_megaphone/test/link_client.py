@@ -2,11 +2,15 @@
 """A tiny megaphone link client (docs/protocol.md, client side) and a live
 check of mod_megaphone inside a running ejabberd.
 
-    python3 link_client.py HOST:PORT SECRET DOMAIN [USER PASSWORD]
+    python3 link_client.py [--ctl DIR] HOST:PORT SECRET DOMAIN [USER PASSWORD]
 
 Each check prints one 'ok' / 'FAIL' line; the exit status is the number of
 failures. With USER/PASSWORD (registered beforehand) it also logs a user in
 over BOSH through the link, from the client address 203.0.113.7:40000.
+With --ctl DIR (an instance of scripts/private-ejabberd.sh) it also checks
+ejabberd's side through `private-ejabberd.sh ctl DIR megaphone_stats`: the
+refused handshakes are counted, and only real calls into ejabberd count
+as requests. Nothing else may use the instance meanwhile.
 Standard library only.
 """
 import base64
@@ -16,6 +20,7 @@ import os
 import re
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -24,6 +29,8 @@ HELLO, AUTH, WELCOME = 0x01, 0x02, 0x03
 REQUEST, RESPONSE, CANCEL = 0x10, 0x11, 0x12
 PING, PONG, GOAWAY, ERROR = 0x20, 0x21, 0x30, 0x3F
 NS = "http://jabber.org/protocol/httpbind"
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                      "scripts", "private-ejabberd.sh")
 
 
 class Closed(Exception):
@@ -120,6 +127,19 @@ def attr(body, name):
     return m.group(1) if m else None
 
 
+def stats(ctl_dir):
+    """megaphone_stats of the instance in ctl_dir, as {name: value}."""
+    out = subprocess.run([SCRIPT, "ctl", ctl_dir, "megaphone_stats"], check=True,
+                         capture_output=True, text=True).stdout
+    return {name: int(value) for name, value in (line.split("\t") for line in out.splitlines() if line)}
+
+
+def delta(before, after):
+    """How the *_total counters moved (the gauges move with unrelated held requests)."""
+    return {k: after[k] - before[k] for k in after
+            if k.endswith("_total") and after[k] != before.get(k)}
+
+
 def create_session(link, domain, rid, wait=10):
     body = ("<body rid='%d' to='%s' xml:lang='en' wait='%d' hold='1' ver='1.6' xmlns='%s' "
             "xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>" % (rid, domain, wait, NS)).encode()
@@ -128,9 +148,15 @@ def create_session(link, domain, rid, wait=10):
 
 
 def main():
-    addr, secret, domain = sys.argv[1], sys.argv[2].encode(), sys.argv[3]
-    user = sys.argv[4] if len(sys.argv) > 5 else None
-    password = sys.argv[5] if len(sys.argv) > 5 else None
+    args = sys.argv[1:]
+    ctl_dir = None
+    if "--ctl" in args:
+        i = args.index("--ctl")
+        ctl_dir = args[i + 1]
+        del args[i:i + 2]
+    addr, secret, domain = args[0], args[1].encode(), args[2]
+    user = args[3] if len(args) > 4 else None
+    password = args[4] if len(args) > 4 else None
 
     # 1. handshake with the right secret
     a = Link(addr)
@@ -201,6 +227,10 @@ def main():
           got == [(5, 503), (4, 200)] and frames[-1][0] != "timeout", frames)
     b.close()
 
+    # 8-10b. four refused handshakes; ejabberd's counters must see them all
+    #        and no request (--ctl only)
+    before = stats(ctl_dir) if ctl_dir else None
+
     # 8. wrong secret
     c = Link(addr)
     ftype, p = c.handshake(b"not-the-secret")
@@ -228,6 +258,23 @@ def main():
           frames and frames[0][0] == ERROR and frames[0][1][:2] == b"\x00\x01", frames)
     e.close()
 
+    # 10b. an oversize frame before AUTH (the limit is 4096 until WELCOME)
+    o = Link(addr)
+    o.recv()
+    o.sock.sendall(struct.pack(">I", 5000) + bytes([AUTH]) + b"\x00" * 64)
+    frames = o.closed_after()
+    check("a frame over 4096 bytes before AUTH gets ERROR frame_too_large, then close",
+          frames and frames[0][0] == ERROR and frames[0][1][:2] == b"\x00\x04" and
+          frames[-1][0] != "timeout", frames)
+    o.close()
+
+    if ctl_dir:
+        after = stats(ctl_dir)
+        d = delta(before, after)
+        check("megaphone_stats: the 4 refused handshakes are counted, nothing reached ejabberd",
+              d == {"links_refused_total": 4}, d)
+        before = after
+
     # 11. a malformed frame after the handshake
     f = Link(addr)
     f.handshake(secret)
@@ -236,6 +283,21 @@ def main():
     check("an unknown frame type gets ERROR protocol_error, then close",
           frames and frames[0][0] == ERROR and frames[0][1][:2] == b"\x00\x01", frames)
     f.close()
+
+    if ctl_dir:
+        # 11b. one session creation through a link is one call into ejabberd
+        h = Link(addr)
+        h.handshake(secret, b"ecm-stats")
+        _, status, _, _ = create_session(h, domain, 7000)
+        h.close()
+        time.sleep(0.3)  # the link process notices the close
+        after = stats(ctl_dir)
+        d = delta(before, after)
+        check("megaphone_stats: an ERROR after the handshake is a protocol error, "
+              "one session creation is one request",
+              status == 200 and d == {"links_accepted_total": 2, "protocol_errors_total": 1,
+                                      "requests_total": 1}, (status, d))
+        print("     megaphone_stats:", " ".join("%s=%d" % kv for kv in after.items()))
 
     # 12. full login through the link (client IP 203.0.113.7)
     if user:
