@@ -41,6 +41,7 @@ final class BoshHandler {
     private final AdmissionControl admission;
     private final EdgeMetrics metrics;
     private final Map<AdmissionControl.Refusal, Counter> refusals = new EnumMap<>(AdmissionControl.Refusal.class);
+    private final Counter drainingRefusals;
     private volatile boolean draining;
 
     BoshHandler(LinkPool pool, MegaphoneProperties.Edge edge, EdgeMetrics metrics) {
@@ -54,7 +55,7 @@ final class BoshHandler {
         for (AdmissionControl.Refusal refusal : AdmissionControl.Refusal.values()) {
             refusals.put(refusal, metrics.rejection(refusal.name().toLowerCase(Locale.ROOT)));
         }
-        refusals.put(null, metrics.rejection("draining"));
+        this.drainingRefusals = metrics.rejection("draining");
     }
 
     AdmissionControl admission() {
@@ -87,7 +88,7 @@ final class BoshHandler {
         BodyStartTag tag = BodyStartTag.parse(body);
         boolean createsSession = tag.sid().isEmpty();
         if (createsSession && draining) {
-            refusals.get(null).increment();
+            drainingRefusals.increment();
             return Mono.error(new AdmissionRefusedException("draining"));
         }
         AdmissionControl.Refusal refusal = admission.check(createsSession, client.getAddress());

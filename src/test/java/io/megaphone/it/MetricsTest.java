@@ -1,0 +1,85 @@
+package io.megaphone.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.megaphone.link.LinkPool;
+import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.springframework.beans.factory.annotation.Autowired;
+import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.boot.test.web.server.LocalManagementPort;
+import org.springframework.boot.test.web.server.LocalServerPort;
+import org.springframework.test.context.DynamicPropertyRegistry;
+import org.springframework.test.context.DynamicPropertySource;
+
+/** Metric values move with real traffic through the real ejabberd, as a Prometheus scrape shows them. */
+@SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
+        properties = {"management.server.port=0", "megaphone.link.links-per-node=2"})
+class MetricsTest {
+
+    @DynamicPropertySource
+    static void link(DynamicPropertyRegistry registry) {
+        RealStack.linkToSharedEjabberd(registry);
+    }
+
+    @LocalServerPort
+    int port;
+
+    @LocalManagementPort
+    int managementPort;
+
+    @Autowired
+    LinkPool pool;
+
+    private String scrape() throws Exception {
+        var response = RealStack.get("http://127.0.0.1:" + managementPort + "/actuator/prometheus");
+        assertThat(response.statusCode()).isEqualTo(200);
+        return response.body();
+    }
+
+    @Test
+    void heldGaugeOutcomeCountersAndLinkFramesFollowTraffic() throws Exception {
+        await().atMost(Duration.ofSeconds(10)).until(() -> pool.readyLinks() == 2);
+        String url = "http://127.0.0.1:" + port + "/http-bind";
+        String before = scrape();
+        double answeredBefore = RealStack.sample(before, "megaphone_edge_requests_total", "outcome=\"answered\"");
+        double badBefore = RealStack.sample(before, "megaphone_edge_requests_total", "outcome=\"bad_request\"");
+
+        String alice = SharedEjabberd.newUser("alice");
+        String bob = SharedEjabberd.newUser("bob");
+        BoshTestClient aliceClient = new BoshTestClient(url, "localhost").login(alice, SharedEjabberd.PASSWORD, 10);
+        BoshTestClient bobClient = new BoshTestClient(url, "localhost").login(bob, SharedEjabberd.PASSWORD, 10);
+        CompletableFuture<BoshTestClient.Answer> held = bobClient.poll();
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.inflight() >= 1);
+
+        String during = scrape();
+        assertThat(RealStack.sample(during, "megaphone_edge_held_requests")).isGreaterThanOrEqualTo(1);
+        assertThat(RealStack.sample(during, "megaphone_link_up", "link=\"127.0.0.1:")).isEqualTo(1);
+
+        aliceClient.sendChat(bob + "@localhost", "metrics");
+        assertThat(held.get(10, TimeUnit.SECONDS).body()).contains("metrics");
+        aliceClient.post("<not-bosh/>");
+        aliceClient.terminate();
+        bobClient.terminate();
+
+        String after = scrape();
+        assertThat(RealStack.sample(after, "megaphone_edge_requests_total", "outcome=\"answered\""))
+                .isGreaterThanOrEqualTo(answeredBefore + 12);
+        assertThat(RealStack.sample(after, "megaphone_edge_requests_total", "outcome=\"bad_request\""))
+                .isEqualTo(badBefore + 1);
+        assertThat(RealStack.sample(after, "megaphone_edge_session_creations_total"))
+                .isGreaterThanOrEqualTo(2);
+        assertThat(RealStack.sample(after, "megaphone_bosh_terminates_total", "condition=\"none\""))
+                .isGreaterThanOrEqualTo(2);
+        double requestsOut = after.lines()
+                .filter(l -> l.startsWith("megaphone_link_frames_total{") && l.contains("direction=\"out\"")
+                        && l.contains("type=\"request\""))
+                .mapToDouble(l -> Double.parseDouble(l.substring(l.lastIndexOf(' ') + 1))).sum();
+        assertThat(requestsOut).isGreaterThanOrEqualTo(12);
+        assertThat(after).contains("megaphone_edge_request_duration_seconds_bucket");
+        assertThat(after).doesNotContain(alice).doesNotContain(bobClient.sid());
+    }
+}
