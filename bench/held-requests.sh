@@ -12,8 +12,9 @@
 #   POINTS           held-request counts to measure, increasing (default: "0 2000 8000 16000")
 #   RATE             new requests per second while ramping (default: 1000)
 #   WARMUP           requests held then released before the first point, to load classes and JIT (default: 2000)
-#   SOURCE           head (default): build `git archive HEAD`, so the numbers belong to a commit;
-#                    worktree: build the working tree as it is now (pom.xml, .mvn, src)
+#   SOURCE           the ECM to measure: head (default) builds `git archive HEAD`, so the numbers belong to a
+#                    commit; any other git revision (e.g. ee817ab) the same way; worktree: the working tree as
+#                    it is now. The benchmark classes always come from this checkout.
 #   UPSTREAM_PORT HTTP_PORT MGMT_PORT   loopback ports (default 15290 15280 19090)
 #   NMT=1            run the ECM with -XX:NativeMemoryTracking=summary and save VM.native_memory at each point
 #   HEAP_DUMP=1      also write a heap dump (heap-<N>.hprof, live objects) at the last point
@@ -68,13 +69,18 @@ done
 
 # ---- build (in a scratch copy, so concurrent edits and builds in the repository do not interfere) ----
 log "building ($SOURCE of $REPO) in $WORK"
-if [[ "$SOURCE" == head ]]; then
-    git -C "$REPO" archive HEAD pom.xml mvnw .mvn src | tar -x -C "$WORK"
-    COMMIT=$(git -C "$REPO" rev-parse --short HEAD)
-else
-    tar -C "$REPO" -c pom.xml mvnw .mvn src | tar -x -C "$WORK"
+# The ECM (pom.xml, src/main) comes from SOURCE; the benchmark's own classes (src/test/java/io/megaphone/bench)
+# from this checkout, and no other test is compiled.
+if [[ "$SOURCE" == worktree ]]; then
+    tar -C "$REPO" -c pom.xml mvnw .mvn src/main | tar -x -C "$WORK"
     COMMIT="$(git -C "$REPO" rev-parse --short HEAD) + working tree"
+else
+    [[ "$SOURCE" != head ]] || SOURCE=HEAD
+    git -C "$REPO" archive "$SOURCE" pom.xml mvnw .mvn src/main | tar -x -C "$WORK"
+    COMMIT=$(git -C "$REPO" rev-parse --short "$SOURCE")
 fi
+mkdir -p "$WORK/src/test/java/io/megaphone"
+cp -r "$REPO/src/test/java/io/megaphone/bench" "$WORK/src/test/java/io/megaphone/"
 (cd "$WORK" && ./mvnw -q -DskipTests test-compile \
     && ./mvnw -q dependency:build-classpath -Dmdep.outputFile=cp-test.txt \
     && ./mvnw -q dependency:build-classpath -Dmdep.includeScope=runtime -Dmdep.outputFile=cp-runtime.txt) \
