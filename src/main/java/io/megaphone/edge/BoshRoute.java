@@ -43,9 +43,12 @@ final class BoshRoute implements NettyRouteProvider {
                     .get(path, handler::describe)
                     .route(request -> path.equals(stripQuery(request.uri())), handler::methodNotAllowed);
         }
-        // Anything else on the BOSH port gets a short plain 404, never WebFlux's HTML error page. Actuator keeps
-        // its paths for setups that run management on the same port.
-        return routes.route(request -> !stripQuery(request.uri()).startsWith("/actuator"), handler::notFound);
+        // Anything else on the BOSH port gets a short plain 404, never WebFlux's HTML error page. WebFlux keeps the
+        // demo page (static resources under /demo/) and Actuator, for setups that run management on this port.
+        return routes.route(request -> {
+            String path = stripQuery(request.uri());
+            return !path.startsWith("/actuator") && !path.startsWith("/demo/");
+        }, handler::notFound);
     }
 
     private static String stripQuery(String uri) {
