@@ -39,6 +39,11 @@ class LinkConfiguration {
                     + " (expected: exactly one; e.g. MEGAPHONE_LINK_SECRET_FILE=/run/secrets/megaphone-link)");
         }
         if (hasSecret) {
+            if (!link.inlineSecretAllowed() && !link.secret().equals(System.getenv("MEGAPHONE_LINK_SECRET"))) {
+                throw new IllegalStateException("megaphone.link.secret: set in configuration (expected: with"
+                        + " inline-secret-allowed=false, as in the prod profile, only from the MEGAPHONE_LINK_SECRET"
+                        + " environment variable or megaphone.link.secret-file)");
+            }
             return link.secret().getBytes(StandardCharsets.UTF_8);
         }
         try {

@@ -34,6 +34,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param retryAfterSeconds the base of the {@code Retry-After} of a 503 (a random 0 to base is added)
      * @param trustedProxies addresses or CIDR blocks of the load balancers in front of the ECM; only from them
      *     are {@code Forwarded} / {@code X-Forwarded-For} believed
+     * @param drainTimeout on SIGTERM, how long held requests may take to finish before the ECM stops; at least
+     *     the longest BOSH {@code wait} clients use (keep {@code spring.lifecycle.timeout-per-shutdown-phase} above)
      * @param proxyProtocol accept the HAProxy PROXY protocol (v1/v2) header on BOSH connections; turn it on only
      *     when every connection to the BOSH port comes through such a proxy
      */
@@ -46,7 +48,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @Valid @NotNull @DefaultValue Cors cors,
             @DefaultValue({}) List<@NotBlank String> trustedProxies,
             @DefaultValue("false") boolean proxyProtocol,
-            @Valid @NotNull @DefaultValue Admission admission) {
+            @Valid @NotNull @DefaultValue Admission admission,
+            @DefaultValue("75s") @NotNull Duration drainTimeout) {
     }
 
     /**
@@ -87,6 +90,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param secret the shared secret (prefer {@code MEGAPHONE_LINK_SECRET} or {@code secret-file})
      * @param secretFile a file holding the shared secret (trailing whitespace is ignored)
      * @param name this ECM's name in ejabberd's logs (default: the host name)
+     * @param inlineSecretAllowed whether {@code secret} may come from a configuration file; the prod profile sets
+     *     false, so the secret comes only from the environment ({@code MEGAPHONE_LINK_SECRET}) or a file
      */
     public record Link(
             @DefaultValue("127.0.0.1:5290") @NotEmpty List<@Pattern(regexp = ".+:\\d{1,5}",
@@ -100,6 +105,7 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("50ms") @NotNull Duration reconnectMinBackoff,
             @DefaultValue("500ms") @NotNull Duration reconnectMaxBackoff,
             @DefaultValue("1048576") @Min(4096) int maxFrameBytes,
-            @DefaultValue("1") @Min(1) @Max(64) int ioThreads) {
+            @DefaultValue("1") @Min(1) @Max(64) int ioThreads,
+            @DefaultValue("true") boolean inlineSecretAllowed) {
     }
 }

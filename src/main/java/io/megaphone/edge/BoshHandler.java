@@ -110,6 +110,9 @@ final class BoshHandler {
         }
         metrics.sent(upstream.body().length);
         metrics.finished(Outcome.ANSWERED, start);
+        if (draining) {
+            response.keepAlive(false); // the client's next request opens a connection the load balancer routes elsewhere
+        }
         return BoshAnswers.send(response, upstream.status(), contentType, upstream.body());
     }
 

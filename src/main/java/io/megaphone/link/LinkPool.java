@@ -43,6 +43,7 @@ public final class LinkPool implements AutoCloseable {
     /** Orphaned requests waiting for a link to come back, oldest first. */
     private final Queue<PendingRequest> parked = new ConcurrentLinkedQueue<>();
     private final LongAdder resends = new LongAdder();
+    private volatile boolean closing;
     private final LongAdder clientGone = new LongAdder();
 
     /**
@@ -219,7 +220,7 @@ public final class LinkPool implements AutoCloseable {
 
     private void resend(PendingRequest request, LinkConnection from) {
         request.link = null;
-        if (++request.attempts > MAX_RESENDS || System.nanoTime() - request.deadlineNanos > 0) {
+        if (closing || ++request.attempts > MAX_RESENDS || System.nanoTime() - request.deadlineNanos > 0) {
             request.fail(new UpstreamUnavailableException("the links carrying this request died"));
             return;
         }
@@ -258,7 +259,12 @@ public final class LinkPool implements AutoCloseable {
 
     @Override
     public void close() {
+        closing = true;
         slots.forEach(LinkSlot::stop);
+        PendingRequest request;
+        while ((request = parked.poll()) != null) {
+            request.fail(new UpstreamUnavailableException("the ECM is shutting down"));
+        }
         group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     }
 

@@ -1,0 +1,95 @@
+package io.megaphone.edge;
+
+import io.megaphone.config.MegaphoneProperties;
+import io.megaphone.link.LinkPool;
+import java.time.Duration;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.springframework.boot.availability.AvailabilityChangeEvent;
+import org.springframework.boot.availability.ReadinessState;
+import org.springframework.context.ApplicationEventPublisher;
+import org.springframework.context.SmartLifecycle;
+import org.springframework.stereotype.Component;
+
+/**
+ * Graceful drain on SIGTERM, before the web server stops: readiness goes DOWN at once (the load balancer moves
+ * new connections elsewhere), session creations get 503, answers carry {@code Connection: close} so clients open
+ * their next request elsewhere, held requests finish normally (at most the drain timeout, which covers the longest
+ * BOSH wait), then every link gets GOAWAY. Requests still held at the deadline get a retryable 503.
+ */
+@Component
+final class EdgeDrain implements SmartLifecycle {
+
+    private static final Logger log = LoggerFactory.getLogger(EdgeDrain.class);
+
+    private final ApplicationEventPublisher events;
+    private final BoshHandler handler;
+    private final LinkPool pool;
+    private final Duration timeout;
+    private volatile boolean running;
+
+    EdgeDrain(ApplicationEventPublisher events, BoshRoute route, LinkPool pool, MegaphoneProperties properties) {
+        this.events = events;
+        this.handler = route.handler();
+        this.pool = pool;
+        this.timeout = properties.edge().drainTimeout();
+    }
+
+    @Override
+    public void start() {
+        running = true;
+    }
+
+    @Override
+    public boolean isRunning() {
+        return running;
+    }
+
+    /** Stops first of all lifecycle beans: before the web server's own graceful shutdown. */
+    @Override
+    public int getPhase() {
+        return SmartLifecycle.DEFAULT_PHASE;
+    }
+
+    @Override
+    public void stop(Runnable callback) {
+        Thread drain = new Thread(() -> {
+            try {
+                drain();
+            } finally {
+                running = false;
+                callback.run();
+            }
+        }, "megaphone-drain");
+        drain.start();
+    }
+
+    @Override
+    public void stop() {
+        drain();
+        running = false;
+    }
+
+    private void drain() {
+        long start = System.nanoTime();
+        long deadline = start + timeout.toNanos();
+        AvailabilityChangeEvent.publish(events, this, ReadinessState.REFUSING_TRAFFIC);
+        handler.startDraining();
+        log.info("draining: readiness DOWN, {} requests held, waiting up to {}", pool.inflight(), timeout);
+        while (pool.inflight() > 0 && System.nanoTime() < deadline) {
+            try {
+                Thread.sleep(100);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        int left = pool.inflight();
+        pool.drain();
+        if (left > 0) {
+            pool.close(); // their links close; each still-held request is answered 503 and its client re-sends
+        }
+        log.info("drained in {} ms; {} requests still held get 503; links sent GOAWAY",
+                (System.nanoTime() - start) / 1_000_000, left);
+    }
+}

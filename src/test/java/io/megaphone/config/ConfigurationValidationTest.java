@@ -1,0 +1,76 @@
+package io.megaphone.config;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.catchThrowable;
+
+import io.megaphone.MegaphoneApplication;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import org.junit.jupiter.api.Test;
+import org.springframework.boot.builder.SpringApplicationBuilder;
+
+/** A bad configuration value stops startup with a message naming the property, the value and what is expected. */
+class ConfigurationValidationTest {
+
+    /** Starts the ECM with these arguments; returns what the failure said (exception chain and console). */
+    private static String failedStartup(String... args) {
+        PrintStream originalOut = System.out;
+        ByteArrayOutputStream console = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(console, true, StandardCharsets.UTF_8));
+        Throwable failure;
+        try {
+            failure = catchThrowable(() -> new SpringApplicationBuilder(MegaphoneApplication.class)
+                    .run(withPorts(args)).close());
+        } finally {
+            System.setOut(originalOut);
+        }
+        assertThat(failure).as("startup must fail").isNotNull();
+        StringBuilder text = new StringBuilder(console.toString(StandardCharsets.UTF_8));
+        for (Throwable t = failure; t != null; t = t.getCause()) {
+            text.append('\n').append(t.getMessage());
+        }
+        return text.toString();
+    }
+
+    private static String[] withPorts(String... args) {
+        String[] all = new String[args.length + 2];
+        System.arraycopy(args, 0, all, 0, args.length);
+        all[args.length] = "--server.port=0";
+        all[args.length + 1] = "--management.server.port=0";
+        return all;
+    }
+
+    @Test
+    void anOutOfRangeNumberNamesThePropertyTheValueAndTheRange() {
+        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.links-per-node=0");
+        assertThat(message).contains("Property: megaphone.link.linksPerNode").contains("Value: \"0\"")
+                .contains("greater than or equal to 1");
+    }
+
+    @Test
+    void aMalformedNodeAddressIsRefused() {
+        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.nodes=ejabberd.local");
+        assertThat(message).contains("megaphone.link.nodes").contains("ejabberd.local").contains("host:port");
+    }
+
+    @Test
+    void aMissingSecretSaysHowToSetIt() {
+        String message = failedStartup();
+        assertThat(message).contains("megaphone.link.secret").contains("neither set")
+                .contains("MEGAPHONE_LINK_SECRET_FILE");
+    }
+
+    @Test
+    void theProdProfileRefusesASecretWrittenInConfiguration() {
+        String message = failedStartup("--spring.profiles.active=prod", "--megaphone.link.secret=inline");
+        assertThat(message).contains("megaphone.link.secret").contains("MEGAPHONE_LINK_SECRET")
+                .doesNotContain("inline\"");
+    }
+
+    @Test
+    void aHostNameAsTrustedProxyIsRefused() {
+        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.edge.trusted-proxies=lb.example.com");
+        assertThat(message).contains("lb.example.com").contains("expected");
+    }
+}
