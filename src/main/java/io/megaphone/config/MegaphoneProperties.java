@@ -36,6 +36,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      *     are {@code Forwarded} / {@code X-Forwarded-For} believed
      * @param drainTimeout on SIGTERM, how long held requests may take to finish before the ECM stops; at least
      *     the longest BOSH {@code wait} clients use (keep {@code spring.lifecycle.timeout-per-shutdown-phase} above)
+     * @param drainDelay on SIGTERM, how long readiness stays DOWN before the ECM stops taking connections, even
+     *     with nothing held, so load balancers notice first
      * @param proxyProtocol accept the HAProxy PROXY protocol (v1/v2) header on BOSH connections; turn it on only
      *     when every connection to the BOSH port comes through such a proxy
      */
@@ -49,7 +51,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue({}) List<@NotBlank String> trustedProxies,
             @DefaultValue("false") boolean proxyProtocol,
             @Valid @NotNull @DefaultValue Admission admission,
-            @DefaultValue("75s") @NotNull Duration drainTimeout) {
+            @DefaultValue("75s") @NotNull Duration drainTimeout,
+            @DefaultValue("2s") @NotNull Duration drainDelay) {
     }
 
     /**

@@ -26,6 +26,7 @@ final class EdgeDrain implements SmartLifecycle {
     private final BoshHandler handler;
     private final LinkPool pool;
     private final Duration timeout;
+    private final Duration delay;
     private volatile boolean running;
 
     EdgeDrain(ApplicationEventPublisher events, BoshRoute route, LinkPool pool, MegaphoneProperties properties) {
@@ -33,6 +34,7 @@ final class EdgeDrain implements SmartLifecycle {
         this.handler = route.handler();
         this.pool = pool;
         this.timeout = properties.edge().drainTimeout();
+        this.delay = properties.edge().drainDelay();
     }
 
     @Override
@@ -76,7 +78,8 @@ final class EdgeDrain implements SmartLifecycle {
         AvailabilityChangeEvent.publish(events, this, ReadinessState.REFUSING_TRAFFIC);
         handler.startDraining();
         log.info("draining: readiness DOWN, {} requests held, waiting up to {}", pool.inflight(), timeout);
-        while (pool.inflight() > 0 && System.nanoTime() < deadline) {
+        long earliestEnd = start + Math.min(delay.toNanos(), timeout.toNanos());
+        while ((pool.inflight() > 0 || System.nanoTime() < earliestEnd) && System.nanoTime() < deadline) {
             try {
                 Thread.sleep(100);
             } catch (InterruptedException e) {

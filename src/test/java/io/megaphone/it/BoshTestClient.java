@@ -28,7 +28,7 @@ public final class BoshTestClient {
     private static final HttpClient HTTP = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
             .connectTimeout(Duration.ofSeconds(5)).build();
 
-    private final String url;
+    private final java.util.function.Supplier<String> url;
     private final String domain;
     private final AtomicLong rid = new AtomicLong(1_000_000 + (long) (Math.random() * 1_000_000_000));
     private final List<Element> received = new ArrayList<>();
@@ -37,6 +37,11 @@ public final class BoshTestClient {
     private String jid;
 
     public BoshTestClient(String url, String domain) {
+        this(() -> url, domain);
+    }
+
+    /** A client whose every request goes to the URL {@code url} gives at that moment: a load balancer stand-in. */
+    public BoshTestClient(java.util.function.Supplier<String> url, String domain) {
         this.url = url;
         this.domain = domain;
     }
@@ -172,7 +177,7 @@ public final class BoshTestClient {
     }
 
     public CompletableFuture<Answer> postAsync(String body) {
-        HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(120))
+        HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(url.get())).timeout(Duration.ofSeconds(120))
                 .header("Content-Type", "text/xml; charset=utf-8")
                 .POST(HttpRequest.BodyPublishers.ofString(body));
         headers.forEach(request::header);

@@ -1,0 +1,87 @@
+package io.megaphone.helm;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Every value in values.yaml has a {@code ## @param} comment, every {@code @param} names a real value, and the
+ * chart README's table lists the same parameters in the same order.
+ */
+class ChartValuesDocumentationTest {
+
+    private static final Pattern PARAM = Pattern.compile("^\\s*## @param (\\S+)(?: \\[(\\w+)])? (.+)$");
+    private static final Pattern README_ROW = Pattern.compile("^\\| `([^`]+)` \\|.*\\|$");
+
+    record Param(String path, boolean wholeObject) {
+    }
+
+    @Test
+    void everyValueIsDocumentedWithAnAtParamLine() throws IOException {
+        List<Param> params = params();
+        List<String> leaves = new ArrayList<>();
+        collectLeaves("", HelmChart.load(HelmChart.CHART.resolve("values.yaml")), leaves);
+
+        assertThat(leaves).isNotEmpty().allSatisfy(leaf -> assertThat(params)
+                .as("values.yaml: %s has no '## @param %s <description>' line", leaf, leaf)
+                .anyMatch(p -> p.path().equals(leaf) || p.wholeObject() && leaf.startsWith(p.path() + ".")));
+    }
+
+    @Test
+    void everyAtParamNamesAValue() throws IOException {
+        Map<String, Object> values = HelmChart.load(HelmChart.CHART.resolve("values.yaml"));
+
+        assertThat(params()).allSatisfy(param -> {
+            Object node = values;
+            for (String key : param.path().split("\\.")) {
+                assertThat(node).as("@param %s: no such value in values.yaml", param.path()).isInstanceOf(Map.class);
+                assertThat((Map<?, ?>) node).as("@param %s: no such value in values.yaml", param.path()).containsKey(key);
+                node = ((Map<?, ?>) node).get(key);
+            }
+        });
+    }
+
+    @Test
+    void theReadmeTableFollowsValuesYaml() throws IOException {
+        List<String> documented = new ArrayList<>();
+        for (String line : Files.readAllLines(HelmChart.CHART.resolve("README.md"))) {
+            Matcher m = README_ROW.matcher(line);
+            if (m.matches()) {
+                documented.add(m.group(1));
+            }
+        }
+
+        assertThat(documented).as("README.md parameter rows, in values.yaml order")
+                .containsExactlyElementsOf(params().stream().map(Param::path).toList());
+    }
+
+    private static List<Param> params() throws IOException {
+        List<Param> params = new ArrayList<>();
+        for (String line : Files.readAllLines(HelmChart.CHART.resolve("values.yaml"))) {
+            Matcher m = PARAM.matcher(line);
+            if (m.matches()) {
+                params.add(new Param(m.group(1), "object".equals(m.group(2))));
+            }
+        }
+        return params;
+    }
+
+    /** Leaves are scalars, lists and empty maps; a non-empty map is walked into. */
+    private static void collectLeaves(String prefix, Map<?, ?> map, List<String> leaves) {
+        map.forEach((key, value) -> {
+            String path = prefix.isEmpty() ? key.toString() : prefix + "." + key;
+            if (value instanceof Map<?, ?> child && !child.isEmpty()) {
+                collectLeaves(path, child, leaves);
+            } else {
+                leaves.add(path);
+            }
+        });
+    }
+}

@@ -1,0 +1,98 @@
+package io.megaphone.helm;
+
+import static io.megaphone.helm.HelmChart.at;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.megaphone.metrics.MegaphoneMeters;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+
+/** The Grafana dashboard: one file in two places, valid JSON, and queries over meters that exist. */
+class GrafanaDashboardTest {
+
+    private static final Path DOCS_COPY = Path.of("docs/grafana/megaphone-dashboard.json");
+    private static final Path CHART_COPY = HelmChart.CHART.resolve("files/megaphone-dashboard.json");
+    private static final Pattern MEGAPHONE_METRIC = Pattern.compile("\\bmegaphone_[a-z_]+");
+
+    @Test
+    void theChartShipsTheSameDashboardAsDocs() throws IOException {
+        assertThat(Files.readString(CHART_COPY)).as("%s must be a copy of %s", CHART_COPY, DOCS_COPY)
+                .isEqualTo(Files.readString(DOCS_COPY));
+    }
+
+    @Test
+    void everyPanelQueriesTheDatasourceVariable() throws IOException {
+        Map<String, Object> dashboard = dashboard();
+        List<Map<String, Object>> variables = at(dashboard, "templating", "list");
+
+        assertThat(variables).anySatisfy(v -> {
+            assertThat(v.get("name")).isEqualTo("DS_PROMETHEUS");
+            assertThat(v.get("type")).isEqualTo("datasource");
+        });
+        assertThat(panels(dashboard)).isNotEmpty().allSatisfy(panel -> {
+            assertThat((String) at(panel, "datasource", "uid")).isEqualTo("${DS_PROMETHEUS}");
+            assertThat((List<Object>) at(panel, "targets")).isNotEmpty();
+        });
+    }
+
+    @Test
+    void panelsCoverHeldRequestsOutcomesLatencyLinksAdmissionTerminatesAndHeapPerHeldRequest() throws IOException {
+        List<String> exprs = expressions(dashboard());
+
+        assertThat(exprs).anyMatch(e -> e.contains("megaphone_edge_held_requests"))
+                .anyMatch(e -> e.contains("sum by (outcome) (rate(megaphone_edge_requests_total"))
+                .anyMatch(e -> e.contains("histogram_quantile(0.99") && e.contains("megaphone_edge_request_duration_seconds_bucket"))
+                .anyMatch(e -> e.contains("megaphone_link_up"))
+                .anyMatch(e -> e.contains("megaphone_link_inflight"))
+                .anyMatch(e -> e.contains("megaphone_link_rtt_seconds"))
+                .anyMatch(e -> e.contains("megaphone_link_connects_total"))
+                .anyMatch(e -> e.contains("megaphone_link_frames_total"))
+                .anyMatch(e -> e.contains("megaphone_admission_rejected_total"))
+                .anyMatch(e -> e.contains("megaphone_bosh_terminates_total"))
+                .anyMatch(e -> e.contains("jvm_memory_used_bytes{area=\"heap\"") && !e.contains("/"))
+                .anyMatch(e -> e.contains("jvm_memory_used_bytes{area=\"heap\"") && e.contains("/")
+                        && e.contains("megaphone_edge_held_requests"));
+    }
+
+    @Test
+    void everyMegaphoneMetricInAQueryIsAMeterOfMegaphoneMeters() throws IOException {
+        List<String> prefixes = Arrays.stream(MegaphoneMeters.values())
+                .map(m -> m.meterName().replace('.', '_')).toList();
+
+        for (String expr : expressions(dashboard())) {
+            Matcher m = MEGAPHONE_METRIC.matcher(expr);
+            while (m.find()) {
+                String metric = m.group();
+                assertThat(prefixes).as("%s (in %s) is not a meter of MegaphoneMeters", metric, expr)
+                        .anyMatch(prefix -> metric.equals(prefix) || metric.startsWith(prefix + "_"));
+            }
+        }
+    }
+
+    private static Map<String, Object> dashboard() throws IOException {
+        // JSON is YAML: SnakeYAML reads it without another library.
+        return HelmChart.yaml().load(Files.readString(DOCS_COPY));
+    }
+
+    private static List<Map<String, Object>> panels(Map<String, Object> dashboard) {
+        List<Map<String, Object>> panels = at(dashboard, "panels");
+        return panels.stream().filter(p -> !"row".equals(p.get("type"))).toList();
+    }
+
+    private static List<String> expressions(Map<String, Object> dashboard) {
+        List<String> exprs = new ArrayList<>();
+        for (Map<String, Object> panel : panels(dashboard)) {
+            List<Map<String, Object>> targets = at(panel, "targets");
+            targets.forEach(t -> exprs.add((String) t.get("expr")));
+        }
+        return exprs;
+    }
+}

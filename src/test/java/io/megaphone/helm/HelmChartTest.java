@@ -1,0 +1,280 @@
+package io.megaphone.helm;
+
+import static io.megaphone.helm.HelmChart.at;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.marcnuri.helm.LintResult;
+import io.megaphone.helm.HelmChart.Rendered;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Base64;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The Helm chart, linted and rendered by the Helm library that helm-java embeds, for the default values and for
+ * each ci/*-values.yaml. Assertions read the rendered manifests, not the templates.
+ */
+class HelmChartTest {
+
+    private static final Map<String, Object> SELECTOR = Map.of(
+            "app.kubernetes.io/name", "megaphone",
+            "app.kubernetes.io/instance", HelmChart.RELEASE);
+
+    private static Rendered defaults;
+
+    @BeforeAll
+    static void renderDefaults() {
+        defaults = HelmChart.template(null);
+    }
+
+    /** null stands for the default values. */
+    static Stream<Arguments> valueSets() {
+        return Stream.concat(Stream.of(Arguments.of("default values", null)),
+                HelmChart.ciValuesFiles().stream().map(f -> Arguments.of(f.getFileName().toString(), f)));
+    }
+
+    @Test
+    void thereIsOneCiValuesFilePerFeature() {
+        assertThat(HelmChart.ciValuesFiles()).extracting(f -> f.getFileName().toString())
+                .contains("existing-secret-values.yaml", "hpa-values.yaml", "servicemonitor-values.yaml",
+                        "dashboard-values.yaml", "headless-discovery-values.yaml");
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valueSets")
+    void lintsCleanInStrictMode(String name, Path valuesFile, @TempDir Path tempDir) throws IOException {
+        LintResult result = HelmChart.lint(valuesFile, tempDir);
+
+        assertThat(result.isFailed()).as("helm lint --strict failed: %s", result.getMessages()).isFalse();
+        assertThat(result.getMessages()).noneMatch(m -> m.contains("[ERROR]") || m.contains("[WARNING]"));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valueSets")
+    void everyValueSetRendersProbesOnTheManagementPortAndADrainThatFitsTheGracePeriod(String name, Path valuesFile) {
+        Rendered rendered = HelmChart.template(valuesFile);
+        Map<String, Object> values = valuesFile == null ? HelmChart.load(HelmChart.CHART.resolve("values.yaml"))
+                : HelmChart.merge(HelmChart.load(HelmChart.CHART.resolve("values.yaml")), HelmChart.load(valuesFile));
+        int drain = at(values, "drain", "gracePeriodSeconds");
+
+        Map<String, Object> container = rendered.container();
+        assertThat((String) at(container, "readinessProbe", "httpGet", "path")).isEqualTo("/actuator/health/readiness");
+        assertThat((Object) at(container, "readinessProbe", "httpGet", "port")).isEqualTo("management");
+        assertThat((String) at(container, "livenessProbe", "httpGet", "path")).isEqualTo("/actuator/health/liveness");
+        assertThat((Object) at(container, "livenessProbe", "httpGet", "port")).isEqualTo("management");
+        assertThat((List<Object>) at(container, "lifecycle", "preStop", "exec", "command")).containsExactly("sleep", "5");
+
+        assertThat((Integer) at(rendered.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(drain + 15);
+        assertThat((String) at(rendered.applicationConfig(), "spring", "lifecycle", "timeout-per-shutdown-phase"))
+                .isEqualTo(drain + "s");
+
+        assertThat((Map<String, Object>) at(rendered.deployment(), "spec", "selector", "matchLabels"))
+                .isEqualTo(SELECTOR);
+        assertThat((Map<String, Object>) at(rendered.one("Service"), "spec", "selector")).isEqualTo(SELECTOR);
+        assertThat((Map<String, Object>) at(rendered.deployment(), "spec", "template", "metadata", "labels"))
+                .containsAllEntriesOf(SELECTOR);
+        assertThat((String) at(rendered.deployment(), "spec", "template", "metadata", "annotations", "checksum/config"))
+                .matches("[0-9a-f]{64}");
+        assertSecurePod(rendered);
+    }
+
+    @Test
+    void defaultsExposeBoshAndManagementPortsOnTheServiceAndTheContainer() {
+        List<Map<String, Object>> servicePorts = at(defaults.one("Service"), "spec", "ports");
+        assertThat(servicePorts).extracting(p -> p.get("name"), p -> p.get("port"), p -> p.get("targetPort"))
+                .containsExactly(
+                        org.assertj.core.groups.Tuple.tuple("bosh", 5280, "bosh"),
+                        org.assertj.core.groups.Tuple.tuple("management", 9090, "management"));
+        List<Map<String, Object>> containerPorts = at(defaults.container(), "ports");
+        assertThat(containerPorts).extracting(p -> p.get("name"), p -> p.get("containerPort"))
+                .containsExactly(
+                        org.assertj.core.groups.Tuple.tuple("bosh", 5280),
+                        org.assertj.core.groups.Tuple.tuple("management", 9090));
+        assertThat(defaults.env()).containsEntry("MEGAPHONE_HTTP_PORT", "5280")
+                .containsEntry("MEGAPHONE_MANAGEMENT_PORT", "9090");
+        assertThat((Integer) at(defaults.applicationConfig(), "server", "port")).isEqualTo(5280);
+        assertThat((Integer) at(defaults.applicationConfig(), "management", "server", "port")).isEqualTo(9090);
+    }
+
+    @Test
+    void defaultsDrainForNinetySecondsWithinAHundredAndFiveSecondGracePeriod() {
+        assertThat((Integer) at(defaults.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(105);
+        assertThat((String) at(defaults.applicationConfig(), "spring", "lifecycle", "timeout-per-shutdown-phase"))
+                .isEqualTo("90s");
+    }
+
+    @Test
+    void defaultsActivateTheProdProfileThenTheChartsK8sProfile() {
+        assertThat(defaults.env()).containsEntry("SPRING_PROFILES_ACTIVE", "prod,k8s")
+                .containsEntry("SPRING_CONFIG_ADDITIONAL_LOCATION", "optional:file:/etc/megaphone/config/");
+        assertThat((String) at(defaults.volumeMount("config"), "mountPath")).isEqualTo("/etc/megaphone/config");
+    }
+
+    @Test
+    void defaultsPutLinkAndEdgeSettingsInTheConfigMap() {
+        Map<String, Object> config = defaults.applicationConfig();
+
+        assertThat((List<Object>) at(config, "megaphone", "link", "nodes")).containsExactly("ejabberd:5290");
+        assertThat((Integer) at(config, "megaphone", "link", "links-per-node")).isEqualTo(2);
+        assertThat((String) at(config, "megaphone", "edge", "upstream-timeout")).isEqualTo("310s");
+        assertThat((List<Object>) at(config, "megaphone", "edge", "paths")).containsExactly("/http-bind", "/bosh");
+        assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(500000);
+        assertThat((Object) at(config, "megaphone", "link", "secret")).as("no secret in a ConfigMap").isNull();
+        assertThat((Object) at(config, "megaphone", "link", "discovery")).as("discovery is only a placeholder").isNull();
+    }
+
+    @Test
+    void defaultsGenerateALinkSecretAndMountItAsTheFileTheEcmReads() {
+        Map<String, Object> secret = defaults.one("Secret");
+        String encoded = at(secret, "data", "link-secret");
+
+        assertThat(new String(Base64.getDecoder().decode(encoded), StandardCharsets.UTF_8)).hasSize(48);
+        assertThat((String) at(secret, "metadata", "annotations", "helm.sh/resource-policy")).isEqualTo("keep");
+        assertThat((String) at(defaults.volume("link-secret"), "secret", "secretName")).isEqualTo("megaphone");
+        assertThat((String) at(defaults.volumeMount("link-secret"), "mountPath")).isEqualTo("/etc/megaphone/link");
+        assertThat((Boolean) at(defaults.volumeMount("link-secret"), "readOnly")).isTrue();
+        assertThat(defaults.env()).containsEntry("MEGAPHONE_LINK_SECRET_FILE", "/etc/megaphone/link/link-secret")
+                .doesNotContainKey("MEGAPHONE_LINK_SECRET");
+    }
+
+    @Test
+    void aGivenLinkSecretIsStoredAsGivenAndNotKeptAfterUninstall() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/servicemonitor-values.yaml"));
+        Map<String, Object> secret = rendered.one("Secret");
+
+        assertThat(new String(Base64.getDecoder().decode((String) at(secret, "data", "link-secret")),
+                StandardCharsets.UTF_8)).isEqualTo("ci-secret");
+        assertThat((Object) at(secret, "metadata", "annotations", "helm.sh/resource-policy")).isNull();
+    }
+
+    @Test
+    void anExistingSecretIsMountedUnderItsKeyAndNoSecretIsCreated() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/existing-secret-values.yaml"));
+
+        assertThat(rendered.all("Secret")).isEmpty();
+        Map<String, Object> volume = rendered.volume("link-secret");
+        assertThat((String) at(volume, "secret", "secretName")).isEqualTo("megaphone-link");
+        assertThat((String) at(volume, "secret", "items", 0, "key")).isEqualTo("shared-secret");
+        assertThat((String) at(rendered.volumeMount("link-secret"), "mountPath"))
+                .isEqualTo("/var/run/secrets/megaphone");
+        assertThat(rendered.env()).containsEntry("MEGAPHONE_LINK_SECRET_FILE", "/var/run/secrets/megaphone/shared-secret");
+        assertThat((List<Object>) at(rendered.applicationConfig(), "megaphone", "link", "nodes")).hasSize(2);
+        assertThat((Integer) at(rendered.applicationConfig(), "megaphone", "link", "links-per-node")).isEqualTo(4);
+    }
+
+    @Test
+    void defaultsHaveAPodDisruptionBudgetButNoAutoscalerServiceMonitorOrDashboard() {
+        assertThat((Integer) at(defaults.one("PodDisruptionBudget"), "spec", "maxUnavailable")).isEqualTo(1);
+        assertThat((Map<String, Object>) at(defaults.one("PodDisruptionBudget"), "spec", "selector", "matchLabels"))
+                .isEqualTo(SELECTOR);
+        assertThat(defaults.all("HorizontalPodAutoscaler")).isEmpty();
+        assertThat(defaults.all("ServiceMonitor")).isEmpty();
+        assertThat(defaults.all("ConfigMap")).hasSize(1);
+        assertThat((Integer) at(defaults.deployment(), "spec", "replicas")).isEqualTo(2);
+    }
+
+    @Test
+    void theAutoscalerScalesOnCpuAndHeldRequestsPerPodAndOwnsTheReplicaCount() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/hpa-values.yaml"));
+        Map<String, Object> hpa = rendered.one("HorizontalPodAutoscaler");
+
+        assertThat((String) at(hpa, "apiVersion")).isEqualTo("autoscaling/v2");
+        assertThat((String) at(hpa, "spec", "scaleTargetRef", "name")).isEqualTo("megaphone");
+        assertThat((Integer) at(hpa, "spec", "minReplicas")).isEqualTo(3);
+        assertThat((Integer) at(hpa, "spec", "maxReplicas")).isEqualTo(20);
+        assertThat((Integer) at(hpa, "spec", "metrics", 0, "resource", "target", "averageUtilization")).isEqualTo(60);
+        assertThat((String) at(hpa, "spec", "metrics", 1, "pods", "metric", "name"))
+                .isEqualTo("megaphone_edge_held_requests");
+        assertThat((String) at(hpa, "spec", "metrics", 1, "pods", "target", "averageValue")).isEqualTo("50000");
+        assertThat((Object) at(rendered.deployment(), "spec", "replicas")).isNull();
+        assertThat((Integer) at(rendered.one("PodDisruptionBudget"), "spec", "minAvailable")).isEqualTo(2);
+        assertThat((Integer) at(rendered.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(335);
+    }
+
+    @Test
+    void theServiceMonitorScrapesActuatorPrometheusOnTheManagementPort() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/servicemonitor-values.yaml"));
+        Map<String, Object> monitor = rendered.one("ServiceMonitor");
+
+        assertThat((String) at(monitor, "apiVersion")).isEqualTo("monitoring.coreos.com/v1");
+        assertThat((String) at(monitor, "metadata", "labels", "release")).isEqualTo("kube-prometheus-stack");
+        assertThat((Map<String, Object>) at(monitor, "spec", "selector", "matchLabels")).isEqualTo(SELECTOR);
+        assertThat((String) at(monitor, "spec", "endpoints", 0, "port")).isEqualTo("management");
+        assertThat((String) at(monitor, "spec", "endpoints", 0, "path")).isEqualTo("/actuator/prometheus");
+        assertThat((String) at(monitor, "spec", "endpoints", 0, "interval")).isEqualTo("15s");
+    }
+
+    @Test
+    void theDashboardConfigMapCarriesTheDashboardForTheGrafanaSidecar() throws IOException {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/dashboard-values.yaml"));
+        Map<String, Object> dashboard = rendered.all("ConfigMap").stream()
+                .filter(c -> at(c, "data", "megaphone-dashboard.json") != null).findFirst()
+                .orElseThrow(() -> new AssertionError("no dashboard ConfigMap"));
+
+        assertThat((String) at(dashboard, "metadata", "labels", "grafana_dashboard")).isEqualTo("1");
+        assertThat((String) at(dashboard, "metadata", "namespace")).isEqualTo("monitoring");
+        assertThat((String) at(dashboard, "metadata", "annotations", "grafana_folder")).isEqualTo("Megaphone");
+        assertThat((String) at(dashboard, "data", "megaphone-dashboard.json")).isEqualTo(
+                Files.readString(HelmChart.CHART.resolve("files/megaphone-dashboard.json")).stripTrailing());
+    }
+
+    @Test
+    void theDiscoveryPlaceholderRendersNowhere() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/headless-discovery-values.yaml"));
+
+        assertThat(rendered.text()).doesNotContain("discovery");
+        assertThat((List<Object>) at(rendered.applicationConfig(), "megaphone", "link", "nodes"))
+                .containsExactly("ejabberd-0.ejabberd-headless.xmpp.svc.cluster.local:5290");
+    }
+
+    @Test
+    void extraConfigWinsOverTheValuesAndTheGcCanBeReplaced() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/hardened-values.yaml"));
+        Map<String, Object> config = rendered.applicationConfig();
+
+        assertThat((Integer) at(config, "megaphone", "link", "links-per-node")).isEqualTo(3);
+        assertThat((String) at(config, "logging", "level", "io.megaphone.link")).isEqualTo("debug");
+        assertThat((Boolean) at(config, "megaphone", "edge", "proxy-protocol")).isTrue();
+        assertThat((List<Object>) at(config, "megaphone", "edge", "trusted-proxies")).containsExactly("10.0.0.0/8");
+        assertThat(rendered.env()).containsEntry("JAVA_GC_OPTS", "-XX:+UseSerialGC");
+        assertThat((String) at(rendered.one("Service"), "spec", "externalTrafficPolicy")).isEqualTo("Local");
+        assertThat((Map<String, Object>) at(rendered.podSpec(), "topologySpreadConstraints", 0, "labelSelector",
+                "matchLabels")).isEqualTo(SELECTOR);
+    }
+
+    @Test
+    void aConfigChangeChangesTheChecksumSoPodsRestart() {
+        Rendered hardened = HelmChart.template(HelmChart.CHART.resolve("ci/hardened-values.yaml"));
+
+        assertThat((String) at(hardened.deployment(), "spec", "template", "metadata", "annotations", "checksum/config"))
+                .isNotEqualTo(at(defaults.deployment(), "spec", "template", "metadata", "annotations", "checksum/config"));
+    }
+
+    private static void assertSecurePod(Rendered rendered) {
+        Map<String, Object> pod = at(rendered.podSpec(), "securityContext");
+        assertThat((Boolean) at(pod, "runAsNonRoot")).isTrue();
+        assertThat((Integer) at(pod, "runAsUser")).isEqualTo(10001);
+        assertThat((String) at(pod, "seccompProfile", "type")).isEqualTo("RuntimeDefault");
+
+        Map<String, Object> container = at(rendered.container(), "securityContext");
+        assertThat((Boolean) at(container, "runAsNonRoot")).isTrue();
+        assertThat((Boolean) at(container, "readOnlyRootFilesystem")).isTrue();
+        assertThat((Boolean) at(container, "allowPrivilegeEscalation")).isFalse();
+        assertThat((List<Object>) at(container, "capabilities", "drop")).containsExactly("ALL");
+        assertThat((String) at(container, "seccompProfile", "type")).isEqualTo("RuntimeDefault");
+
+        assertThat((String) at(rendered.volumeMount("tmp"), "mountPath")).isEqualTo("/tmp");
+        assertThat((Object) at(rendered.volume("tmp"), "emptyDir")).isNotNull();
+        assertThat((Boolean) at(rendered.podSpec(), "automountServiceAccountToken")).isFalse();
+    }
+}
