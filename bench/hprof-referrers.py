@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 
 path = sys.argv[1]
 min_count = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+extra = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else set()  # more classes to attribute, with a chain
 
 f = open(path, "rb")
 mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -131,6 +132,8 @@ def layout(cid):
 
 string_cid = next(c for c, n in class_name.items() if n == "java.lang.String")
 referrer = {}
+owner = {}  # object id -> id of the first object seen referencing it
+instance_class = {}  # object id -> class name, for the classes in `extra` and their chains
 # pass 2: who references the byte arrays and strings
 for tag, start, length in records():
     if tag not in (0x0C, 0x1C):
@@ -141,17 +144,22 @@ for tag, start, length in records():
             if cid == string_cid:
                 string_ids.add(oid)
             name = class_name.get(cid, "?")
+            if extra:
+                instance_class[oid] = name
             for ty in layout(cid):
                 if ty == 2:
                     ref = struct.unpack_from(ID, mm, p)[0]
                     if ref and ref not in referrer:
                         referrer[ref] = name
+                        owner[ref] = oid
                     if cid == string_cid and ref in byte_arrays:
                         string_value[oid] = ref
                 p += TYPE_SIZE[ty]
         elif t == 0x22:
             oid, cid, p, n = rec
             name = class_name.get(cid, "?")
+            if extra:
+                instance_class[oid] = name
             for i in range(n):
                 ref = struct.unpack_from(ID, mm, p + 8 * i)[0]
                 if ref and ref not in referrer:
@@ -191,3 +199,21 @@ for (kind, ref), members in sorted(groups.items(), key=lambda g: -len(g[1])):
     total = sum(array_bytes(n) + (24 if kind == "String" else 0) for n in lens)
     span = f"{min(lens)}-{max(lens)}" if min(lens) != max(lens) else str(lens[0])
     print(f"{len(members):8d} {kind:6} {span:>9} {total:10d}  {ref} | {sample(kind, members[0][0])}")
+
+if extra:
+    print()
+    print("Reference chains (first referrer, up to 5 levels) of the classes asked for:")
+    chains = Counter()
+    for oid, name in instance_class.items():
+        if name in extra:
+            chain = [name]
+            o = oid
+            for _ in range(5):
+                o = owner.get(o)
+                if o is None:
+                    break
+                chain.append(instance_class.get(o, "?"))
+            chains[" <- ".join(chain)] += 1
+    for chain, count in chains.most_common():
+        if count >= min_count:
+            print(f"{count:8d}  {chain}")
