@@ -306,8 +306,8 @@ async function runOrchestrator() {
     } finally {
         for (const p of pages) if (!p.exit) { p.killed = true; p.child.kill('SIGKILL'); }
     }
-    console.log(JSON.stringify(result, null, 2));
-    process.exit(result.ok ? 0 : 1);
+    // Exit only once the JSON is written out: stdout is a pipe when a test runs this script.
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n', () => process.exit(result.ok ? 0 : 1));
 }
 
 async function stropheVersion() {

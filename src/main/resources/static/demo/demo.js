@@ -1,0 +1,181 @@
+// The smallest BOSH client that chats (XEP-0124 + XEP-0206), written out step by step with no library:
+//
+//   1. session request  <body rid to wait hold xmpp:version/>      -> sid + stream features (SASL mechanisms)
+//   2. SASL PLAIN       <auth mechanism='PLAIN'>base64(\0user\0password)</auth>  -> <success/>
+//   3. stream restart   <body sid rid xmpp:restart='true'/>         -> stream features (bind)
+//   4. resource bind    <iq type='set'><bind/></iq>                 -> our full JID
+//   5. presence         <presence/>
+//   6. long poll        keep one empty <body/> held by the server; it returns when there is something for us
+//      and sending     a second request carrying the stanza (BOSH allows two at once; with hold=1 the server
+//                       answers the held poll, and the loop sends the next one)
+//
+// Every request carries the next rid (+1 each time) and the sid. Any 4xx or a type='terminate' answer ends the
+// session; a network error or 5xx is retried with the same body (same rid), as BOSH allows.
+'use strict';
+
+const NS_BOSH = 'http://jabber.org/protocol/httpbind';
+const WAIT = 30; // seconds the server may hold a poll
+
+const $ = (id) => document.getElementById(id);
+const session = { url: null, sid: null, rid: 0, domain: null, jid: null, online: false };
+
+$('url').value = location.origin + '/http-bind';
+
+function log(kind, text) {
+  const line = document.createElement('span');
+  line.className = kind;
+  line.textContent = `${new Date().toISOString().slice(11, 23)} ${kind === 'out' ? 'SEND' : kind === 'in' ? 'RECV' : '----'} ${text}\n`;
+  $('log').appendChild(line);
+  $('log').scrollTop = $('log').scrollHeight;
+}
+
+function status(text, on) {
+  $('status').textContent = text;
+  $('status').className = on ? 'on' : 'off';
+}
+
+function chatLine(who, text, mine) {
+  const li = document.createElement('li');
+  li.className = mine ? 'me' : 'them';
+  li.textContent = `${who}: ${text}`;
+  $('chat').appendChild(li);
+}
+
+const escapeXml = (s) => s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]);
+
+// POSTs one <body/> (attributes + payload) with the next rid, and returns the parsed answer <body/>.
+async function post(attrs, payload = '') {
+  const rid = session.rid++;
+  let head = `<body xmlns='${NS_BOSH}' rid='${rid}'`;
+  if (session.sid) head += ` sid='${session.sid}'`;
+  for (const [k, v] of Object.entries(attrs)) head += ` ${k}='${v}'`;
+  const xml = payload ? `${head}>${payload}</body>` : `${head}/>`;
+  log('out', xml);
+  for (let attempt = 1; ; attempt++) {
+    let response;
+    try {
+      response = await fetch(session.url, { method: 'POST', body: xml,
+                                             headers: { 'Content-Type': 'text/xml; charset=utf-8' } });
+    } catch (e) {
+      response = null; // network error: retry the same rid
+    }
+    if (response && response.status < 500) {
+      const text = await response.text();
+      log('in', text || `(HTTP ${response.status}, empty)`);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const body = new DOMParser().parseFromString(text, 'text/xml').documentElement;
+      if (body.localName !== 'body') throw new Error('not a BOSH <body/>');
+      if (body.getAttribute('type') === 'terminate') {
+        throw new Error('session terminated: ' + (body.getAttribute('condition') || 'no condition'));
+      }
+      return body;
+    }
+    if (attempt >= 5) throw new Error(response ? `HTTP ${response.status}` : 'network error');
+    const pause = Number(response && response.headers.get('Retry-After')) || attempt;
+    log('note', `${response ? 'HTTP ' + response.status : 'network error'}; resending rid ${rid} in ${pause}s`);
+    await new Promise((r) => setTimeout(r, pause * 1000));
+  }
+}
+
+const child = (el, name) => el.getElementsByTagNameNS('*', name)[0];
+
+async function login(url, jid, password) {
+  const [node, domain] = jid.split('@');
+  Object.assign(session, { url, sid: null, domain, jid: null, rid: Math.floor(Math.random() * 1e9) + 1000 });
+  status('connecting…', false);
+
+  // 1. Session request: the answer carries the sid and the SASL mechanisms.
+  let body = await post({ to: domain, wait: WAIT, hold: 1, ver: '1.6', 'xml:lang': 'en',
+                          'xmlns:xmpp': 'urn:xmpp:xbosh', 'xmpp:version': '1.0' });
+  session.sid = body.getAttribute('sid');
+  while (!child(body, 'mechanisms')) body = await post({}); // features may come in a second answer
+  const mechanisms = [...body.getElementsByTagNameNS('*', 'mechanism')].map((m) => m.textContent);
+  if (!mechanisms.includes('PLAIN')) throw new Error('the server offers no SASL PLAIN: ' + mechanisms);
+
+  // 2. SASL PLAIN: authzid NUL authcid NUL password, base64 of its UTF-8 bytes.
+  const plain = new TextEncoder().encode(`\0${node}\0${password}`);
+  body = await post({}, `<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${btoa(String.fromCharCode(...plain))}</auth>`);
+  while (!child(body, 'success') && !child(body, 'failure')) body = await post({});
+  if (child(body, 'failure')) throw new Error('authentication failed');
+
+  // 3. Stream restart, then 4. bind a resource: the answer holds our full JID.
+  body = await post({ to: domain, 'xml:lang': 'en', 'xmlns:xmpp': 'urn:xmpp:xbosh', 'xmpp:restart': 'true' });
+  while (!child(body, 'bind')) body = await post({});
+  body = await post({}, `<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
+  while (!child(body, 'jid')) body = await post({});
+  session.jid = child(body, 'jid').textContent;
+
+  // 5. Presence: from now on messages to our bare JID reach this page.
+  session.online = true;
+  handle(await post({}, `<presence xmlns='jabber:client'/>`));
+  status('online as ' + session.jid, true);
+  pollLoop();
+}
+
+// 6. The long poll: one empty request always waiting at the server.
+async function pollLoop() {
+  while (session.online) {
+    try {
+      handle(await post({}));
+    } catch (e) {
+      if (session.online) offline(e.message);
+    }
+  }
+}
+
+function handle(body) {
+  for (const stanza of body.children) {
+    if (stanza.localName === 'message') {
+      const text = child(stanza, 'body');
+      if (text) chatLine(stanza.getAttribute('from').split('/')[0], text.textContent, false);
+    }
+  }
+}
+
+async function sendMessage(to, text) {
+  chatLine('me', text, true);
+  const id = 'demo' + Date.now().toString(36);
+  handle(await post({}, `<message xmlns='jabber:client' type='chat' to='${escapeXml(to)}' id='${id}'><body>${escapeXml(text)}</body></message>`));
+}
+
+function offline(reason) {
+  session.online = false;
+  status('offline' + (reason ? ': ' + reason : ''), false);
+  log('note', 'offline' + (reason ? ': ' + reason : ''));
+  $('connect').disabled = false;
+  $('disconnect').disabled = true;
+  $('sendButton').disabled = true;
+}
+
+$('login').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('connect').disabled = true;
+  try {
+    await login($('url').value.trim(), $('jid').value.trim(), $('password').value);
+    $('disconnect').disabled = false;
+    $('sendButton').disabled = false;
+  } catch (e) {
+    offline(e.message);
+  }
+});
+
+$('send').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const text = $('text').value;
+  $('text').value = '';
+  try {
+    await sendMessage($('to').value.trim(), text);
+  } catch (e) {
+    offline(e.message);
+  }
+});
+
+$('disconnect').addEventListener('click', async () => {
+  session.online = false;
+  try {
+    await post({ type: 'terminate' }, `<presence xmlns='jabber:client' type='unavailable'/>`);
+  } catch (e) {
+    // the server may already have closed the session
+  }
+  offline('logged out');
+});
