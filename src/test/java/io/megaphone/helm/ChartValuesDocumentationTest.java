@@ -42,8 +42,9 @@ class ChartValuesDocumentationTest {
             Object node = values;
             for (String key : param.path().split("\\.")) {
                 assertThat(node).as("@param %s: no such value in values.yaml", param.path()).isInstanceOf(Map.class);
-                assertThat((Map<?, ?>) node).as("@param %s: no such value in values.yaml", param.path()).containsKey(key);
-                node = ((Map<?, ?>) node).get(key);
+                Map<?, ?> map = (Map<?, ?>) node;
+                assertThat(map.containsKey(key)).as("@param %s: no such value in values.yaml", param.path()).isTrue();
+                node = map.get(key);
             }
         });
     }

@@ -8,7 +8,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -42,7 +41,8 @@ class DockerfileLintTest {
         Map<String, Object> report = HelmChart.yaml().load(result.stdout());
 
         assertThat((Integer) at(report, "totalIssues"))
-                .as("dockerfilelint found issues (exit %d):%n%s", result.exitCode(), result.stdout()).isZero();
+                .as("dockerfilelint found issues (exit %d):%n%s%s", result.exitCode(), result.stdout(), result.stderr())
+                .isZero();
         assertThat(result.exitCode()).isZero();
     }
 
@@ -83,22 +83,28 @@ class DockerfileLintTest {
                 "--no-audit", "--no-fund", "--no-save", "--loglevel=error", LINTER);
         assertThat(Files.isExecutable(BIN))
                 .as("npm install %s failed (exit %d; needs Node.js/npm and the npm registry):%n%s", LINTER,
-                        install.exitCode(), install.stdout())
+                        install.exitCode(), install.stdout() + install.stderr())
                 .isTrue();
     }
 
-    record Result(int exitCode, String stdout) {
+    record Result(int exitCode, String stdout, String stderr) {
     }
 
     private static Result run(Duration timeout, String... command) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of(command));
-        Process process = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        process.getOutputStream().close();
-        byte[] out = process.getInputStream().readAllBytes();
+        Files.createDirectories(INSTALL_DIR);
+        Path stdout = Files.createTempFile(INSTALL_DIR, "out", ".txt");
+        Path stderr = Files.createTempFile(INSTALL_DIR, "err", ".txt");
+        Process process = new ProcessBuilder(command).redirectOutput(stdout.toFile()).redirectError(stderr.toFile())
+                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null"))).start();
         if (!process.waitFor(timeout.toSeconds(), TimeUnit.SECONDS)) {
             process.destroyForcibly();
-            throw new AssertionError(String.join(" ", cmd) + ": no exit within " + timeout);
+            throw new AssertionError(String.join(" ", command) + ": no exit within " + timeout);
         }
-        return new Result(process.exitValue(), new String(out, StandardCharsets.UTF_8));
+        try {
+            return new Result(process.exitValue(), Files.readString(stdout), Files.readString(stderr));
+        } finally {
+            Files.deleteIfExists(stdout);
+            Files.deleteIfExists(stderr);
+        }
     }
 }

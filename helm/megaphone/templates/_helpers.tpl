@@ -1,0 +1,167 @@
+{{/*
+megaphone.name: the chart name, or nameOverride; used as app.kubernetes.io/name.
+Truncated to 63 characters (the DNS label limit of Kubernetes names).
+*/}}
+{{- define "megaphone.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+megaphone.fullname: the base name of every resource: fullnameOverride, or "<release>-<name>",
+or just the release name when it already contains the chart name. Truncated to 63 characters.
+*/}}
+{{- define "megaphone.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+megaphone.chart: "<chart>-<version>" for the helm.sh/chart label ("+" is not allowed in label values).
+*/}}
+{{- define "megaphone.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+megaphone.selectorLabels: the labels that select the pods. Only name and instance: they never change
+over the life of a release, and a Deployment's selector is immutable.
+*/}}
+{{- define "megaphone.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "megaphone.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+megaphone.labels: the labels of every resource: the selector labels, the chart, version and
+manager labels, and commonLabels.
+*/}}
+{{- define "megaphone.labels" -}}
+helm.sh/chart: {{ include "megaphone.chart" . }}
+{{ include "megaphone.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/component: ecm
+app.kubernetes.io/part-of: megaphone
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+megaphone.annotations: commonAnnotations as a metadata.annotations block (nothing when empty).
+Call with the root context; indent the result where it is used.
+*/}}
+{{- define "megaphone.annotations" -}}
+{{- with .Values.commonAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+megaphone.image: the image reference: repository@digest when a digest is set, else
+repository:tag with the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "megaphone.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+megaphone.serviceAccountName: the ServiceAccount the pods run as: serviceAccount.name, or the
+fullname when the chart creates one, or "default".
+*/}}
+{{- define "megaphone.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "megaphone.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+megaphone.secretName: the Secret that holds the link secret: link.existingSecret, or the one the
+chart creates from link.secret.
+*/}}
+{{- define "megaphone.secretName" -}}
+{{- if .Values.link.existingSecret }}
+{{- .Values.link.existingSecret }}
+{{- else }}
+{{- include "megaphone.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+megaphone.secretFile: the path of the mounted link secret, read by the ECM (MEGAPHONE_LINK_SECRET_FILE).
+*/}}
+{{- define "megaphone.secretFile" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.link.secretMountPath) .Values.link.existingSecretKey }}
+{{- end }}
+
+{{/*
+megaphone.profiles: SPRING_PROFILES_ACTIVE: the profiles value, then "k8s" (the ConfigMap's
+application-k8s.yaml), last so that it wins over the other profiles' files.
+*/}}
+{{- define "megaphone.profiles" -}}
+{{- $profiles := list }}
+{{- range (splitList "," (toString .Values.profiles)) }}
+{{- if trim . }}{{- $profiles = append $profiles (trim .) }}{{- end }}
+{{- end }}
+{{- append $profiles "k8s" | uniq | join "," }}
+{{- end }}
+
+{{/*
+megaphone.terminationGracePeriodSeconds: drain.gracePeriodSeconds + 15, so that Kubernetes never kills
+a pod that is still finishing its held requests (the preStop sleep and the JVM's exit fit in the 15 s).
+*/}}
+{{- define "megaphone.terminationGracePeriodSeconds" -}}
+{{- add (int .Values.drain.gracePeriodSeconds) 15 }}
+{{- end }}
+
+{{/*
+megaphone.applicationConfig: the Spring properties of application-k8s.yaml, built from the values,
+with extraConfig merged over them. Its checksum restarts the pods when it changes.
+*/}}
+{{- define "megaphone.applicationConfig" -}}
+{{- $edge := .Values.edge }}
+{{- $config := dict
+  "server" (dict "port" (int .Values.containerPorts.bosh))
+  "management" (dict "server" (dict "port" (int .Values.containerPorts.management)))
+  "spring" (dict "lifecycle" (dict "timeout-per-shutdown-phase" (printf "%ds" (int .Values.drain.gracePeriodSeconds))))
+  "megaphone" (dict
+    "link" (dict
+      "nodes" .Values.link.nodes
+      "links-per-node" (int .Values.link.linksPerNode)
+      "heartbeat" .Values.link.heartbeat)
+    "edge" (dict
+      "paths" $edge.paths
+      "upstream-timeout" $edge.upstreamTimeout
+      "max-body-bytes" (int $edge.maxBodyBytes)
+      "retry-after-seconds" (int $edge.retryAfterSeconds)
+      "trusted-proxies" $edge.trustedProxies
+      "proxy-protocol" $edge.proxyProtocol
+      "cors" (dict
+        "allowed-origins" $edge.cors.allowedOrigins
+        "allow-credentials" $edge.cors.allowCredentials)
+      "admission" (dict
+        "max-held" (int $edge.admission.maxHeld)
+        "sessions-per-second" $edge.admission.sessionsPerSecond
+        "sessions-burst" $edge.admission.sessionsBurst
+        "sessions-per-second-per-client" $edge.admission.sessionsPerSecondPerClient
+        "sessions-burst-per-client" $edge.admission.sessionsBurstPerClient)))
+}}
+{{- mustMergeOverwrite $config (deepCopy .Values.extraConfig) | toYaml }}
+{{- end }}
