@@ -38,6 +38,10 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      *     the longest BOSH {@code wait} clients use (keep {@code spring.lifecycle.timeout-per-shutdown-phase} above)
      * @param drainDelay on SIGTERM, how long readiness stays DOWN before the ECM stops taking connections, even
      *     with nothing held, so load balancers notice first
+     * @param requestReadTimeout the longest time a client may take to send a whole request (headers and body);
+     *     slower ones (slowloris) get 408 and are closed. It does not limit how long a request is held.
+     * @param idleTimeout how long a connection may stay open with no request in it (a new connection that never
+     *     sends counts too); keep it above your load balancer's idle timeout
      * @param proxyProtocol accept the HAProxy PROXY protocol (v1/v2) header on BOSH connections; turn it on only
      *     when every connection to the BOSH port comes through such a proxy
      */
@@ -52,7 +56,9 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("false") boolean proxyProtocol,
             @Valid @NotNull @DefaultValue Admission admission,
             @DefaultValue("75s") @NotNull Duration drainTimeout,
-            @DefaultValue("2s") @NotNull Duration drainDelay) {
+            @DefaultValue("2s") @NotNull Duration drainDelay,
+            @DefaultValue("20s") @NotNull Duration requestReadTimeout,
+            @DefaultValue("120s") @NotNull Duration idleTimeout) {
     }
 
     /**

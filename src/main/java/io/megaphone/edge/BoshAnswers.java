@@ -40,6 +40,11 @@ final class BoshAnswers {
         return send(response, 400, XML, terminate("bad-request"));
     }
 
+    /** A body type that cannot be XML in UTF-8 (JSON, form data, another charset). */
+    Mono<Void> unsupportedMediaType(HttpServerResponse response) {
+        return send(response, 415, XML, terminate("bad-request"));
+    }
+
     Mono<Void> tooLarge(HttpServerResponse response) {
         response.keepAlive(false);
         return send(response, 413, XML, terminate("policy-violation"));

@@ -70,6 +70,10 @@ final class BoshHandler {
     Mono<Void> post(HttpServerRequest request, HttpServerResponse response) {
         long start = System.nanoTime();
         cors.apply(request, response);
+        if (!BoshContentType.accepts(request.requestHeaders().get(HttpHeaderNames.CONTENT_TYPE))) {
+            metrics.finished(Outcome.BAD_REQUEST, start);
+            return answers.unsupportedMediaType(response);
+        }
         long declared = request.requestHeaders().getInt(HttpHeaderNames.CONTENT_LENGTH, 0);
         if (declared > maxBodyBytes) {
             metrics.finished(Outcome.TOO_LARGE, start);

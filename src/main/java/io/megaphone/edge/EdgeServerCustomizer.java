@@ -6,18 +6,24 @@ import org.springframework.stereotype.Component;
 import reactor.netty.http.server.HttpServer;
 import reactor.netty.http.server.ProxyProtocolSupportType;
 
-/** Server-level options of the BOSH port that Spring Boot has no property for: the PROXY protocol. */
+/**
+ * Server-level options of the BOSH port: the PROXY protocol, and the timeouts that close slow or silent
+ * connections (the held part of a request is never timed here: that is the upstream timeout's job).
+ */
 @Component
 final class EdgeServerCustomizer implements NettyServerCustomizer {
 
-    private final boolean proxyProtocol;
+    private final MegaphoneProperties.Edge edge;
 
     EdgeServerCustomizer(MegaphoneProperties properties) {
-        this.proxyProtocol = properties.edge().proxyProtocol();
+        this.edge = properties.edge();
     }
 
     @Override
     public HttpServer apply(HttpServer server) {
-        return proxyProtocol ? server.proxyProtocol(ProxyProtocolSupportType.ON) : server;
+        HttpServer configured = server.requestTimeout(edge.requestReadTimeout())
+                .readTimeout(edge.requestReadTimeout())
+                .idleTimeout(edge.idleTimeout());
+        return edge.proxyProtocol() ? configured.proxyProtocol(ProxyProtocolSupportType.ON) : configured;
     }
 }

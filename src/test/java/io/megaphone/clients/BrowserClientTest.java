@@ -1,0 +1,79 @@
+package io.megaphone.clients;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.megaphone.it.PrivateEjabberd;
+import io.megaphone.it.SharedEjabberd;
+import io.megaphone.link.LinkPool;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.springframework.beans.factory.annotation.Autowired;
+import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.boot.test.web.server.LocalServerPort;
+import org.springframework.test.context.DynamicPropertyRegistry;
+import org.springframework.test.context.DynamicPropertySource;
+import tools.jackson.databind.JsonNode;
+
+/**
+ * A real browser through the real ECM into the real ejabberd ({@code clients/browser-chat.mjs}): Debian's Chromium,
+ * headless, driven by playwright-core, with two pages: Strophe.js on a page of another origin (cross-origin BOSH,
+ * CORS) and the ECM's own demo page ({@code /demo/index.html}, served from the jar). They chat both ways; the
+ * screenshots are kept in {@code target/client-screenshots/}. Fails (never skips) when Chromium is missing.
+ */
+@SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
+        properties = {"management.server.port=0", "megaphone.link.links-per-node=2"})
+class BrowserClientTest {
+
+    private static final Path CHROMIUM = Path.of(System.getenv().getOrDefault("CHROMIUM_PATH", "/usr/bin/chromium"));
+
+    @DynamicPropertySource
+    static void linkToRealEjabberd(DynamicPropertyRegistry registry) {
+        PrivateEjabberd ejabberd = SharedEjabberd.get();
+        registry.add("megaphone.link.nodes", () -> "127.0.0.1:" + ejabberd.linkPort());
+        registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
+    }
+
+    @LocalServerPort
+    int port;
+
+    @Autowired
+    LinkPool pool;
+
+    @BeforeEach
+    void linksAreUp() {
+        await().atMost(Duration.ofSeconds(10)).until(() -> pool.readyLinks() == 2);
+    }
+
+    @Test
+    void chromiumChatsBetweenAStropheJsPageAndTheDemoPage() throws Exception {
+        assertThat(CHROMIUM).as("Chromium is missing at %s: run `bash scripts/install-deps.sh` (Debian package "
+                + "chromium)", CHROMIUM).isExecutable();
+        NodeClients.requireInstalled("playwright-core", "strophe.js");
+        String alice = SharedEjabberd.newUser("browser-alice");
+        String bob = SharedEjabberd.newUser("browser-bob");
+        Path shots = NodeClients.screenshotDir();
+
+        NodeClients.Run run = NodeClients.run(60, "browser-chat.mjs", "http://127.0.0.1:" + port,
+                alice + "@" + PrivateEjabberd.DOMAIN, SharedEjabberd.PASSWORD,
+                bob + "@" + PrivateEjabberd.DOMAIN, SharedEjabberd.PASSWORD, shots.toString());
+        JsonNode result = run.result();
+        System.out.println("[real client] " + result.path("client").asString() + " through the ECM on port " + port
+                + ":\n" + NodeClients.pretty(result));
+
+        assertThat(run.exitCode()).as("browser-chat.mjs failed: %s\nstderr:\n%s", result.path("problems"),
+                run.stderr()).isZero();
+        assertThat(result.path("chatB").toString()).as("the demo page shows the chat")
+                .contains("from Strophe.js in Chromium").contains("typed into the Megaphone demo page");
+        assertThat(result.path("bosh").path("crossOriginAnswers").asInt()).as("cross-origin BOSH answers")
+                .isPositive();
+        for (String shot : new String[] {"demo-page.png", "strophe-page.png"}) {
+            assertThat(Files.size(shots.resolve(shot))).as(shot).isGreaterThan(10_000);
+        }
+        System.out.println("[real client] screenshots: " + shots.resolve("demo-page.png") + ", "
+                + shots.resolve("strophe-page.png"));
+    }
+}
