@@ -3,6 +3,8 @@ package io.megaphone.config;
 import io.megaphone.link.HandshakeProof;
 import io.megaphone.link.LinkPool;
 import io.megaphone.link.LinkSettings;
+import io.megaphone.link.NodeDiscovery;
+import org.springframework.boot.autoconfigure.condition.ConditionalOnExpression;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -23,11 +25,27 @@ class LinkConfiguration {
         MegaphoneProperties.Link link = properties.link();
         LinkSettings settings = new LinkSettings(new HandshakeProof(secret(link)), ecmName(link), link.heartbeat(),
                 link.handshakeTimeout(), link.maxFrameBytes());
-        LinkPool pool = new LinkPool(addresses(link.nodes()), link.linksPerNode(), settings,
+        boolean discovery = !link.discovery().dnsName().isBlank();
+        if (link.nodes().isEmpty() && !discovery) {
+            throw new IllegalStateException("megaphone.link.nodes: [] (expected: at least one host:port of"
+                    + " mod_megaphone, or megaphone.link.discovery.dns-name)");
+        }
+        LinkPool pool = new LinkPool(discovery ? List.of() : addresses(link.nodes()), link.linksPerNode(), settings,
                 properties.edge().upstreamTimeout(), link.reconnectMinBackoff(), link.reconnectMaxBackoff(),
                 link.ioThreads());
         pool.start();
         return pool;
+    }
+
+    /** With a DNS name configured, keeps the pool's nodes in step with it ({@code nodes} is then ignored). */
+    @Bean(destroyMethod = "close")
+    @ConditionalOnExpression("!'${megaphone.link.discovery.dns-name:}'.isBlank()")
+    NodeDiscovery nodeDiscovery(MegaphoneProperties properties, LinkPool pool) {
+        MegaphoneProperties.Discovery discovery = properties.link().discovery();
+        NodeDiscovery nodes = new NodeDiscovery(discovery.dnsName(), discovery.port(), List.of(), pool,
+                InetAddress::getAllByName);
+        nodes.start(discovery.refreshInterval());
+        return nodes;
     }
 
     static byte[] secret(MegaphoneProperties.Link link) {

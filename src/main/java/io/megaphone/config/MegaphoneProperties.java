@@ -99,11 +99,12 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param secret the shared secret (prefer {@code MEGAPHONE_LINK_SECRET} or {@code secret-file})
      * @param secretFile a file holding the shared secret (trailing whitespace is ignored)
      * @param name this ECM's name in ejabberd's logs (default: the host name)
+     * @param discovery find ejabberd nodes from one DNS name instead of the {@code nodes} list
      * @param inlineSecretAllowed whether {@code secret} may come from a configuration file; the prod profile sets
      *     false, so the secret comes only from the environment ({@code MEGAPHONE_LINK_SECRET}) or a file
      */
     public record Link(
-            @DefaultValue("127.0.0.1:5290") @NotEmpty List<@Pattern(regexp = ".+:\\d{1,5}",
+            @DefaultValue("127.0.0.1:5290") List<@Pattern(regexp = ".+:\\d{1,5}",
                     message = "must be host:port") String> nodes,
             @DefaultValue("2") @Min(1) @Max(64) int linksPerNode,
             String secret,
@@ -115,6 +116,19 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("500ms") @NotNull Duration reconnectMaxBackoff,
             @DefaultValue("1048576") @Min(4096) int maxFrameBytes,
             @DefaultValue("1") @Min(1) @Max(64) int ioThreads,
-            @DefaultValue("true") boolean inlineSecretAllowed) {
+            @DefaultValue("true") boolean inlineSecretAllowed,
+            @Valid @NotNull @DefaultValue Discovery discovery) {
+    }
+
+    /**
+     * DNS discovery of the ejabberd nodes, e.g. a Kubernetes headless Service.
+     *
+     * @param dnsName the name that resolves to every node's address; empty turns discovery off
+     * @param port mod_megaphone's port on every node
+     * @param refreshInterval how often the name is resolved again
+     */
+    public record Discovery(@DefaultValue("") String dnsName,
+                            @DefaultValue("5290") @Min(1) @Max(65535) int port,
+                            @DefaultValue("10s") @NotNull Duration refreshInterval) {
     }
 }

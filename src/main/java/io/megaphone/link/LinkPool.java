@@ -8,8 +8,11 @@ import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.nio.NioSocketChannel;
 import java.net.InetSocketAddress;
 import java.time.Duration;
-import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.Objects;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentLinkedQueue;
@@ -37,7 +40,14 @@ public final class LinkPool implements AutoCloseable {
     static final long FAILOVER_WAIT_NANOS = TimeUnit.SECONDS.toNanos(1);
 
     private final EventLoopGroup group;
-    private final List<LinkSlot> slots = new ArrayList<>();
+    private final List<LinkSlot> slots = new CopyOnWriteArrayList<>();
+    private final List<MembershipListener> membershipListeners = new CopyOnWriteArrayList<>();
+    private final Bootstrap bootstrap;
+    private final LinkSettings settings;
+    private final int linksPerNode;
+    private final Duration minBackoff;
+    private final Duration maxBackoff;
+    private volatile boolean started;
     private final long upstreamTimeoutNanos;
     private final Listener listener = new Listener();
     /** Orphaned requests waiting for a link to come back, oldest first. */
@@ -46,34 +56,89 @@ public final class LinkPool implements AutoCloseable {
     private volatile boolean closing;
     private final LongAdder clientGone = new LongAdder();
 
+    /** Told when links come and go (nodes found or lost by discovery). */
+    public interface MembershipListener {
+        void added(LinkView link);
+
+        void removed(LinkView link);
+    }
+
     /**
-     * @param nodes the ejabberd nodes' mod_megaphone addresses
+     * @param nodes the ejabberd nodes' mod_megaphone addresses (may be empty when discovery supplies them)
      * @param upstreamTimeout how long a request may wait for ejabberd before the ECM answers it with a 5xx;
      *     longer than any BOSH {@code wait}
      */
     public LinkPool(List<InetSocketAddress> nodes, int linksPerNode, LinkSettings settings, Duration upstreamTimeout,
                     Duration minBackoff, Duration maxBackoff, int ioThreads) {
         Objects.requireNonNull(nodes, "nodes");
-        if (nodes.isEmpty()) {
-            throw new IllegalArgumentException("nodes: [] (expected: at least one ejabberd address)");
-        }
         if (linksPerNode < 1) {
             throw new IllegalArgumentException("linksPerNode: " + linksPerNode + " (expected: >= 1)");
         }
         this.upstreamTimeoutNanos = upstreamTimeout.toNanos();
         this.group = new MultiThreadIoEventLoopGroup(ioThreads, NioIoHandler.newFactory());
-        Bootstrap bootstrap = new Bootstrap().group(group).channel(NioSocketChannel.class)
+        this.settings = settings;
+        this.linksPerNode = linksPerNode;
+        this.minBackoff = minBackoff;
+        this.maxBackoff = maxBackoff;
+        this.bootstrap = new Bootstrap().group(group).channel(NioSocketChannel.class)
                 .option(ChannelOption.TCP_NODELAY, true)
                 .option(ChannelOption.SO_KEEPALIVE, true)
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000);
         for (InetSocketAddress node : nodes) {
-            for (int i = 0; i < linksPerNode; i++) {
-                slots.add(new LinkSlot(bootstrap, node, i, settings, listener, minBackoff, maxBackoff));
+            addNode(node);
+        }
+    }
+
+    private void addNode(InetSocketAddress node) {
+        for (int i = 0; i < linksPerNode; i++) {
+            LinkSlot slot = new LinkSlot(bootstrap, node, i, settings, listener, minBackoff, maxBackoff);
+            slots.add(slot);
+            membershipListeners.forEach(l -> l.added(slot));
+            if (started) {
+                slot.start();
             }
         }
     }
 
+    /**
+     * Makes the pool's nodes exactly {@code nodes}: new ones get {@code linksPerNode} links, the links of nodes no
+     * longer there drain (GOAWAY; requests in flight finish) and go. Used by DNS discovery.
+     */
+    public synchronized void setNodes(Collection<InetSocketAddress> nodes) {
+        Set<InetSocketAddress> wanted = new LinkedHashSet<>(nodes);
+        Set<InetSocketAddress> present = new LinkedHashSet<>();
+        for (LinkSlot slot : slots) {
+            present.add(slot.address());
+            if (!wanted.contains(slot.address())) {
+                log.info("node {} is gone: draining link {}", slot.address(), slot.name());
+                slot.retire();
+                slots.remove(slot);
+                membershipListeners.forEach(l -> l.removed(slot));
+            }
+        }
+        for (InetSocketAddress node : wanted) {
+            if (!present.contains(node)) {
+                log.info("node {} found: opening {} links", node, linksPerNode);
+                addNode(node);
+            }
+        }
+    }
+
+    /** The nodes the pool has links to now. */
+    public Set<InetSocketAddress> nodes() {
+        Set<InetSocketAddress> nodes = new LinkedHashSet<>();
+        slots.forEach(slot -> nodes.add(slot.address()));
+        return nodes;
+    }
+
+    /** Registers a listener and tells it about the links that exist already. */
+    public void addMembershipListener(MembershipListener membership) {
+        membershipListeners.add(membership);
+        slots.forEach(membership::added);
+    }
+
     public void start() {
+        started = true;
         slots.forEach(LinkSlot::start);
         group.next().scheduleAtFixedRate(this::expireParked, 100, 100, TimeUnit.MILLISECONDS);
     }
@@ -122,36 +187,9 @@ public final class LinkPool implements AutoCloseable {
         return total;
     }
 
-    // ---- views for metrics: one entry per configured link, in a fixed order ----
-
-    public int linkCount() {
-        return slots.size();
-    }
-
-    /** The link's stable name, {@code host:port#index}: a metric tag with a bounded set of values. */
-    public String linkName(int index) {
-        return slots.get(index).name();
-    }
-
-    public boolean linkUp(int index) {
-        LinkConnection link = slots.get(index).current();
-        return link != null && link.canTake();
-    }
-
-    public int linkInflight(int index) {
-        LinkConnection link = slots.get(index).current();
-        return link == null ? 0 : link.inflightCount();
-    }
-
-    /** Seconds, or NaN before the first heartbeat answer. */
-    public double linkRttSeconds(int index) {
-        LinkConnection link = slots.get(index).current();
-        long rtt = link == null ? -1 : link.rttNanos();
-        return rtt < 0 ? Double.NaN : rtt / 1e9;
-    }
-
-    public LinkStats linkStats(int index) {
-        return slots.get(index).stats();
+    /** The links now, for health and metrics. */
+    public List<LinkView> links() {
+        return List.copyOf(slots);
     }
 
     /** Requests re-sent on another link after theirs died. */
@@ -174,9 +212,9 @@ public final class LinkPool implements AutoCloseable {
         }
     }
 
-    /** Closes the TCP connection of the link with this index (they reconnect). For failure drills. */
+    /** Closes the TCP connection of the link with this index (it reconnects). For failure drills. */
     public void dropLink(int index) {
-        LinkConnection link = slots.get(index).current();
+        LinkConnection link = slots.get(index % slots.size()).current();
         if (link != null) {
             link.close();
         }

@@ -18,7 +18,7 @@ import reactor.util.retry.Retry;
  * One of the K links to one ejabberd node: keeps a {@link LinkConnection} up, reconnecting with exponential
  * backoff and jitter (Reactor's {@link Retry}) whenever it closes or fails its handshake.
  */
-final class LinkSlot {
+final class LinkSlot implements LinkView {
 
     private static final Logger log = LoggerFactory.getLogger(LinkSlot.class);
 
@@ -47,15 +47,36 @@ final class LinkSlot {
         this.maxBackoff = maxBackoff;
     }
 
-    String name() {
+    @Override
+    public String name() {
         return name;
+    }
+
+    @Override
+    public boolean up() {
+        LinkConnection link = current;
+        return link != null && link.canTake();
+    }
+
+    @Override
+    public int inflight() {
+        LinkConnection link = current;
+        return link == null ? 0 : link.inflightCount();
+    }
+
+    @Override
+    public double rttSeconds() {
+        LinkConnection link = current;
+        long rtt = link == null ? -1 : link.rttNanos();
+        return rtt < 0 ? Double.NaN : rtt / 1e9;
     }
 
     InetSocketAddress address() {
         return address;
     }
 
-    LinkStats stats() {
+    @Override
+    public LinkStats stats() {
         return stats;
     }
 
@@ -66,6 +87,19 @@ final class LinkSlot {
     void start() {
         running = true;
         connect();
+    }
+
+    /** The node left: no reconnect; the link drains (GOAWAY) and closes once its requests are answered. */
+    void retire() {
+        running = false;
+        Disposable pending = connecting;
+        if (pending != null) {
+            pending.dispose();
+        }
+        LinkConnection link = current;
+        if (link != null) {
+            link.drain("node removed from discovery");
+        }
     }
 
     void stop() {

@@ -2,21 +2,28 @@ package io.megaphone.metrics;
 
 import io.megaphone.link.LinkPool;
 import io.megaphone.link.LinkStats;
+import io.megaphone.link.LinkView;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.binder.MeterBinder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import org.springframework.stereotype.Component;
 
 /**
  * Watches the link pool: per-link state, requests in flight, heartbeat round trip, connects and frames, and the
- * pool-wide held requests and re-sends. The {@code link} tag is {@code host:port#index} of a configured link, so
- * its values are bounded by the configuration.
+ * pool-wide held requests and re-sends. The {@code link} tag is {@code host:port#index} of a link, so its values
+ * are bounded by the configured or discovered nodes; a link's meters go when its node goes.
  */
 @Component
 class LinkMetricsBinder implements MeterBinder {
 
     private final LinkPool pool;
+    private final Map<LinkView, List<Meter>> perLink = new ConcurrentHashMap<>();
 
     LinkMetricsBinder(LinkPool pool) {
         this.pool = pool;
@@ -33,28 +40,44 @@ class LinkMetricsBinder implements MeterBinder {
                 .description(MegaphoneMeters.EDGE_REQUESTS.description())
                 .baseUnit(MegaphoneMeters.EDGE_REQUESTS.baseUnit())
                 .tag("outcome", Outcome.CLIENT_GONE.tag()).register(registry);
-        for (int i = 0; i < pool.linkCount(); i++) {
-            int index = i;
-            String link = pool.linkName(i);
-            Gauge.builder(MegaphoneMeters.LINK_UP.meterName(), pool, p -> p.linkUp(index) ? 1 : 0)
-                    .description(MegaphoneMeters.LINK_UP.description()).tag("link", link).register(registry);
-            Gauge.builder(MegaphoneMeters.LINK_INFLIGHT.meterName(), pool, p -> p.linkInflight(index))
-                    .description(MegaphoneMeters.LINK_INFLIGHT.description()).tag("link", link).register(registry);
-            Gauge.builder(MegaphoneMeters.LINK_RTT.meterName(), pool, p -> p.linkRttSeconds(index))
-                    .description(MegaphoneMeters.LINK_RTT.description()).baseUnit("seconds").tag("link", link)
-                    .register(registry);
-            LinkStats stats = pool.linkStats(i);
-            FunctionCounter.builder(MegaphoneMeters.LINK_CONNECTS.meterName(), stats, LinkStats::connects)
-                    .description(MegaphoneMeters.LINK_CONNECTS.description()).tag("link", link).register(registry);
-            for (int type = 0; type < LinkStats.TYPES.length; type++) {
-                int t = type;
-                FunctionCounter.builder(MegaphoneMeters.LINK_FRAMES.meterName(), stats, s -> s.sent(t))
-                        .description(MegaphoneMeters.LINK_FRAMES.description())
-                        .tags("link", link, "direction", "out", "type", LinkStats.TYPES[type]).register(registry);
-                FunctionCounter.builder(MegaphoneMeters.LINK_FRAMES.meterName(), stats, s -> s.received(t))
-                        .description(MegaphoneMeters.LINK_FRAMES.description())
-                        .tags("link", link, "direction", "in", "type", LinkStats.TYPES[type]).register(registry);
+        pool.addMembershipListener(new LinkPool.MembershipListener() {
+            @Override
+            public void added(LinkView link) {
+                perLink.put(link, bindLink(registry, link));
             }
+
+            @Override
+            public void removed(LinkView link) {
+                List<Meter> meters = perLink.remove(link);
+                if (meters != null) {
+                    meters.forEach(registry::remove);
+                }
+            }
+        });
+    }
+
+    private static List<Meter> bindLink(MeterRegistry registry, LinkView link) {
+        String name = link.name();
+        List<Meter> meters = new ArrayList<>();
+        meters.add(Gauge.builder(MegaphoneMeters.LINK_UP.meterName(), link, l -> l.up() ? 1 : 0)
+                .description(MegaphoneMeters.LINK_UP.description()).tag("link", name).register(registry));
+        meters.add(Gauge.builder(MegaphoneMeters.LINK_INFLIGHT.meterName(), link, LinkView::inflight)
+                .description(MegaphoneMeters.LINK_INFLIGHT.description()).tag("link", name).register(registry));
+        meters.add(Gauge.builder(MegaphoneMeters.LINK_RTT.meterName(), link, LinkView::rttSeconds)
+                .description(MegaphoneMeters.LINK_RTT.description()).baseUnit("seconds").tag("link", name)
+                .register(registry));
+        LinkStats stats = link.stats();
+        meters.add(FunctionCounter.builder(MegaphoneMeters.LINK_CONNECTS.meterName(), stats, LinkStats::connects)
+                .description(MegaphoneMeters.LINK_CONNECTS.description()).tag("link", name).register(registry));
+        for (int type = 0; type < LinkStats.TYPES.length; type++) {
+            int t = type;
+            meters.add(FunctionCounter.builder(MegaphoneMeters.LINK_FRAMES.meterName(), stats, s -> s.sent(t))
+                    .description(MegaphoneMeters.LINK_FRAMES.description())
+                    .tags("link", name, "direction", "out", "type", LinkStats.TYPES[type]).register(registry));
+            meters.add(FunctionCounter.builder(MegaphoneMeters.LINK_FRAMES.meterName(), stats, s -> s.received(t))
+                    .description(MegaphoneMeters.LINK_FRAMES.description())
+                    .tags("link", name, "direction", "in", "type", LinkStats.TYPES[type]).register(registry));
         }
+        return meters;
     }
 }

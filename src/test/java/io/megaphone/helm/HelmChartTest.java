@@ -2,6 +2,7 @@ package io.megaphone.helm;
 
 import static io.megaphone.helm.HelmChart.at;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.marcnuri.helm.LintResult;
 import io.megaphone.helm.HelmChart.Rendered;
@@ -77,6 +78,8 @@ class HelmChartTest {
         assertThat((Integer) at(rendered.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(drain + 15);
         assertThat((String) at(rendered.applicationConfig(), "spring", "lifecycle", "timeout-per-shutdown-phase"))
                 .isEqualTo(drain + "s");
+        assertThat((String) at(rendered.applicationConfig(), "megaphone", "edge", "drain-timeout"))
+                .isEqualTo((drain - 15) + "s");
 
         assertThat((Map<String, Object>) at(rendered.deployment(), "spec", "selector", "matchLabels"))
                 .isEqualTo(SELECTOR);
@@ -111,6 +114,8 @@ class HelmChartTest {
         assertThat((Integer) at(defaults.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(105);
         assertThat((String) at(defaults.applicationConfig(), "spring", "lifecycle", "timeout-per-shutdown-phase"))
                 .isEqualTo("90s");
+        assertThat((String) at(defaults.applicationConfig(), "megaphone", "edge", "drain-timeout")).isEqualTo("75s");
+        assertThat((String) at(defaults.applicationConfig(), "megaphone", "edge", "drain-delay")).isEqualTo("2s");
     }
 
     @Test
@@ -125,10 +130,10 @@ class HelmChartTest {
         Map<String, Object> config = defaults.applicationConfig();
 
         assertThat((List<Object>) at(config, "megaphone", "link", "nodes")).containsExactly("ejabberd:5290");
-        assertThat((Integer) at(config, "megaphone", "link", "links-per-node")).isEqualTo(2);
+        assertThat((Integer) at(config, "megaphone", "link", "links-per-node")).isEqualTo(4);
         assertThat((String) at(config, "megaphone", "edge", "upstream-timeout")).isEqualTo("310s");
         assertThat((List<Object>) at(config, "megaphone", "edge", "paths")).containsExactly("/http-bind", "/bosh");
-        assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(500000);
+        assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(200000);
         assertThat((Object) at(config, "megaphone", "link", "secret")).as("no secret in a ConfigMap").isNull();
         assertThat((Object) at(config, "megaphone", "link", "discovery")).as("discovery is only a placeholder").isNull();
     }
@@ -199,6 +204,7 @@ class HelmChartTest {
         assertThat((Object) at(rendered.deployment(), "spec", "replicas")).isNull();
         assertThat((Integer) at(rendered.one("PodDisruptionBudget"), "spec", "minAvailable")).isEqualTo(2);
         assertThat((Integer) at(rendered.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(335);
+        assertThat((String) at(rendered.applicationConfig(), "megaphone", "edge", "drain-timeout")).isEqualTo("305s");
     }
 
     @Test
@@ -258,6 +264,15 @@ class HelmChartTest {
 
         assertThat((String) at(hardened.deployment(), "spec", "template", "metadata", "annotations", "checksum/config"))
                 .isNotEqualTo(at(defaults.deployment(), "spec", "template", "metadata", "annotations", "checksum/config"));
+    }
+
+    @Test
+    void aGracePeriodTooShortForAnyBoshWaitIsRefusedWithTheFix(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("short-drain.yaml");
+        Files.writeString(values, "drain:\n  gracePeriodSeconds: 10\n");
+
+        assertThatThrownBy(() -> HelmChart.template(values))
+                .hasMessageContaining("drain.gracePeriodSeconds: 10 (expected: >= 30");
     }
 
     private static void assertSecurePod(Rendered rendered) {

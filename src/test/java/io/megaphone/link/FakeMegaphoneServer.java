@@ -41,6 +41,11 @@ final class FakeMegaphoneServer implements AutoCloseable {
     private final Channel server;
 
     FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer) throws InterruptedException {
+        this(secret, answer, new InetSocketAddress("127.0.0.1", 0));
+    }
+
+    FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer, InetSocketAddress bind)
+            throws InterruptedException {
         this.proof = new HandshakeProof(secret);
         this.answer = answer;
         this.server = new ServerBootstrap().group(group).channel(NioServerSocketChannel.class)
@@ -49,7 +54,7 @@ final class FakeMegaphoneServer implements AutoCloseable {
                     protected void initChannel(SocketChannel ch) {
                         ch.pipeline().addLast(new LinkFrameDecoder(1 << 20), new ServerSide());
                     }
-                }).bind(new InetSocketAddress("127.0.0.1", 0)).sync().channel();
+                }).bind(bind).sync().channel();
     }
 
     /** An answer function that echoes the request's body back with status 200. */
@@ -58,7 +63,8 @@ final class FakeMegaphoneServer implements AutoCloseable {
     }
 
     String address() {
-        return "127.0.0.1:" + ((InetSocketAddress) server.localAddress()).getPort();
+        InetSocketAddress local = (InetSocketAddress) server.localAddress();
+        return local.getAddress().getHostAddress() + ":" + local.getPort();
     }
 
     InetSocketAddress socketAddress() {
