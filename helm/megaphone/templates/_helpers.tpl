@@ -133,14 +133,20 @@ a pod that is still finishing its held requests (the preStop sleep and the JVM's
 
 {{/*
 megaphone.applicationConfig: the Spring properties of application-k8s.yaml, built from the values,
-with extraConfig merged over them. Its checksum restarts the pods when it changes.
+with extraConfig merged over them. Its checksum restarts the pods when it changes. The drain: the
+shutdown phase lasts drain.gracePeriodSeconds, held requests get 15 s less (the web server's own stop
+and the link GOAWAY fit in the rest).
 */}}
 {{- define "megaphone.applicationConfig" -}}
 {{- $edge := .Values.edge }}
+{{- $grace := int .Values.drain.gracePeriodSeconds }}
+{{- if lt $grace 30 }}
+{{- fail (printf "drain.gracePeriodSeconds: %d (expected: >= 30, and 15 above the longest BOSH wait)" $grace) }}
+{{- end }}
 {{- $config := dict
   "server" (dict "port" (int .Values.containerPorts.bosh))
   "management" (dict "server" (dict "port" (int .Values.containerPorts.management)))
-  "spring" (dict "lifecycle" (dict "timeout-per-shutdown-phase" (printf "%ds" (int .Values.drain.gracePeriodSeconds))))
+  "spring" (dict "lifecycle" (dict "timeout-per-shutdown-phase" (printf "%ds" $grace)))
   "megaphone" (dict
     "link" (dict
       "nodes" .Values.link.nodes
@@ -153,6 +159,8 @@ with extraConfig merged over them. Its checksum restarts the pods when it change
       "retry-after-seconds" (int $edge.retryAfterSeconds)
       "trusted-proxies" $edge.trustedProxies
       "proxy-protocol" $edge.proxyProtocol
+      "drain-timeout" (printf "%ds" (sub $grace 15))
+      "drain-delay" (printf "%ds" (int .Values.drain.delaySeconds))
       "cors" (dict
         "allowed-origins" $edge.cors.allowedOrigins
         "allow-credentials" $edge.cors.allowCredentials)
