@@ -10,5 +10,8 @@ echo "== ejabberd: $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo 
 echo "== mod_megaphone: eunit"
 make -C ejabberd/mod_megaphone clean test
 
+echo "== real web clients: npm ci in clients/ (node $(node --version), $(/usr/bin/chromium --version 2>/dev/null))"
+npm ci --prefix clients --no-audit --no-fund
+
 echo "== ECM: unit and end-to-end tests (Maven)"
 ./mvnw -B -ntp verify "$@"
