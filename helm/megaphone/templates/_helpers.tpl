@@ -171,5 +171,10 @@ and the link GOAWAY fit in the rest).
         "sessions-per-second-per-client" $edge.admission.sessionsPerSecondPerClient
         "sessions-burst-per-client" $edge.admission.sessionsBurstPerClient)))
 }}
+{{- with .Values.link.discovery }}
+{{- if .dnsName }}
+{{- $_ := set $config.megaphone.link "discovery" (dict "dns-name" .dnsName "port" (int .port) "refresh-interval" .refreshInterval) }}
+{{- end }}
+{{- end }}
 {{- mustMergeOverwrite $config (deepCopy .Values.extraConfig) | toYaml }}
 {{- end }}

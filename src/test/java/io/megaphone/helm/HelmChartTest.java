@@ -135,7 +135,7 @@ class HelmChartTest {
         assertThat((List<Object>) at(config, "megaphone", "edge", "paths")).containsExactly("/http-bind", "/bosh");
         assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(200000);
         assertThat((Object) at(config, "megaphone", "link", "secret")).as("no secret in a ConfigMap").isNull();
-        assertThat((Object) at(config, "megaphone", "link", "discovery")).as("discovery is only a placeholder").isNull();
+        assertThat((Object) at(config, "megaphone", "link", "discovery")).as("no DNS name, no discovery").isNull();
     }
 
     @Test
@@ -235,12 +235,12 @@ class HelmChartTest {
     }
 
     @Test
-    void theDiscoveryPlaceholderRendersNowhere() {
+    void dnsDiscoveryIsConfiguredFromOneHeadlessServiceName() {
         Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/headless-discovery-values.yaml"));
+        Map<String, Object> discovery = at(rendered.applicationConfig(), "megaphone", "link", "discovery");
 
-        assertThat(rendered.text()).doesNotContain("discovery");
-        assertThat((List<Object>) at(rendered.applicationConfig(), "megaphone", "link", "nodes"))
-                .containsExactly("ejabberd-0.ejabberd-headless.xmpp.svc.cluster.local:5290");
+        assertThat(discovery).containsEntry("dns-name", "ejabberd-headless.xmpp.svc.cluster.local")
+                .containsEntry("port", 5290).containsEntry("refresh-interval", "15s");
     }
 
     @Test
