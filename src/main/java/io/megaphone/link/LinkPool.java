@@ -144,18 +144,32 @@ public final class LinkPool implements AutoCloseable {
     }
 
     /**
-     * Sends one request to ejabberd and completes with its RESPONSE, or fails with
-     * {@link UpstreamUnavailableException} or {@link UpstreamTimeoutException}. Cancelling the Mono (the HTTP
-     * client went away) sends CANCEL upstream.
+     * Sends one request to ejabberd; its {@code exchange} hears the RESPONSE, or a failure
+     * ({@link UpstreamUnavailableException}, {@link UpstreamTimeoutException}). {@link PendingRequest#cancel()}
+     * (the HTTP client went away) sends CANCEL upstream instead.
      */
+    public PendingRequest submit(RequestEnvelope envelope, Exchange exchange) {
+        PendingRequest request = new PendingRequest(envelope, exchange, System.nanoTime() + upstreamTimeoutNanos,
+                clientGone::increment);
+        dispatch(request, null);
+        return request;
+    }
+
+    /** {@link #submit} as a Mono: cancelling it cancels the request. For callers that are not on the hot path. */
     public Mono<Frame.Response> forward(RequestEnvelope envelope) {
         return Mono.create(sink -> {
-            PendingRequest request = new PendingRequest(envelope, sink, System.nanoTime() + upstreamTimeoutNanos);
-            sink.onCancel(() -> {
-                clientGone.increment();
-                request.cancel();
+            PendingRequest request = submit(envelope, new Exchange() {
+                @Override
+                public void onResponse(Frame.Response response) {
+                    sink.success(response);
+                }
+
+                @Override
+                public void onFailure(Throwable error) {
+                    sink.error(error);
+                }
             });
-            dispatch(request, null);
+            sink.onCancel(request::cancel);
         });
     }
 

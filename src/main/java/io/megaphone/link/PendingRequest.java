@@ -1,42 +1,57 @@
 package io.megaphone.link;
 
-import reactor.core.publisher.MonoSink;
+import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
 
 /**
- * One held request on its way through a link: what a re-send needs (the envelope), where the answer goes
- * (the sink) and where it is now (link and id). One of these lives per held request, so it has few fields.
+ * One held request on its way through a link: what a re-send needs (the envelope), where the answer goes (the
+ * exchange) and where it is now (link and id). One of these lives per held request, so it has few fields and no
+ * helper objects (the done flag is a field updater, not an AtomicBoolean).
  *
  * <p>Threading: {@link #link} and {@link #id} are written on the event loop of the link that carries it;
  * {@link #cancelled} is written by the HTTP side when the client goes away.
  */
-final class PendingRequest {
+public final class PendingRequest {
+
+    private static final AtomicIntegerFieldUpdater<PendingRequest> DONE =
+            AtomicIntegerFieldUpdater.newUpdater(PendingRequest.class, "done");
 
     final RequestEnvelope envelope;
     final long deadlineNanos;
-    private final MonoSink<Frame.Response> sink;
+    private final Exchange exchange;
+    private final Runnable onCancel;
     volatile LinkConnection link;
     volatile int id;
     volatile boolean cancelled;
+    private volatile int done;
     int attempts;
     long parkedSinceNanos;
 
-    PendingRequest(RequestEnvelope envelope, MonoSink<Frame.Response> sink, long deadlineNanos) {
+    PendingRequest(RequestEnvelope envelope, Exchange exchange, long deadlineNanos, Runnable onCancel) {
         this.envelope = envelope;
-        this.sink = sink;
+        this.exchange = exchange;
         this.deadlineNanos = deadlineNanos;
+        this.onCancel = onCancel;
     }
 
     void complete(Frame.Response response) {
-        sink.success(response);
+        if (DONE.compareAndSet(this, 0, 1)) {
+            exchange.onResponse(response);
+        }
     }
 
     void fail(Throwable error) {
-        sink.error(error);
+        if (DONE.compareAndSet(this, 0, 1)) {
+            exchange.onFailure(error);
+        }
     }
 
-    /** The HTTP client went away: stop the work upstream if it is there. */
-    void cancel() {
+    /** The HTTP client went away: stop the work upstream (CANCEL) if it is there; no outcome is delivered. */
+    public void cancel() {
+        if (!DONE.compareAndSet(this, 0, 1)) {
+            return;
+        }
         cancelled = true;
+        onCancel.run();
         LinkConnection current = link;
         if (current != null) {
             current.cancel(this);
