@@ -42,6 +42,7 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      *     slower ones (slowloris) get 408 and are closed. It does not limit how long a request is held.
      * @param idleTimeout how long a connection may stay open with no request in it (a new connection that never
      *     sends counts too); keep it above your load balancer's idle timeout
+     * @param ioThreads event-loop threads of the BOSH port; 0 means one per CPU
      * @param proxyProtocol accept the HAProxy PROXY protocol (v1/v2) header on BOSH connections; turn it on only
      *     when every connection to the BOSH port comes through such a proxy
      */
@@ -58,7 +59,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("75s") @NotNull Duration drainTimeout,
             @DefaultValue("2s") @NotNull Duration drainDelay,
             @DefaultValue("20s") @NotNull Duration requestReadTimeout,
-            @DefaultValue("120s") @NotNull Duration idleTimeout) {
+            @DefaultValue("120s") @NotNull Duration idleTimeout,
+            @DefaultValue("0") @Min(0) @Max(256) int ioThreads) {
     }
 
     /**

@@ -15,6 +15,7 @@ import java.util.List;
  */
 final class ClientAddressResolver {
 
+
     private final List<Cidr> trusted;
 
     ClientAddressResolver(List<String> trustedProxies) {

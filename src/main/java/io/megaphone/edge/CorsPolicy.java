@@ -2,10 +2,9 @@ package io.megaphone.edge;
 
 import io.megaphone.config.MegaphoneProperties;
 import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaders;
 import java.util.List;
 import java.util.Set;
-import reactor.netty.http.server.HttpServerRequest;
-import reactor.netty.http.server.HttpServerResponse;
 
 /**
  * CORS for browser BOSH clients on other origins. With credentials allowed, the answer names the request's exact
@@ -30,9 +29,8 @@ final class CorsPolicy {
         }
     }
 
-    /** Adds the CORS headers an answer to this request needs; none when it has no allowed Origin. */
-    void apply(HttpServerRequest request, HttpServerResponse response) {
-        String origin = request.requestHeaders().get(HttpHeaderNames.ORIGIN);
+    /** Adds the CORS headers an answer needs for a request from {@code origin} (none when it is not allowed). */
+    void apply(String origin, HttpHeaders answer) {
         if (origin == null) {
             return;
         }
@@ -40,20 +38,20 @@ final class CorsPolicy {
             if (!origins.contains(origin)) {
                 return;
             }
-            response.header(HttpHeaderNames.ACCESS_CONTROL_ALLOW_ORIGIN, origin).header(HttpHeaderNames.VARY, "Origin");
+            answer.set(HttpHeaderNames.ACCESS_CONTROL_ALLOW_ORIGIN, origin).set(HttpHeaderNames.VARY, "Origin");
             if (credentials) {
-                response.header(HttpHeaderNames.ACCESS_CONTROL_ALLOW_CREDENTIALS, "true");
+                answer.set(HttpHeaderNames.ACCESS_CONTROL_ALLOW_CREDENTIALS, "true");
             }
         } else {
-            response.header(HttpHeaderNames.ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+            answer.set(HttpHeaderNames.ACCESS_CONTROL_ALLOW_ORIGIN, "*");
         }
     }
 
-    /** The preflight's extra headers. */
-    void applyPreflight(HttpServerRequest request, HttpServerResponse response) {
-        apply(request, response);
-        response.header(HttpHeaderNames.ACCESS_CONTROL_ALLOW_METHODS, "POST, GET, OPTIONS")
-                .header(HttpHeaderNames.ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type")
-                .header(HttpHeaderNames.ACCESS_CONTROL_MAX_AGE, maxAgeSeconds);
+    /** The preflight's headers. */
+    void applyPreflight(String origin, HttpHeaders answer) {
+        apply(origin, answer);
+        answer.set(HttpHeaderNames.ACCESS_CONTROL_ALLOW_METHODS, "POST, GET, OPTIONS")
+                .set(HttpHeaderNames.ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type")
+                .set(HttpHeaderNames.ACCESS_CONTROL_MAX_AGE, maxAgeSeconds);
     }
 }

@@ -23,15 +23,15 @@ final class EdgeDrain implements SmartLifecycle {
     private static final Logger log = LoggerFactory.getLogger(EdgeDrain.class);
 
     private final ApplicationEventPublisher events;
-    private final BoshHandler handler;
+    private final BoshEdge edge;
     private final LinkPool pool;
     private final Duration timeout;
     private final Duration delay;
     private volatile boolean running;
 
-    EdgeDrain(ApplicationEventPublisher events, BoshRoute route, LinkPool pool, MegaphoneProperties properties) {
+    EdgeDrain(ApplicationEventPublisher events, BoshEdge edge, LinkPool pool, MegaphoneProperties properties) {
         this.events = events;
-        this.handler = route.handler();
+        this.edge = edge;
         this.pool = pool;
         this.timeout = properties.edge().drainTimeout();
         this.delay = properties.edge().drainDelay();
@@ -76,7 +76,7 @@ final class EdgeDrain implements SmartLifecycle {
         long start = System.nanoTime();
         long deadline = start + timeout.toNanos();
         AvailabilityChangeEvent.publish(events, this, ReadinessState.REFUSING_TRAFFIC);
-        handler.startDraining();
+        edge.startDraining();
         log.info("draining: readiness DOWN, {} requests held, waiting up to {}", pool.inflight(), timeout);
         long earliestEnd = start + Math.min(delay.toNanos(), timeout.toNanos());
         while ((pool.inflight() > 0 || System.nanoTime() < earliestEnd) && System.nanoTime() < deadline) {

@@ -91,6 +91,14 @@ public final class PrivateEjabberd implements AutoCloseable {
         return script(all.toArray(String[]::new));
     }
 
+    /**
+     * Joins this instance to the ejabberd cluster of {@code otherNode} (scripts/private-ejabberd.sh join:
+     * {@code ejabberdctl join_cluster}, then waits until this node serves again) and returns list_cluster.
+     */
+    public String join(String otherNode) throws IOException, InterruptedException {
+        return script("join", otherNode);
+    }
+
     public String log() throws IOException {
         Path log = dir.resolve("logs/ejabberd.log");
         return Files.exists(log) ? Files.readString(log, StandardCharsets.UTF_8) : "";
