@@ -1,0 +1,323 @@
+package io.megaphone.cluster;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.megaphone.it.BoshTestClient;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.TestMethodOrder;
+
+/**
+ * Scale-out with no sticky sessions, through the real parts: two ejabberd nodes clustered with
+ * {@code join_cluster} ({@link EjabberdCluster}), two ECM processes A and B, each linked to both nodes through DNS
+ * discovery ({@link ClusterEcm}), and BOSH clients behind a round-robin stand-in load balancer ({@link Balancer})
+ * that re-send the same rid on a network error or a 5xx, as Strophe.js does ({@link Resender}).
+ *
+ * <p>The tests share the cluster and run in order: the last one stops node 1.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class ClusterTest {
+
+    private static final int LINKS_PER_NODE = 2;
+    private static final int WAIT = 10;
+    private static final String DOMAIN = EjabberdCluster.DOMAIN;
+
+    private EjabberdCluster cluster;
+    private ClusterEcm a;
+    private ClusterEcm b;
+    private final List<AutoCloseable> toClose = new ArrayList<>();
+
+    @BeforeAll
+    void startCluster() throws Exception {
+        long t0 = System.nanoTime();
+        cluster = EjabberdCluster.start();
+        long t1 = System.nanoTime();
+        CompletableFuture<ClusterEcm> startA = CompletableFuture.supplyAsync(() -> startEcm("a"));
+        CompletableFuture<ClusterEcm> startB = CompletableFuture.supplyAsync(() -> startEcm("b"));
+        a = startA.join();
+        b = startB.join();
+        System.out.printf("[cluster test] ejabberd cluster up in %d ms, ECMs A and B in %d ms%n",
+                TimeUnit.NANOSECONDS.toMillis(t1 - t0), TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t1));
+    }
+
+    private ClusterEcm startEcm(String name) {
+        try {
+            return ClusterEcm.start(name, cluster, LINKS_PER_NODE);
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    @AfterAll
+    void stopCluster() throws Exception {
+        for (AutoCloseable c : toClose) {
+            c.close();
+        }
+        if (a != null) {
+            a.close();
+        }
+        if (b != null) {
+            b.close();
+        }
+        if (cluster != null) {
+            cluster.close();
+        }
+    }
+
+    private BoshTestClient login(Supplier<String> url, String user) throws Exception {
+        return new BoshTestClient(url, DOMAIN).login(user, EjabberdCluster.PASSWORD, WAIT);
+    }
+
+    private ClusterPoller poller(BoshTestClient receiver) {
+        receiver.clear();
+        ClusterPoller poller = new ClusterPoller(receiver);
+        toClose.add(poller);
+        return poller;
+    }
+
+    private ChatSender sender(Supplier<String> url, String user) throws Exception {
+        return new ChatSender(login(url, user));
+    }
+
+    /** Waits until {@code poller} has {@code count} messages (or ended); says what it saw when it times out. */
+    private static void awaitMessages(ClusterPoller poller, int count, int seconds) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (poller.chatBodies.size() < count && !poller.finished()) {
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError(poller.client.jid() + ": " + poller.chatBodies.size() + " of " + count
+                        + " messages within " + seconds + " s; failures " + poller.failures + ", re-sends "
+                        + poller.resender.reasons + ", terminate " + poller.terminateCondition);
+            }
+            Thread.sleep(50);
+        }
+        Thread.sleep(300); // a duplicate would show up now
+    }
+
+    /**
+     * Every request of a sender that has ended its session got 200 and, but for the last two (the request held when
+     * the session ended gets ejabberd's {@code other-request} terminate, then the terminate's own answer), an
+     * ordinary body: no session-ending condition.
+     */
+    private static void assertAllAnswered(ChatSender sender) throws Exception {
+        List<BoshTestClient.Answer> answers = sender.answers(WAIT + 5L);
+        for (int i = 0; i < answers.size(); i++) {
+            BoshTestClient.Answer answer = answers.get(i);
+            assertThat(answer.status()).as(sender.client.jid() + " answer " + answer.body()).isEqualTo(200);
+            if (i < answers.size() - 2) {
+                assertThat(answer.body()).as(sender.client.jid() + " answer " + i).doesNotContain("condition=");
+            }
+        }
+    }
+
+    @Test
+    @Order(1)
+    void aSessionCreatedThroughAKeepsWorkingWhileItsRequestsAlternateBetweenEcmsAndNodes() throws Exception {
+        String from = cluster.newUser("alt-from");
+        String to = cluster.newUser("alt-to");
+        // Each client has its own round robin, so consecutive requests of one session alternate A, B, A, ...
+        ChatSender sender = sender(new Balancer(a.boshUrl(), b.boshUrl()), from);
+        BoshTestClient receiver = login(new Balancer(a.boshUrl(), b.boshUrl()), to);
+        assertThat(cluster.sessionNodes(1, from)).as("created through A, on node 1 (asked node 2)")
+                .containsExactly(cluster.nodeName(0));
+        assertThat(cluster.sessionNodes(0, to)).containsExactly(cluster.nodeName(0));
+        // An ECM sends each request on its ready link with the fewest requests in flight, the first such link on a
+        // tie (links to node 1 come first). Other users' long polls held on A's links to node 1 make A send our
+        // requests to node 2, while B sends them to node 1: alternating ECMs means alternating nodes.
+        for (int i = 0; i < LINKS_PER_NODE; i++) {
+            poller(login(a::boshUrl, cluster.newUser("idle")));
+        }
+        Thread.sleep(300);
+
+        long[] before = {cluster.megaphoneStat(0, "requests_total"), cluster.megaphoneStat(1, "requests_total")};
+        ClusterPoller poll = poller(receiver);
+        List<String> sent = new ArrayList<>();
+        for (int i = 1; i <= 20; i++) {
+            String text = "alternating " + i;
+            sent.add(text);
+            sender.send(to + "@" + DOMAIN, text);
+            Thread.sleep(100);
+        }
+        awaitMessages(poll, sent.size(), 20);
+        long[] served = {cluster.megaphoneStat(0, "requests_total") - before[0],
+                cluster.megaphoneStat(1, "requests_total") - before[1]};
+        sender.terminate();
+        poll.close();
+        receiver.terminate();
+        System.out.printf("[cluster test] alternating: node 1 ran %d requests, node 2 ran %d%n", served[0],
+                served[1]);
+
+        assertThat(poll.failures).isEmpty();
+        assertThat(poll.terminated()).as("session still alive").isFalse();
+        assertThat(poll.chatBodies).as("every message exactly once, in order").containsExactlyElementsOf(sent);
+        assertAllAnswered(sender);
+        assertThat(sender.resender.resends.get() + poll.resender.resends.get()).as("nothing failed").isZero();
+        assertThat(served[0]).as("requests of these node-1 sessions ran on node 1").isPositive();
+        assertThat(served[1]).as("requests of these node-1 sessions also ran on node 2 (cross-node session lookup)")
+                .isPositive();
+    }
+
+    @Test
+    @Order(2)
+    void anEcmKilledMidChatLosesNoMessageAndNoSession() throws Exception {
+        int pairs = 3;
+        Balancer balancer = new Balancer(a.boshUrl(), b.boshUrl());
+        List<ChatSender> senders = new ArrayList<>();
+        List<ClusterPoller> receivers = new ArrayList<>();
+        List<String> receiverJids = new ArrayList<>();
+        List<String> sids = new ArrayList<>();
+        for (int i = 0; i < pairs; i++) {
+            String from = cluster.newUser("kill-from");
+            String to = cluster.newUser("kill-to");
+            senders.add(sender(balancer, from));
+            BoshTestClient receiver = login(balancer, to);
+            sids.add(receiver.sid());
+            receivers.add(poller(receiver));
+            receiverJids.add(to + "@" + DOMAIN);
+        }
+        Thread.sleep(300); // every receiver now holds a poll, on A or on B
+
+        List<String> sent = new ArrayList<>();
+        long killedAt = 0;
+        for (int round = 1; round <= 30; round++) {
+            String text = "kill round " + round;
+            sent.add(text);
+            for (int i = 0; i < pairs; i++) {
+                senders.get(i).send(receiverJids.get(i), text);
+            }
+            if (round == 10) {
+                a.kill();
+                killedAt = System.nanoTime();
+            }
+            if (round == 12) {
+                balancer.remove(a.boshUrl()); // the load balancer's health check notices, a moment later
+            }
+            Thread.sleep(150);
+        }
+        for (ClusterPoller receiver : receivers) {
+            awaitMessages(receiver, sent.size(), 30);
+        }
+        long elapsed = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - killedAt);
+        int sendResends = 0;
+        List<String> reasons = new ArrayList<>();
+        for (ChatSender sender : senders) {
+            sender.terminate();
+            sendResends += sender.resender.resends.get();
+            reasons.addAll(sender.resender.reasons);
+        }
+        int pollResends = 0;
+        for (int i = 0; i < pairs; i++) {
+            ClusterPoller receiver = receivers.get(i);
+            receiver.close();
+            pollResends += receiver.resender.resends.get();
+            reasons.addAll(receiver.resender.reasons);
+            assertThat(receiver.failures).isEmpty();
+            assertThat(receiver.terminated()).as("no session was lost").isFalse();
+            assertThat(receiver.client.sid()).as("same session, no re-login").isEqualTo(sids.get(i));
+            assertThat(receiver.chatBodies).as("every message exactly once, in order").containsExactlyElementsOf(sent);
+            receiver.client.terminate();
+        }
+        for (ChatSender sender : senders) {
+            assertAllAnswered(sender);
+        }
+        System.out.printf("[cluster test] A killed: %d poll and %d send requests re-sent (%s); all delivered"
+                        + " %d ms after the kill%n", pollResends, sendResends,
+                String.join("; ", reasons.stream().distinct().toList()), elapsed);
+        assertThat(pollResends).as("the polls held on A were lost by the clients and re-sent with the same rid")
+                .isPositive();
+        for (int node = 0; node < 2; node++) {
+            assertThat(cluster.log(node)).as("no ejabberd BOSH session crashed on node " + (node + 1))
+                    .doesNotContain("key_exists");
+        }
+    }
+
+    @Test
+    @Order(3)
+    void anEjabberdNodeStoppedEndsItsSessionsAndTheOtherNodeCarriesOn() throws Exception {
+        if (a.readyLinks() < 0) {
+            a = startEcm("a2"); // A was killed by the previous test: its replacement comes up
+        }
+        Balancer balancer = new Balancer(a.boshUrl(), b.boshUrl());
+        // Sessions placed on purpose: created at the node's own BOSH endpoint, then served only through the ECMs.
+        String from1 = cluster.newUser("n1-from");
+        String to1 = cluster.newUser("n1-to");
+        String from2 = cluster.newUser("n2-from");
+        String to2 = cluster.newUser("n2-to");
+        ChatSender sender1 = sender(balancer.startingAt(cluster.directBoshUrl(0)), from1);
+        BoshTestClient receiver1 = login(balancer.startingAt(cluster.directBoshUrl(0)), to1);
+        ChatSender sender2 = sender(balancer.startingAt(cluster.directBoshUrl(1)), from2);
+        BoshTestClient receiver2 = login(balancer.startingAt(cluster.directBoshUrl(1)), to2);
+        assertThat(cluster.sessionNodes(0, to1)).containsExactly(cluster.nodeName(0));
+        assertThat(cluster.sessionNodes(0, to2)).containsExactly(cluster.nodeName(1));
+        ClusterPoller poll1 = poller(receiver1);
+        ClusterPoller poll2 = poller(receiver2);
+        String sid2 = receiver2.sid();
+
+        List<String> sent = new ArrayList<>();
+        CompletableFuture<Long> stop = null;
+        for (int round = 1; round <= 25; round++) {
+            String text = "node round " + round;
+            sent.add(text);
+            sender2.send(to2 + "@" + DOMAIN, text);
+            if (round <= 5) {
+                sender1.send(to1 + "@" + DOMAIN, text);
+            }
+            if (round == 8) {
+                stop = CompletableFuture.supplyAsync(() -> {
+                    long t = System.nanoTime();
+                    cluster.stopNode(0);
+                    return t;
+                });
+            }
+            Thread.sleep(150);
+        }
+        long stopStarted = stop.get(60, TimeUnit.SECONDS);
+        long stopped = System.nanoTime();
+
+        // The session that lived on node 1: ended with a BOSH terminate, within a few seconds, no hang.
+        await().atMost(Duration.ofSeconds(15)).until(poll1::finished);
+        assertThat(poll1.failures).isEmpty();
+        assertThat(poll1.terminated()).as("node-1 session ends with a BOSH terminate").isTrue();
+        long endedAfterStop = TimeUnit.NANOSECONDS.toMillis(poll1.terminatedAtNanos - stopStarted);
+        assertThat(poll1.chatBodies).containsExactlyElementsOf(sent.subList(0, 5));
+
+        // The session on node 2 carries on, every message exactly once.
+        awaitMessages(poll2, sent.size(), 20);
+        assertThat(poll2.failures).isEmpty();
+        assertThat(poll2.terminated()).as("node-2 session still alive").isFalse();
+        assertThat(poll2.client.sid()).isEqualTo(sid2);
+        assertThat(poll2.chatBodies).as("every message exactly once, in order").containsExactlyElementsOf(sent);
+        sender2.terminate();
+        assertAllAnswered(sender2);
+
+        // New sessions (and the node-1 user logging in again) land on the surviving node.
+        String fresh = cluster.newUser("fresh");
+        BoshTestClient freshClient = login(balancer, fresh);
+        BoshTestClient again = login(balancer, to1);
+        assertThat(cluster.sessionNodes(1, fresh)).containsExactly(cluster.nodeName(1));
+        assertThat(cluster.sessionNodes(1, to1)).containsExactly(cluster.nodeName(1));
+        assertThat(cluster.ctl(1, "connected_users")).contains(fresh + "@" + DOMAIN).contains(to1 + "@" + DOMAIN)
+                .doesNotContain(from1 + "@" + DOMAIN);
+        System.out.printf("[cluster test] node 1 stopped in %d ms; its session got terminate '%s' %d ms after the"
+                        + " stop began; node-2 session re-sends: poll %d, send %d (%s)%n",
+                TimeUnit.NANOSECONDS.toMillis(stopped - stopStarted), poll1.terminateCondition, endedAfterStop,
+                poll2.resender.resends.get(), sender2.resender.resends.get(),
+                String.join("; ", poll2.resender.reasons.stream().distinct().toList()));
+        freshClient.terminate();
+        again.terminate();
+        poll2.close();
+        receiver2.terminate();
+        assertThat(cluster.log(1)).doesNotContain("key_exists");
+    }
+}
