@@ -41,8 +41,23 @@ final class ClusterEcm implements AutoCloseable {
         this.log = log;
     }
 
-    /** Starts an ECM linked to every node of {@code cluster}; waits until it has {@code linksPerNode} to each. */
+    /**
+     * Starts an ECM linked to every node of {@code cluster}; waits until it has {@code linksPerNode} to each. Tries
+     * new ports if the free ones it picked were taken meanwhile (the machine is shared).
+     */
     static ClusterEcm start(String name, EjabberdCluster cluster, int linksPerNode) throws Exception {
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return startOnce(name, cluster, linksPerNode);
+            } catch (IllegalStateException e) {
+                if (attempt == 3 || !e.getMessage().contains("already in use")) {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    private static ClusterEcm startOnce(String name, EjabberdCluster cluster, int linksPerNode) throws Exception {
         int port = freePort();
         int managementPort = freePort();
         List<String> command = new ArrayList<>(List.of(
@@ -107,9 +122,16 @@ final class ClusterEcm implements AutoCloseable {
         process.destroyForcibly();
     }
 
-    private static int freePort() throws IOException {
-        try (ServerSocket socket = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return socket.getLocalPort();
+    private static final java.util.Set<Integer> HANDED_OUT = new java.util.HashSet<>();
+
+    /** A free port, never one this JVM handed out before (ECMs start in parallel; a closed port can come again). */
+    private static synchronized int freePort() throws IOException {
+        while (true) {
+            try (ServerSocket socket = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+                if (HANDED_OUT.add(socket.getLocalPort())) {
+                    return socket.getLocalPort();
+                }
+            }
         }
     }
 }

@@ -13,24 +13,9 @@ import org.springframework.boot.builder.SpringApplicationBuilder;
 /** A bad configuration value stops startup with a message naming the property, the value and what is expected. */
 class ConfigurationValidationTest {
 
-    /** Starts the ECM with these arguments; returns what the failure said (exception chain and console). */
+    /** Starts the ECM with these arguments and free ports; returns what the failure said. */
     private static String failedStartup(String... args) {
-        PrintStream originalOut = System.out;
-        ByteArrayOutputStream console = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(console, true, StandardCharsets.UTF_8));
-        Throwable failure;
-        try {
-            failure = catchThrowable(() -> new SpringApplicationBuilder(MegaphoneApplication.class)
-                    .run(withPorts(args)).close());
-        } finally {
-            System.setOut(originalOut);
-        }
-        assertThat(failure).as("startup must fail").isNotNull();
-        StringBuilder text = new StringBuilder(console.toString(StandardCharsets.UTF_8));
-        for (Throwable t = failure; t != null; t = t.getCause()) {
-            text.append('\n').append(t.getMessage());
-        }
-        return text.toString();
+        return failedStartupRaw(withPorts(args));
     }
 
     private static String[] withPorts(String... args) {
@@ -72,5 +57,31 @@ class ConfigurationValidationTest {
     void aHostNameAsTrustedProxyIsRefused() {
         String message = failedStartup("--megaphone.link.secret=s", "--megaphone.edge.trusted-proxies=lb.example.com");
         assertThat(message).contains("lb.example.com").contains("expected");
+    }
+
+    @Test
+    void actuatorOnTheBoshPortIsRefused() {
+        String message = failedStartupRaw("--megaphone.link.secret=s", "--server.port=0",
+                "--management.server.port=");
+        assertThat(message).contains("management.server.port").contains("expected: a port other than server.port");
+    }
+
+    /** Starts the ECM with exactly these arguments; returns what the failure said (exceptions and console). */
+    private static String failedStartupRaw(String... args) {
+        PrintStream originalOut = System.out;
+        ByteArrayOutputStream console = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(console, true, StandardCharsets.UTF_8));
+        Throwable failure;
+        try {
+            failure = catchThrowable(() -> new SpringApplicationBuilder(MegaphoneApplication.class).run(args).close());
+        } finally {
+            System.setOut(originalOut);
+        }
+        assertThat(failure).as("startup must fail").isNotNull();
+        StringBuilder text = new StringBuilder(console.toString(StandardCharsets.UTF_8));
+        for (Throwable t = failure; t != null; t = t.getCause()) {
+            text.append('\n').append(t.getMessage());
+        }
+        return text.toString();
     }
 }
