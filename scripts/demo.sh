@@ -75,6 +75,7 @@ cat <<INFO
 
 Megaphone is running:
   BOSH endpoint      http://127.0.0.1:$ECM_PORT/http-bind   (point Strophe.js or Converse.js here)
+  demo chat page     http://127.0.0.1:$ECM_PORT/demo/       (log in as alice or bob)
   health             http://127.0.0.1:$ECM_MANAGEMENT_PORT/actuator/health
   metrics            http://127.0.0.1:$ECM_MANAGEMENT_PORT/actuator/prometheus
   users              alice / alice-pw, bob / bob-pw  (domain $DOMAIN)
