@@ -13,5 +13,8 @@ make -C ejabberd/mod_megaphone clean test
 echo "== real web clients: npm ci in clients/ (node $(node --version), $(/usr/bin/chromium --version 2>/dev/null))"
 npm ci --prefix clients --no-audit --no-fund
 
+echo "== load generator: loadgen/target/megaphone-loadgen.jar (LoadGeneratorSmokeTest runs it)"
+./mvnw -B -ntp -q -f loadgen/pom.xml package
+
 echo "== ECM: unit and end-to-end tests (Maven)"
 ./mvnw -B -ntp verify "$@"
