@@ -65,6 +65,9 @@ final class ClusterEcm implements AutoCloseable {
                 "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                 "-Djdk.net.hosts.file=" + cluster.hostsFile(),
                 "-cp", System.getProperty("java.class.path"), "io.megaphone.MegaphoneApplication",
+                // Loopback only: a wildcard bind fails while any socket of the machine (e.g. another engineer's
+                // load test, thousands in TIME_WAIT) holds the same local port on any address.
+                "--server.address=127.0.0.1", "--management.server.address=127.0.0.1",
                 "--server.port=" + port, "--management.server.port=" + managementPort,
                 "--megaphone.link.discovery.dns-name=" + EjabberdCluster.DNS_NAME,
                 "--megaphone.link.discovery.port=" + cluster.linkPort(),
