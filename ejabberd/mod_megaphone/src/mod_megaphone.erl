@@ -36,7 +36,13 @@
                     max_frame_size := pos_integer(),
                     max_inflight := pos_integer(),
                     heartbeat_interval := pos_integer(),
-                    handshake_timeout := pos_integer()}.
+                    handshake_timeout := pos_integer(),
+                    tls := boolean(),
+                    %% with tls = true only:
+                    certfile => binary(),
+                    keyfile => binary(),
+                    cafile => binary() | undefined,
+                    verify_client => boolean()}.
 -export_type([config/0]).
 
 %%%===================================================================
@@ -111,7 +117,12 @@ mod_opt_type(secret_file) -> econf:path();
 mod_opt_type(max_frame_size) -> econf:pos_int();
 mod_opt_type(max_inflight) -> econf:pos_int();
 mod_opt_type(heartbeat_interval) -> econf:timeout(millisecond);
-mod_opt_type(handshake_timeout) -> econf:timeout(millisecond).
+mod_opt_type(handshake_timeout) -> econf:timeout(millisecond);
+mod_opt_type(tls) -> econf:bool();
+mod_opt_type(certfile) -> econf:path();
+mod_opt_type(keyfile) -> econf:path();
+mod_opt_type(cafile) -> econf:path();
+mod_opt_type(verify_client) -> econf:bool().
 
 -spec mod_options(binary()) -> [{atom(), term()}].
 mod_options(_Host) ->
@@ -122,7 +133,12 @@ mod_options(_Host) ->
      {max_frame_size, 1048576},
      {max_inflight, 10000},
      {heartbeat_interval, timer:seconds(15)},
-     {handshake_timeout, timer:seconds(5)}].
+     {handshake_timeout, timer:seconds(5)},
+     {tls, false},
+     {certfile, undefined},
+     {keyfile, undefined},
+     {cafile, undefined},
+     {verify_client, false}].
 
 -spec mod_doc() -> map().
 mod_doc() ->
@@ -139,7 +155,12 @@ mod_doc() ->
            {max_frame_size, #{value => ?T("Bytes"), desc => ?T("Largest frame accepted after the handshake. Default: 1048576.")}},
            {max_inflight, #{value => ?T("Number"), desc => ?T("Requests run at once per link; more get 503. Default: 10000.")}},
            {heartbeat_interval, #{value => "timeout()", desc => ?T("PING interval suggested to clients; a link silent for 3 intervals is closed. Default: 15 seconds.")}},
-           {handshake_timeout, #{value => "timeout()", desc => ?T("Time a new link has to send AUTH. Default: 5 seconds.")}}]}.
+           {handshake_timeout, #{value => "timeout()", desc => ?T("Time a new link has to send AUTH (and, with 'tls', to finish the TLS handshake before that). Default: 5 seconds.")}},
+           {tls, #{value => "true | false", desc => ?T("Run every link inside TLS (1.2 or 1.3); needs 'certfile' and 'keyfile'. Default: false.")}},
+           {certfile, #{value => ?T("Path"), desc => ?T("PEM file of the server certificate (chain) for 'tls'.")}},
+           {keyfile, #{value => ?T("Path"), desc => ?T("PEM file of the private key of 'certfile'.")}},
+           {cafile, #{value => ?T("Path"), desc => ?T("PEM file of the CA certificates that client certificates must chain to; required by 'verify_client'.")}},
+           {verify_client, #{value => "true | false", desc => ?T("Require a client certificate signed by 'cafile' (mutual TLS). Default: false.")}}]}.
 
 %%%===================================================================
 %%% API
@@ -196,8 +217,13 @@ start_sup(#{host := Host, ip := IP, port := Port} = Config) ->
     case supervisor:start_child(ejabberd_gen_mod_sup, Spec) of
         {ok, _Pid} ->
             ejabberd_commands:register_commands(?MODULE, get_commands_spec()),
-            ?INFO_MSG("mod_megaphone listening for links on ~ts (host ~ts)",
-                      [format_addr(IP, Port), Host]),
+            ?INFO_MSG("mod_megaphone listening for links on ~ts (host ~ts, ~ts)",
+                      [format_addr(IP, Port), Host,
+                       case Config of
+                           #{tls := true, verify_client := true} -> "TLS, client certificates required";
+                           #{tls := true} -> "TLS";
+                           #{} -> "plain TCP"
+                       end]),
             ok;
         {error, Reason} ->
             _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?SUP),
@@ -219,16 +245,71 @@ unregister_commands() ->
 make_config(Host, Opts) ->
     case secret(gen_mod:get_opt(secret_file, Opts), gen_mod:get_opt(secret, Opts)) of
         {ok, Secret} ->
-            {ok, #{host => Host,
-                   ip => gen_mod:get_opt(ip, Opts),
-                   port => gen_mod:get_opt(port, Opts),
-                   secret => Secret,
-                   max_frame_size => gen_mod:get_opt(max_frame_size, Opts),
-                   max_inflight => gen_mod:get_opt(max_inflight, Opts),
-                   heartbeat_interval => gen_mod:get_opt(heartbeat_interval, Opts),
-                   handshake_timeout => gen_mod:get_opt(handshake_timeout, Opts)}};
+            case tls_config(Opts) of
+                {ok, Tls} -> {ok, maps:merge(Tls, base_config(Host, Secret, Opts))};
+                {error, _} = Err -> Err
+            end;
         {error, _} = Err ->
             Err
+    end.
+
+base_config(Host, Secret, Opts) ->
+    #{host => Host,
+      ip => gen_mod:get_opt(ip, Opts),
+      port => gen_mod:get_opt(port, Opts),
+      secret => Secret,
+      max_frame_size => gen_mod:get_opt(max_frame_size, Opts),
+      max_inflight => gen_mod:get_opt(max_inflight, Opts),
+      heartbeat_interval => gen_mod:get_opt(heartbeat_interval, Opts),
+      handshake_timeout => gen_mod:get_opt(handshake_timeout, Opts)}.
+
+%% TLS options: checked here, at start and reload, so a missing or bad
+%% file fails the start (naming the option) instead of every handshake.
+tls_config(Opts) ->
+    case gen_mod:get_opt(tls, Opts) of
+        false ->
+            {ok, #{tls => false}};
+        true ->
+            VerifyClient = gen_mod:get_opt(verify_client, Opts),
+            CaFile = gen_mod:get_opt(cafile, Opts),
+            Checks = [{certfile, gen_mod:get_opt(certfile, Opts), required},
+                      {keyfile, gen_mod:get_opt(keyfile, Opts), required},
+                      {cafile, CaFile, case VerifyClient of
+                                           true -> required;
+                                           false -> optional
+                                       end}],
+            case check_pem_files(Checks) of
+                ok ->
+                    case application:ensure_all_started(ssl) of
+                        {ok, _} ->
+                            {ok, #{tls => true,
+                                   certfile => gen_mod:get_opt(certfile, Opts),
+                                   keyfile => gen_mod:get_opt(keyfile, Opts),
+                                   cafile => CaFile,
+                                   verify_client => VerifyClient}};
+                        {error, Why} ->
+                            {error, {ssl_application, Why}}
+                    end;
+                {error, _} = Err ->
+                    Err
+            end
+    end.
+
+check_pem_files([]) ->
+    ok;
+check_pem_files([{_Opt, undefined, optional} | Rest]) ->
+    check_pem_files(Rest);
+check_pem_files([{Opt, undefined, required} | _]) ->
+    {error, {tls_option_missing, Opt}};
+check_pem_files([{Opt, File, _} | Rest]) ->
+    case file:read_file(File) of
+        {ok, Data} ->
+            case catch public_key:pem_decode(Data) of
+                [_ | _] -> check_pem_files(Rest);
+                _ -> {error, {tls_file, Opt, File, not_pem}}
+            end;
+        {error, Why} ->
+            {error, {tls_file, Opt, File, Why}}
     end.
 
 secret(undefined, undefined) ->
@@ -256,6 +337,16 @@ format_error(empty_secret) ->
     "the secret is empty: set option 'secret' or 'secret_file'";
 format_error({secret_file, File, Why}) ->
     io_lib:format("secret_file: ~ts (~ts)", [File, file:format_error(Why)]);
+format_error({tls_option_missing, cafile}) ->
+    "tls: option 'cafile' is required with verify_client: true";
+format_error({tls_option_missing, Opt}) ->
+    io_lib:format("tls: option '~ts' is required with tls: true", [Opt]);
+format_error({tls_file, Opt, File, not_pem}) ->
+    io_lib:format("tls: option '~ts': ~ts holds no PEM data", [Opt, File]);
+format_error({tls_file, Opt, File, Why}) ->
+    io_lib:format("tls: option '~ts': ~ts (~ts)", [Opt, File, file:format_error(Why)]);
+format_error({ssl_application, Why}) ->
+    io_lib:format("tls: the ssl application does not start: ~p", [Why]);
 format_error({listen, Why}) ->
     io_lib:format("~ts (~p): set option 'ip'/'port' to a free local address",
                   [inet:format_error(Why), Why]);

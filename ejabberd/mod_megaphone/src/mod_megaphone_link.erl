@@ -12,6 +12,12 @@
 %%%   closing      ERROR sent and write side shut: wait for the peer's FIN
 %%%                (closing at once could reset the link and lose ERROR)
 %%%
+%%% With the module option tls, the accepted TCP socket first runs a TLS
+%%% server handshake (ssl:handshake/3, within handshake_timeout), then
+%%% everything above goes on unchanged inside TLS: same frames, same HMAC
+%%% handshake. Socket calls go through mod_megaphone_transport; over TLS
+%%% the link splits frames itself (see there), with the same limits.
+%%%
 %%% Nothing received before AUTH is verified reaches ejabberd. The secret
 %%% is read from mod_megaphone:config/0 when AUTH arrives and never kept
 %%% in the state (so crash reports cannot print it).
@@ -42,7 +48,7 @@
 -define(CLOSING_GRACE, 2000).
 -define(SEND_TIMEOUT, 30000).
 
--record(state, {socket :: inet:socket() | undefined,
+-record(state, {socket :: mod_megaphone_transport:socket() | undefined,
                 peer = "?" :: string(),
                 phase = wait_socket :: wait_socket | handshake | open |
                                        draining | closing,
@@ -53,6 +59,10 @@
                 max_inflight = 0 :: non_neg_integer(),
                 heartbeat = 0 :: non_neg_integer(),
                 last_rx = 0 :: integer(),
+                %% TLS only: bytes of a frame not complete yet, and the
+                %% largest frame accepted now (packet_size over TCP)
+                buffer = <<>> :: binary(),
+                max_frame = 0 :: non_neg_integer(),
                 inflight = #{} :: #{non_neg_integer() => entry()}}).
 
 %% {Recipient ref, registry key, worker, monitor of the worker}
@@ -90,17 +100,16 @@ handle_cast(_Msg, State) ->
 
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, normal, #state{}}.
 handle_info({megaphone_socket, Socket}, #state{phase = wait_socket} = State) ->
-    hello(State#state{socket = Socket});
+    case mod_megaphone:config() of
+        #{tls := true} = Config -> tls_handshake(Socket, Config, State);
+        #{} -> hello(State#state{socket = Socket, peer = peer(Socket)})
+    end;
 handle_info({tcp, Socket, Data}, #state{socket = Socket, phase = closing} = State) ->
     _ = Data,
     ok = activate(Socket, once),
     {noreply, State};
 handle_info({tcp, Socket, Data}, #state{socket = Socket} = State) ->
-    State1 = State#state{last_rx = now_ms()},
-    case mod_megaphone_codec:decode(Data) of
-        {ok, Frame} -> frame(Frame, State1);
-        {error, Why} -> refuse(protocol_error, {malformed_frame, Why}, State1)
-    end;
+    decode_frame(Data, State#state{last_rx = now_ms()});
 handle_info({tcp_passive, Socket}, #state{socket = Socket} = State) ->
     ok = activate(Socket, ?ACTIVE_N),
     {noreply, State};
@@ -111,6 +120,19 @@ handle_info({tcp_error, Socket, Why}, #state{socket = Socket} = State) ->
     closed({tcp_error, Why}, State);
 handle_info({tcp_closed, Socket}, #state{socket = Socket} = State) ->
     closed(tcp_closed, State);
+handle_info({ssl, Socket, Data}, #state{socket = Socket, phase = closing} = State) ->
+    _ = Data,
+    ok = activate(Socket, once),
+    {noreply, State};
+handle_info({ssl, Socket, Data}, #state{socket = Socket, buffer = Buffer} = State) ->
+    tls_frames(State#state{buffer = <<Buffer/binary, Data/binary>>, last_rx = now_ms()});
+handle_info({ssl_passive, Socket}, #state{socket = Socket} = State) ->
+    ok = activate(Socket, ?ACTIVE_N),
+    {noreply, State};
+handle_info({ssl_error, Socket, Why}, #state{socket = Socket} = State) ->
+    closed({ssl_error, Why}, State);
+handle_info({ssl_closed, Socket}, #state{socket = Socket} = State) ->
+    closed(ssl_closed, State);
 handle_info({megaphone_done, Id, Ref}, #state{inflight = Inflight} = State) ->
     case Inflight of
         #{Id := {Ref, _, _, Mon}} ->
@@ -155,7 +177,7 @@ terminate(Reason, #state{socket = Socket, phase = Phase} = State) ->
                                        reason => <<"shutdown">>});
                 _ -> ok
             end,
-            _ = gen_tcp:close(Socket)
+            _ = mod_megaphone_transport:close(Socket)
     end,
     detach_all(State),
     case State#state.authenticated of
@@ -166,23 +188,42 @@ terminate(Reason, #state{socket = Socket, phase = Phase} = State) ->
 %%%===================================================================
 %%% Handshake
 %%%===================================================================
+%% TLS first (module option tls): a failed or slow TLS handshake is a
+%% refused link, like a failed AUTH; nothing was read from the peer.
+tls_handshake(TcpSocket, #{handshake_timeout := Timeout} = Config, State) ->
+    Peer = peer(TcpSocket),
+    case ssl:handshake(TcpSocket, mod_megaphone_transport:tls_options(Config), Timeout) of
+        {ok, Socket} ->
+            hello(State#state{socket = Socket, peer = Peer});
+        {error, Why} ->
+            _ = gen_tcp:close(TcpSocket),
+            mod_megaphone_stats:incr(links_refused_total),
+            ?WARNING_MSG("mod_megaphone link ~ts refused: TLS handshake failed (~p)",
+                         [Peer, Why]),
+            {stop, normal, State#state{phase = handshake}}
+    end.
+
+peer(Socket) ->
+    case mod_megaphone_transport:peername(Socket) of
+        {ok, {IP, Port}} -> lists:flatten(io_lib:format("~ts:~B", [inet:ntoa(IP), Port]));
+        {error, _} -> "?"
+    end.
+
 hello(#state{socket = Socket} = State) ->
-    Peer = case inet:peername(Socket) of
-               {ok, {IP, Port}} -> lists:flatten(io_lib:format("~ts:~B", [inet:ntoa(IP), Port]));
-               {error, _} -> "?"
-           end,
     Nonce = crypto:strong_rand_bytes(32),
     #{handshake_timeout := Timeout} = mod_megaphone:config(),
     Hello = #{type => hello, min_version => mod_megaphone_codec:version(),
               max_version => mod_megaphone_codec:version(), nonce => Nonce},
-    ok = inet:setopts(Socket, [{packet, 4}, {packet_size, ?HANDSHAKE_FRAME_SIZE},
+    ok = mod_megaphone_transport:setopts(
+           Socket, [{packet, 4}, {packet_size, ?HANDSHAKE_FRAME_SIZE},
                                {send_timeout, ?SEND_TIMEOUT},
                                {send_timeout_close, true},
                                %% Keeps the socket writable after emsgsize
                                %% (an oversize length), so ERROR
                                %% frame_too_large can still be sent.
                                {exit_on_close, false}]),
-    State1 = State#state{peer = Peer, phase = handshake, nonce = Nonce,
+    State1 = State#state{phase = handshake, nonce = Nonce,
+                         max_frame = ?HANDSHAKE_FRAME_SIZE,
                          timer = erlang:start_timer(Timeout, self(), handshake)},
     case send(Socket, Hello) of
         ok ->
@@ -209,7 +250,7 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
                         heartbeat_ms => Hb,
                         node => atom_to_binary(node(), utf8)},
             _ = erlang:cancel_timer(State#state.timer),
-            ok = inet:setopts(Socket, [{packet_size, MaxFrame}]),
+            ok = mod_megaphone_transport:setopts(Socket, [{packet_size, MaxFrame}]),
             case send(Socket, Welcome) of
                 ok ->
                     mod_megaphone_stats:incr(links_accepted_total),
@@ -218,6 +259,7 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
                               "protocol version ~B", [State#state.peer, printable(Name), 1]),
                     ok = activate(Socket, ?ACTIVE_N),
                     {noreply, State#state{phase = open, nonce = <<>>,
+                                          max_frame = MaxFrame,
                                           authenticated = true,
                                           name = printable(Name),
                                           max_inflight = MaxInflight,
@@ -231,6 +273,35 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
 %%%===================================================================
 %%% Frames
 %%%===================================================================
+%% TLS: the frames complete in the buffer, one at a time (each may change
+%% the phase and the size limit), as {packet, 4} would deliver them.
+tls_frames(#state{buffer = Buffer, max_frame = Max} = State) ->
+    case mod_megaphone_transport:next_frame(Buffer, Max) of
+        {ok, Data, Rest} ->
+            case decode_frame(Data, State#state{buffer = Rest}) of
+                {noreply, #state{phase = closing} = State1} ->
+                    {noreply, State1#state{buffer = <<>>}};
+                {noreply, State1} ->
+                    tls_frames(State1);
+                Stop ->
+                    Stop
+            end;
+        more when State#state.phase == handshake ->
+            %% AUTH not complete yet ({active, once} in this phase).
+            ok = activate(State#state.socket, once),
+            {noreply, State};
+        more ->
+            {noreply, State};
+        {error, frame_too_large} ->
+            refuse(frame_too_large, frame_too_large, State#state{buffer = <<>>})
+    end.
+
+decode_frame(Data, State) ->
+    case mod_megaphone_codec:decode(Data) of
+        {ok, Frame} -> frame(Frame, State);
+        {error, Why} -> refuse(protocol_error, {malformed_frame, Why}, State)
+    end.
+
 frame(#{type := auth} = Auth, #state{phase = handshake} = State) ->
     auth(Auth, State);
 frame(#{type := Type}, #state{phase = handshake} = State) ->
@@ -364,12 +435,12 @@ refuse(Error, Why, #state{socket = Socket, phase = Phase} = State) ->
                              end),
     _ = send(Socket, #{type => error, code => mod_megaphone_codec:error_code(Error),
                        reason => atom_to_binary(Error, utf8)}),
-    _ = gen_tcp:shutdown(Socket, write),
+    _ = mod_megaphone_transport:shutdown(Socket, write),
     _ = case State#state.timer of
             undefined -> ok;
             T -> erlang:cancel_timer(T)
         end,
-    _ = inet:setopts(Socket, [{active, once}]),
+    _ = mod_megaphone_transport:setopts(Socket, [{active, once}]),
     {noreply, State#state{phase = closing,
                           timer = erlang:start_timer(?CLOSING_GRACE, self(), closing)}}.
 
@@ -399,10 +470,10 @@ detach_all(#state{socket = Socket, inflight = Inflight}) ->
 %%% Internal functions
 %%%===================================================================
 send(Socket, Frame) ->
-    gen_tcp:send(Socket, mod_megaphone_codec:encode(Frame)).
+    mod_megaphone_transport:send(Socket, mod_megaphone_codec:encode(Frame)).
 
 activate(Socket, N) ->
-    case inet:setopts(Socket, [{active, N}]) of
+    case mod_megaphone_transport:setopts(Socket, [{active, N}]) of
         ok -> ok;
         {error, _} -> ok % closed: tcp_closed follows
     end.

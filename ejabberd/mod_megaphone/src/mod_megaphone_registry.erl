@@ -24,7 +24,7 @@
 -behaviour(gen_server).
 
 -export([start_link/0, insert_new/3, attach/2, take/2, cancel/2, detach/2,
-         purge/2, count/0]).
+         purge/2, is_registered/2, count/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(TABLE, mod_megaphone_inflight).
@@ -110,6 +110,15 @@ detach(Key, Recipient) ->
 -spec purge(key(), pid()) -> boolean().
 purge(Key, Worker) ->
     ets:select_delete(?TABLE, [{{Key, Worker, '_'}, [], [true]}]) == 1.
+
+%% Whether Worker is the registered worker of Key (a worker that never
+%% got go/abandon from its link checks this before it calls ejabberd).
+-spec is_registered(key(), pid()) -> boolean().
+is_registered(Key, Worker) ->
+    case ets:lookup(?TABLE, Key) of
+        [{Key, Worker, _}] -> true;
+        _ -> false
+    end.
 
 %% Running workers on this node (0 when the module is not running).
 -spec count() -> non_neg_integer().

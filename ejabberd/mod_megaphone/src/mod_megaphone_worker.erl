@@ -6,7 +6,8 @@
 %%%
 %%% A recipient is {LinkPid, Socket, Id, Ref}. For each live recipient the
 %%% worker first tells the link the id is done, then writes the RESPONSE
-%%% frame itself (one gen_tcp:send per frame is atomic with {packet, 4}).
+%%% frame itself (mod_megaphone_transport:send/2: one call per frame,
+%%% atomic on TCP and on TLS).
 %%% In that order the link never sees a reused id while the old one is
 %%% still on its books: the ECM can only reuse an id after it read the
 %%% RESPONSE.
@@ -15,7 +16,11 @@
 %%% (under its (sid, rid), or a unique key for a session creation): it
 %%% waits for 'go' (registered) or 'abandon' (a twin already runs) from
 %%% its link. At the end it takes its row, which yields every recipient
-%%% attached meanwhile.
+%%% attached meanwhile. If neither comes (the link died between starting
+%%% the worker and telling it), the worker looks itself up after
+%%% GO_TIMEOUT: registered, it runs (copies may be attached to it, and the
+%%% row would otherwise leak); not registered, it ends without calling
+%%% ejabberd, since a twin may be running that (sid, rid) meanwhile.
 %%%
 %%% Workers are unlinked; each link monitors the workers of its ids. A
 %%% worker that dies without answering (killed, or a crash outside the
@@ -24,16 +29,16 @@
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_worker).
 
--export([start/2, go/1, abandon/1, failure/1]).
+-export([start/2, start/3, go/1, abandon/1, failure/1]).
 
 -include("logger.hrl").
 
--type recipient() :: {pid(), inet:socket(), non_neg_integer(), reference()}.
+-type recipient() :: {pid(), mod_megaphone_transport:socket(), non_neg_integer(), reference()}.
 -export_type([recipient/0]).
 
 %% Workers only wait; the defaults would keep them larger than needed.
 -define(SPAWN_OPTS, [{fullsweep_after, 0}, {min_heap_size, 233}]).
-%% If the link dies between spawn and go, run anyway rather than leak.
+%% If the link dies between spawn and go: run if registered, else end.
 -define(GO_TIMEOUT, 5000).
 -define(TERMINATE_BODY,
         <<"<body type='terminate' condition='internal-server-error' "
@@ -45,7 +50,12 @@
 %% Starts a worker for Key; it waits for go/1 or abandon/1.
 -spec start(mod_megaphone_codec:frame(), mod_megaphone_registry:key()) -> pid().
 start(Request, Key) ->
-    spawn_opt(fun() -> init(Request, Key) end, ?SPAWN_OPTS).
+    start(Request, Key, ?GO_TIMEOUT).
+
+%% start/2 with another wait for go/abandon (tests).
+-spec start(mod_megaphone_codec:frame(), mod_megaphone_registry:key(), timeout()) -> pid().
+start(Request, Key, GoTimeout) ->
+    spawn_opt(fun() -> init(Request, Key, GoTimeout) end, ?SPAWN_OPTS).
 
 -spec go(pid()) -> ok.
 go(Worker) ->
@@ -68,12 +78,22 @@ failure(Id) ->
 %%%===================================================================
 %%% Internal functions
 %%%===================================================================
-init(Request, Key) ->
+init(Request, Key, GoTimeout) ->
     receive
         abandon -> ok;
         go -> finish(Key, run(Request))
-    after ?GO_TIMEOUT ->
-            finish(Key, run(Request))
+    after GoTimeout ->
+            %% Only the registered worker of Key may call ejabberd: an
+            %% unregistered one could be a second live copy of its rid.
+            case registered(Key) of
+                true -> finish(Key, run(Request));
+                false -> ok
+            end
+    end.
+
+registered(Key) ->
+    try mod_megaphone_registry:is_registered(Key, self())
+    catch error:badarg -> false % module stopped: table gone
     end.
 
 finish(Key, Frame) ->
@@ -117,7 +137,8 @@ reply(Recipients, Frame) ->
                       Link ! {megaphone_done, Id, Ref},
                       %% A closed or stuck socket is the link's problem
                       %% (send_timeout closes it); the answer is dropped.
-                      _ = gen_tcp:send(Socket, mod_megaphone_codec:encode(Frame#{id := Id})),
+                      _ = mod_megaphone_transport:send(
+                            Socket, mod_megaphone_codec:encode(Frame#{id := Id})),
                       ok;
                   false ->
                       ok
