@@ -20,6 +20,13 @@
 # Erlang distribution bind to), EJ_COOKIE (the Erlang cookie, written to
 # DIR/.erlang.cookie; unset: a random one per DIR).
 #
+# TLS on the link (off unless both are set): EJ_LINK_TLS_CERTFILE and
+# EJ_LINK_TLS_KEYFILE (PEM server certificate chain and key), optional
+# EJ_LINK_TLS_CAFILE (PEM CA of client certificates) and
+# EJ_LINK_TLS_VERIFY_CLIENT=true (mutual TLS, needs the CA file). The files
+# are copied into DIR/tls (owned by the ejabberd user) and mod_megaphone
+# gets tls: true with those copies.
+#
 # A cluster on one machine (see src/test/java/io/megaphone/cluster/): with
 # ERL_DIST_PORT and no epmd, a node reaches every other node at its own dist
 # port, so give the nodes the same EJ_DIST_PORT and EJ_COOKIE, a long node
@@ -203,6 +210,7 @@ YML
             echo "    max_inflight: $EJ_MAX_INFLIGHT"
         fi
     } > "$mod/conf/mod_megaphone.yml"
+    write_link_tls "$mod/conf/mod_megaphone.yml"
 
     if [ -n "${EJ_COOKIE:-}" ]; then
         rm -f "$DIR/.erlang.cookie"
@@ -213,6 +221,37 @@ YML
     if [ "$(id -u)" = 0 ]; then
         chown -R "$EJ_USER:$EJ_USER" "$DIR"
     fi
+}
+
+# TLS on the link (EJ_LINK_TLS_*): copies the PEM files into DIR/tls and
+# appends the options to mod_megaphone's conf file $1.
+write_link_tls() {
+    local conf="$1"
+    if [ -z "${EJ_LINK_TLS_CERTFILE:-}" ] && [ -z "${EJ_LINK_TLS_KEYFILE:-}" ]; then
+        return 0
+    fi
+    [ -n "${EJ_LINK_TLS_CERTFILE:-}" ] && [ -n "${EJ_LINK_TLS_KEYFILE:-}" ] \
+        || die "EJ_LINK_TLS_CERTFILE and EJ_LINK_TLS_KEYFILE go together"
+    local tls="$DIR/tls" f
+    mkdir -p "$tls"
+    chmod 0750 "$tls"
+    for f in "$EJ_LINK_TLS_CERTFILE" "$EJ_LINK_TLS_KEYFILE" ${EJ_LINK_TLS_CAFILE:+"$EJ_LINK_TLS_CAFILE"}; do
+        [ -r "$f" ] || die "cannot read TLS file $f"
+    done
+    install -m 0640 "$EJ_LINK_TLS_CERTFILE" "$tls/link-cert.pem"
+    install -m 0640 "$EJ_LINK_TLS_KEYFILE" "$tls/link-key.pem"
+    {
+        echo "    tls: true"
+        echo "    certfile: \"$tls/link-cert.pem\""
+        echo "    keyfile: \"$tls/link-key.pem\""
+        if [ -n "${EJ_LINK_TLS_CAFILE:-}" ]; then
+            install -m 0640 "$EJ_LINK_TLS_CAFILE" "$tls/link-ca.pem"
+            echo "    cafile: \"$tls/link-ca.pem\""
+        fi
+        if [ "${EJ_LINK_TLS_VERIFY_CLIENT:-false}" = true ]; then
+            echo "    verify_client: true"
+        fi
+    } >> "$conf"
 }
 
 cmd_start() {
