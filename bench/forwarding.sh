@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Forwarding throughput and added latency (docs/benchmarks.md, "Forwarding throughput"):
+#  1. wrk (closed loop, keep-alive, POST of a small BOSH body, bench/bosh-post.lua) against
+#     a) io.megaphone.bench.HelloWorldServer: bare Reactor Netty answering at once (the ceiling), and
+#     b) the ECM with io.megaphone.bench.InstantUpstream behind it (answers every REQUEST at once),
+#     alternated ROUNDS times in one run, so that the ratio is measured side by side on the same load.
+#  2. the load generator's raw mode (open loop at a fixed RATE, latency from the intended send time) against both,
+#     alternated: the p50/p99/p99.9 the ECM adds at that rate = ECM minus hello world.
+# Writes bench/results/<date>-forwarding/ (report.md, wrk-*.txt, raw-*.json, logs).
+#   bench/forwarding.sh    # env: SOURCE, ROUNDS (2), WRK_CONNS (64), WRK_THREADS (1), WRK_SECONDS (10),
+#                          #      RATES ("5000 20000"), RAW_SECONDS (20), RAW_CONNS (64), ECM_JVM_OPTS, LINKS (2)
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+ROUNDS=${ROUNDS:-2}; WRK_CONNS=${WRK_CONNS:-64}; WRK_THREADS=${WRK_THREADS:-1}; WRK_SECONDS=${WRK_SECONDS:-10}
+RATES=${RATES:-5000 20000}; RAW_SECONDS=${RAW_SECONDS:-20}; RAW_CONNS=${RAW_CONNS:-64}; LINKS=${LINKS:-2}
+SECRET=bench-secret-$$
+OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-forwarding}
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+trap 'stop_all; [[ -n "${KEEP_WORK:-}" ]] || rm -rf "${WORK:-/nonexistent}"' EXIT
+trap 'exit 130' INT TERM
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install -y wrk)"
+build_scratch
+build_loadgen
+machine_info | tee "$OUT/machine.txt" >&2
+
+UP=$(free_port); HW=$(free_port); ECM_HTTP=$(free_port); ECM_MGMT=$(free_port)
+"$JAVA" -Xmx256m -cp "$TOOL_CP" io.megaphone.bench.InstantUpstream "$UP" "$SECRET" >"$OUT/upstream.log" 2>&1 &
+PIDS+=($!)
+"$JAVA" -Xms64m -Xmx1g -XX:+UseSerialGC -cp "$TOOL_CP" io.megaphone.bench.HelloWorldServer "$HW" >"$OUT/helloworld.log" 2>&1 &
+PIDS+=($!)
+sleep 2
+start_ecm fwd "$ECM_HTTP" "$ECM_MGMT" "127.0.0.1:$UP" --megaphone.link.links-per-node="$LINKS"
+wait_ready "$ECM_MGMT" "$LINKS"
+log "ECM up ($LINKS links to the instant upstream); hello world on $HW"
+declare -A URL=([helloworld]="http://127.0.0.1:$HW/http-bind" [ecm]="http://127.0.0.1:$ECM_HTTP/http-bind")
+
+# warm-up (JIT) of both
+for t in helloworld ecm; do wrk -t1 -c64 -d10s -s "$REPO/bench/bosh-post.lua" "${URL[$t]}" >/dev/null; done
+
+for r in $(seq "$ROUNDS"); do
+    for t in helloworld ecm; do
+        wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECONDS}s" --latency -s "$REPO/bench/bosh-post.lua" "${URL[$t]}" \
+            >"$OUT/wrk-$t-$r.txt" 2>&1
+        log "wrk $t round $r: $(grep -E 'Requests/sec' "$OUT/wrk-$t-$r.txt") $(grep -E '^ +99%' "$OUT/wrk-$t-$r.txt" | tr -s ' ')"
+    done
+done
+for RATE in $RATES; do
+for r in $(seq "$ROUNDS"); do
+    for t in helloworld ecm; do
+        "$JAVA" -Xmx512m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --mode raw --url "${URL[$t]}" --rate "$RATE" \
+            --connections "$RAW_CONNS" --duration "$RAW_SECONDS" --out "$OUT/raw-$RATE-$t-$r.json" >"$OUT/raw-$RATE-$t-$r.log" 2>&1
+        log "raw $RATE/s $t round $r: $(jq -c '{achieved_rate, p50: .latency.intended_to_answer.p50, p99: .latency.intended_to_answer.p99, p999: .latency.intended_to_answer["p99.9"], errors: .error_count}' "$OUT/raw-$RATE-$t-$r.json")"
+    done
+done
+done
+
+python3 - "$OUT" "$ROUNDS" "$RATES" <<'PY' | tee "$OUT/report.md"
+import json, re, sys
+out, rounds, rates = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+def wrk(t, r):
+    txt = open(f"{out}/wrk-{t}-{r}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", txt).group(1))
+    def pct(p):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, txt, re.M)
+        v = float(m.group(1)); return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", txt)
+    sock = re.search(r"Socket errors: (.*)", txt)
+    return rps, pct(50), pct(99), (int(errs.group(1)) if errs else 0), (sock.group(1) if sock else "")
+print("| round | hello world req/s | ECM req/s | ratio | hello world p50 / p99 (ms) | ECM p50 / p99 (ms) | non-2xx, socket errors |")
+print("|---:|---:|---:|---:|---:|---:|---|")
+ratios = []
+for r in range(1, rounds + 1):
+    h, e = wrk("helloworld", r), wrk("ecm", r)
+    ratios.append(e[0] / h[0])
+    print(f"| {r} | {h[0]:,.0f} | {e[0]:,.0f} | **{e[0]/h[0]:.2f}×** | {h[1]:.2f} / {h[2]:.2f} | {e[1]:.2f} / {e[2]:.2f} | {h[3]+e[3]} {h[4]} {e[4]} |")
+print(f"\nratio ECM / hello world: {', '.join(f'{x:.2f}' for x in ratios)} (mean {sum(ratios)/len(ratios):.2f})\n")
+for rate in rates:
+    print(f"Open loop at {rate} req/s (load generator raw mode, latency from the intended send time, ms):\n")
+    print("| round | target | achieved req/s | p50 | p90 | p99 | p99.9 | max | errors |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    added = []
+    for r in range(1, rounds + 1):
+        row = {}
+        for t in ("helloworld", "ecm"):
+            j = json.load(open(f"{out}/raw-{rate}-{t}-{r}.json")); l = j["latency"]["intended_to_answer"]
+            row[t] = l
+            print(f"| {r} | {t} | {j['achieved_rate']:,.0f} | {l['p50']/1000:.2f} | {l['p90']/1000:.2f} | {l['p99']/1000:.2f} | {l['p99.9']/1000:.2f} | {l['max']/1000:.1f} | {j['error_count']} |")
+        added.append(tuple((row['ecm'][p] - row['helloworld'][p]) / 1000 for p in ('p50', 'p99', 'p99.9')))
+    print(f"\nadded by the ECM at {rate}/s (ECM minus hello world, ms): " + "; ".join(f"round {i+1}: p50 {a[0]:+.2f}, p99 {a[1]:+.2f}, p99.9 {a[2]:+.2f}" for i, a in enumerate(added)) + "\n")
+PY
+log "report: $OUT/report.md"

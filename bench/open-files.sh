@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The open-file ceiling: one ejabberd holding N concurrent logged-in BOSH users through ECMS ECM processes
+# (each ECM holds N/ECMS client connections; every process here may open at most 20,000 files), driven by
+# LOADGENS load generator processes with their own 127.0.x.y source addresses. Most users are poll only (one
+# connection each); SENDERS per load generator also hold a send connection and chat at MSG_RATE/s to random
+# users of their process (a sample of the N). Records ejabberd's open files, erlang:memory(), process count,
+# the ramp time, each ECM's RSS and held requests, and the messages sent/received.
+#   bench/open-files.sh     # env: N (50000), ECMS (4), LOADGENS (4), RAMP (500 users/s in total), WAIT (60),
+#                           #      SENDERS (25 per load generator), MSG_RATE (5 per load generator), HOLD (60 s)
+# Writes bench/results/<date>-open-files-<N>/ (report.md, logs, loadgen JSON).
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+N=${N:-50000}; ECMS=${ECMS:-4}; LOADGENS=${LOADGENS:-4}; RAMP=${RAMP:-500}; WAIT=${WAIT:-60}
+SENDERS=${SENDERS:-25}; MSG_RATE=${MSG_RATE:-5}; HOLD=${HOLD:-60}; LINKS=${LINKS:-2}
+SECRET=bench-secret-$$
+OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-open-files-$N}
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+EJ=$(mktemp -d /tmp/ejopen.XXXXXX)
+cleanup() {
+    touch "$OUT/stop"; sleep 2
+    stop_all
+    "$REPO/scripts/private-ejabberd.sh" stop "$EJ" >/dev/null 2>&1 || true
+    [[ -n "${KEEP_WORK:-}" ]] || rm -rf "${WORK:-/nonexistent}" "$EJ"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+(( N / ECMS <= 18000 )) || die "N/ECMS = $((N / ECMS)) client connections per ECM: more than 18,000"
+(( N / LOADGENS + SENDERS <= 18000 )) || die "N/LOADGENS: more than 18,000 connections per load generator"
+build_scratch
+build_loadgen
+machine_info | tee "$OUT/machine.txt" >&2
+echo "N=$N ECMS=$ECMS LOADGENS=$LOADGENS RAMP=$RAMP WAIT=$WAIT SENDERS=$SENDERS MSG_RATE=$MSG_RATE LINKS=$LINKS" >>"$OUT/machine.txt"
+
+MEGAPHONE_SECRET=$SECRET EJ_MAX_INFLIGHT=200000 "$REPO/scripts/private-ejabberd.sh" start "$EJ" | tee -a "$OUT/run.log" >&2
+EJPID=$(cat "$EJ/ejabberd.pid")
+T=$SECONDS
+"$REPO/bench/ejabberd-rpc.sh" "$EJ" register-range 'lg%d' 1 "$N" secret-pw | tee -a "$OUT/run.log" >&2
+log "registered $N users in $((SECONDS - T)) s (bench/ejabberd-rpc.sh register-range: ejabberd_auth:try_register in one Erlang call)"
+. "$EJ/instance.env"
+URLS=(); MGMTS=(); ECM_PIDS=()
+for e in $(seq "$ECMS"); do
+    http=$(free_port); mgmt=$(free_port)
+    ECM_JVM_OPTS="-Xms64m -Xmx1g -XX:+UseSerialGC" start_ecm "$e" "$http" "$mgmt" "127.0.0.1:$EJ_LINK_PORT" \
+        --megaphone.link.links-per-node="$LINKS"
+    URLS+=("http://127.0.0.1:$http/http-bind"); MGMTS+=("$mgmt"); ECM_PIDS+=("$LAST_PID")
+done
+for m in "${MGMTS[@]}"; do wait_ready "$m" "$LINKS"; done
+log "$ECMS ECMs up, $LINKS links each"
+echo "fds_before $(ls /proc/$EJPID/fd | wc -l) memory_before $("$REPO/bench/ejabberd-rpc.sh" "$EJ" memory)" >>"$OUT/points.txt"
+
+PER=$((N / LOADGENS)); T0=$SECONDS
+for k in $(seq 0 $((LOADGENS - 1))); do
+    # loadgen k talks to ECM k mod ECMS .. (all of them, user i -> URL i mod ECMS); sources 127.0.(30+k).1-4
+    urls=$(IFS=,; echo "${URLS[*]}")
+    "$JAVA" -Xmx1500m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --url "$urls" --users "$PER" --first $((k * PER + 1)) \
+        --user-pattern 'lg%d' --password secret-pw --senders "$SENDERS" --msg-rate "$MSG_RATE" \
+        --ramp "$(python3 -c "print($RAMP / $LOADGENS)")" --wait "$WAIT" --duration 100000 --stop-file "$OUT/stop" \
+        --ready-file "$OUT/ready-$k" --no-terminate --login-timeout 600 --drain 15 --progress 10 \
+        --source "127.0.$((30 + k)).1,127.0.$((30 + k)).2,127.0.$((30 + k)).3,127.0.$((30 + k)).4" \
+        --out "$OUT/loadgen-$k.json" >"$OUT/loadgen-$k.log" 2>&1 &
+    PIDS+=($!)
+done
+peak_fds=0
+while :; do
+    n_ready=$(ls "$OUT"/ready-* 2>/dev/null | wc -l)
+    fds=$(ls /proc/$EJPID/fd | wc -l); (( fds > peak_fds )) && peak_fds=$fds
+    (( n_ready == LOADGENS )) && break
+    (( SECONDS - T0 < 1800 )) || die "ramp did not finish in 30 min"
+    sleep 5
+    log "ramp: $(grep -h 'users started' "$OUT"/loadgen-*.log | tail -n "$LOADGENS" | sed -E 's/.*online=([0-9]+) failed=([0-9]+).*held polls=([0-9]+).*/\1 \2 \3/' | awk '{o+=$1; f+=$2; h+=$3} END {print "online " o ", failed " f ", held polls " h}'); ejabberd open files $fds"
+done
+RAMP_S=$((SECONDS - T0))
+log "ramp done in $RAMP_S s: $(cat "$OUT"/ready-* | jq -s '{online: map(.online) | add, failed: map(.failed) | add}' -c)"
+sleep 20
+{
+    echo "ramp_seconds $RAMP_S"
+    echo "ejabberd_open_files $(ls /proc/$EJPID/fd | wc -l) (peak during ramp $peak_fds)"
+    echo "ejabberd_rss_kb $(awk '/VmRSS/ {print $2}' /proc/$EJPID/status)"
+    echo "ejabberd_memory(total processes binary ets process_count) $("$REPO/bench/ejabberd-rpc.sh" "$EJ" memory)"
+    echo "ejabberd_connected_users $("$REPO/scripts/private-ejabberd.sh" ctl "$EJ" connected_users_number)"
+    for i in "${!ECM_PIDS[@]}"; do
+        echo "ecm_$i rss_kb $(awk '/VmRSS/ {print $2}' /proc/${ECM_PIDS[i]}/status) open_files $(ls /proc/${ECM_PIDS[i]}/fd | wc -l) inflight $(curl -s "http://127.0.0.1:${MGMTS[i]}/actuator/health" | jq -r '.components.links.details.inflight')"
+    done
+} | tee -a "$OUT/points.txt" >&2
+"$REPO/scripts/private-ejabberd.sh" ctl "$EJ" megaphone_stats >"$OUT/megaphone-stats.txt" 2>&1 || true
+log "holding for $HOLD s with messages"
+sleep "$HOLD"
+touch "$OUT/stop"
+for pid in "${PIDS[@]:$ECMS}"; do wait "$pid" 2>/dev/null || true; done
+jq -s '{logged_in: map(.users_logged_in) | add, failed: map(.users_failed) | add, sent: map(.messages.sent) | add,
+        received: map(.messages.received) | add, errors: map(.error_count) | add,
+        error_kinds: (map(.errors | to_entries) | add | group_by(.key) | map({(.[0].key): (map(.value) | add)}) | add),
+        login_p50_ms: (map(.latency.login.p50) | max / 1000), login_p99_ms: (map(.latency.login.p99) | max / 1000),
+        delivery_p50_ms: (map(.latency.delivery.p50 // 0) | max / 1000), delivery_p99_ms: (map(.latency.delivery.p99 // 0) | max / 1000)}' \
+    "$OUT"/loadgen-*.json | tee "$OUT/summary.json" >&2
+{ echo '```'; cat "$OUT/machine.txt" "$OUT/points.txt"; echo; cat "$OUT/summary.json"; echo '```'; } >"$OUT/report.md"
+log "report: $OUT/report.md"
