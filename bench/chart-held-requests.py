@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """PNG chart of ECM memory against concurrent held requests, from bench/held-requests.sh result directories.
 
     bench/chart-held-requests.py OUT.png RESULT_DIR[=LABEL] ...
