@@ -5,6 +5,10 @@ import io.megaphone.link.LinkPool;
 import io.megaphone.link.LinkSettings;
 import io.megaphone.link.NodeDiscovery;
 import org.springframework.boot.autoconfigure.condition.ConditionalOnExpression;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslContextBuilder;
+import io.netty.handler.ssl.SslProvider;
+import java.io.File;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -13,6 +17,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import javax.net.ssl.SSLException;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 
@@ -23,8 +28,10 @@ class LinkConfiguration {
     @Bean(destroyMethod = "close")
     LinkPool linkPool(MegaphoneProperties properties) {
         MegaphoneProperties.Link link = properties.link();
+        MegaphoneProperties.Tls tls = link.tls();
         LinkSettings settings = new LinkSettings(new HandshakeProof(secret(link)), ecmName(link), link.heartbeat(),
-                link.handshakeTimeout(), link.maxFrameBytes());
+                link.handshakeTimeout(), link.maxFrameBytes(), sslContext(tls),
+                tls.enabled() && !tls.serverName().isBlank() ? tls.serverName() : null);
         boolean discovery = !link.discovery().dnsName().isBlank();
         if (link.nodes().isEmpty() && !discovery) {
             throw new IllegalStateException("megaphone.link.nodes: [] (expected: at least one host:port of"
@@ -75,6 +82,63 @@ class LinkConfiguration {
             throw new IllegalStateException("megaphone.link.secret-file: " + link.secretFile()
                     + " cannot be read (" + e + ")", e);
         }
+    }
+
+    /**
+     * The one client {@link SslContext} of every link, from {@code megaphone.link.tls.*}; {@code null} when TLS is
+     * off. Every file is read here, so a missing or bad one stops startup with a message naming the property.
+     */
+    static SslContext sslContext(MegaphoneProperties.Tls tls) {
+        if (!tls.enabled()) {
+            return null;
+        }
+        if (tls.trustCertificates().isBlank()) {
+            throw new IllegalStateException("megaphone.link.tls.trust-certificates: not set (expected: with"
+                    + " megaphone.link.tls.enabled=true, a PEM file of the CA or server certificates that"
+                    + " mod_megaphone's certfile must chain to)");
+        }
+        if (tls.certificate().isBlank() != tls.privateKey().isBlank()) {
+            throw new IllegalStateException("megaphone.link.tls.certificate / megaphone.link.tls.private-key: only "
+                    + (tls.certificate().isBlank() ? "private-key" : "certificate")
+                    + " set (expected: both, for mutual TLS with mod_megaphone's verify_client, or neither)");
+        }
+        File trust = readable("megaphone.link.tls.trust-certificates", tls.trustCertificates());
+        SslContextBuilder builder = SslContextBuilder.forClient()
+                .sslProvider(SslProvider.JDK)
+                .protocols("TLSv1.3", "TLSv1.2")
+                // Host names are checked against server-name, else the node's host (SslContext.newHandler's peer).
+                .endpointIdentificationAlgorithm(tls.verifyHostname() ? "HTTPS" : null);
+        try {
+            builder.trustManager(trust);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalStateException("megaphone.link.tls.trust-certificates: " + trust
+                    + " holds no usable certificate (" + e.getMessage() + "; expected: PEM certificates)", e);
+        }
+        if (!tls.certificate().isBlank()) {
+            File certificate = readable("megaphone.link.tls.certificate", tls.certificate());
+            File key = readable("megaphone.link.tls.private-key", tls.privateKey());
+            try {
+                builder.keyManager(certificate, key);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalStateException("megaphone.link.tls.certificate / private-key: " + certificate + ", "
+                        + key + " cannot be used (" + e.getMessage()
+                        + "; expected: a PEM certificate chain and its unencrypted PKCS#8 PEM key)", e);
+            }
+        }
+        try {
+            return builder.build();
+        } catch (SSLException e) {
+            throw new IllegalStateException("megaphone.link.tls.*: the TLS client context cannot be built ("
+                    + e.getMessage() + ")", e);
+        }
+    }
+
+    private static File readable(String property, String path) {
+        Path file = Path.of(path);
+        if (!Files.isRegularFile(file) || !Files.isReadable(file)) {
+            throw new IllegalStateException(property + ": " + path + " cannot be read (expected: a readable PEM file)");
+        }
+        return file.toFile();
     }
 
     private static String ecmName(MegaphoneProperties.Link link) {

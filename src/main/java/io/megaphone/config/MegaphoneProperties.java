@@ -104,6 +104,7 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param discovery find ejabberd nodes from one DNS name instead of the {@code nodes} list
      * @param inlineSecretAllowed whether {@code secret} may come from a configuration file; the prod profile sets
      *     false, so the secret comes only from the environment ({@code MEGAPHONE_LINK_SECRET}) or a file
+     * @param tls TLS on the links (mod_megaphone's {@code tls} option must match)
      */
     public record Link(
             @DefaultValue("127.0.0.1:5290") List<@Pattern(regexp = ".+:\\d{1,5}",
@@ -119,7 +120,30 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("1048576") @Min(4096) int maxFrameBytes,
             @DefaultValue("1") @Min(1) @Max(64) int ioThreads,
             @DefaultValue("true") boolean inlineSecretAllowed,
-            @Valid @NotNull @DefaultValue Discovery discovery) {
+            @Valid @NotNull @DefaultValue Discovery discovery,
+            @Valid @NotNull @DefaultValue Tls tls) {
+    }
+
+    /**
+     * TLS on the links to mod_megaphone (its options {@code tls}, {@code certfile}, {@code keyfile}, and for mutual
+     * TLS {@code cafile} + {@code verify_client}). The link's secret handshake runs unchanged inside TLS.
+     *
+     * @param enabled run every link inside TLS (1.3 or 1.2)
+     * @param trustCertificates PEM file of the CA (or server) certificates the server's certificate must chain to;
+     *     required when enabled
+     * @param certificate PEM client certificate (chain) for mutual TLS; with {@code private-key}
+     * @param privateKey PEM (PKCS#8) private key of {@code certificate}
+     * @param serverName the name sent as SNI and checked against the server certificate; empty: each node's host
+     *     as configured in {@code nodes} (or its address with discovery)
+     * @param verifyHostname check the server certificate's names against {@code server-name} / the node host; turn
+     *     off only when the certificate cannot carry the nodes' names (the CA is then the only check)
+     */
+    public record Tls(@DefaultValue("false") boolean enabled,
+                      @DefaultValue("") String trustCertificates,
+                      @DefaultValue("") String certificate,
+                      @DefaultValue("") String privateKey,
+                      @DefaultValue("") String serverName,
+                      @DefaultValue("true") boolean verifyHostname) {
     }
 
     /**

@@ -133,6 +133,12 @@ final class LinkSlot implements LinkView {
             bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
                 @Override
                 protected void initChannel(SocketChannel ch) {
+                    if (settings.tls()) {
+                        // TLS first: the frames (and the secret handshake) run unchanged inside it.
+                        String host = settings.tlsServerName() != null ? settings.tlsServerName()
+                                : address.getHostString();
+                        ch.pipeline().addLast(settings.sslContext().newHandler(ch.alloc(), host, address.getPort()));
+                    }
                     ch.pipeline().addLast(new FlushConsolidationHandler(256, true),
                             new LinkFrameDecoder(settings.maxFrameBytes()), link);
                 }

@@ -66,6 +66,26 @@ class ConfigurationValidationTest {
         assertThat(message).contains("management.server.port").contains("expected: a port other than server.port");
     }
 
+    @Test
+    void tlsWithoutTrustCertificatesNamesTheProperty() {
+        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.tls.enabled=true");
+        assertThat(message).contains("megaphone.link.tls.trust-certificates: not set");
+    }
+
+    @Test
+    void anUnreadableTlsFileNamesThePropertyAndTheFile() {
+        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.tls.enabled=true",
+                "--megaphone.link.tls.trust-certificates=/nonexistent/ca.pem");
+        assertThat(message).contains("megaphone.link.tls.trust-certificates: /nonexistent/ca.pem cannot be read");
+    }
+
+    @Test
+    void aClientCertificateWithoutItsKeyIsRefused() {
+        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.tls.enabled=true",
+                "--megaphone.link.tls.trust-certificates=/etc/hostname", "--megaphone.link.tls.certificate=/etc/hostname");
+        assertThat(message).contains("megaphone.link.tls.certificate / megaphone.link.tls.private-key: only certificate");
+    }
+
     /** Starts the ECM with exactly these arguments; returns what the failure said (exceptions and console). */
     private static String failedStartupRaw(String... args) {
         PrintStream originalOut = System.out;
