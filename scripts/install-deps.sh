@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Megaphone needs on a Debian/Ubuntu machine, only where it is missing:
 # ejabberd and erlang-dev (mod_megaphone is built with erlc against the packaged ejabberd),
-# a JDK 17+ (the Maven wrapper fetches Maven itself), make, curl, python3, iproute2, and for the real web
+# a JDK 17+ (the Maven wrapper fetches Maven itself), make, curl, python3, iproute2, openssl, and for the real web
 # client tests (clients/): Node.js 18+ with npm, and Chromium (driven headless by playwright-core).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
@@ -16,6 +16,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # TlsLinkTest makes its certificates with it
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
