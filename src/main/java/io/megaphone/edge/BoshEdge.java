@@ -59,6 +59,10 @@ final class BoshEdge {
         draining = true;
     }
 
+    void stopDraining() {
+        draining = false;
+    }
+
     boolean draining() {
         return draining;
     }

@@ -63,6 +63,7 @@ final class BoshServer implements WebServer {
         group = new MultiThreadIoEventLoopGroup(ioThreads, io);
         ServerBootstrap bootstrap = new ServerBootstrap().group(group).channel(channel)
                 .option(ChannelOption.SO_BACKLOG, 4096)
+                .option(ChannelOption.SO_REUSEADDR, true) // rebind at once after a restart, despite TIME_WAITs
                 .childOption(ChannelOption.TCP_NODELAY, true)
                 .childHandler(new ChannelInitializer<SocketChannel>() {
                     @Override
@@ -75,8 +76,9 @@ final class BoshServer implements WebServer {
                                 .setInitialBufferSize(64)), new BoshConnection(edge));
                     }
                 });
-        InetSocketAddress bind = address == null ? new InetSocketAddress(requestedPort)
-                : new InetSocketAddress(address, requestedPort);
+        int bindPort = port > 0 ? port : requestedPort; // a restart keeps the port it had
+        InetSocketAddress bind = address == null ? new InetSocketAddress(bindPort)
+                : new InetSocketAddress(address, bindPort);
         try {
             server = bootstrap.bind(bind).sync().channel();
         } catch (Exception e) {

@@ -37,8 +37,13 @@ final class EdgeDrain implements SmartLifecycle {
         this.delay = properties.edge().drainDelay();
     }
 
+    /** Also after a {@code stop()} (a paused or restarted context): take traffic again. */
     @Override
     public void start() {
+        if (edge.draining()) {
+            edge.stopDraining();
+            AvailabilityChangeEvent.publish(events, this, ReadinessState.ACCEPTING_TRAFFIC);
+        }
         running = true;
     }
 

@@ -54,6 +54,8 @@ public final class LinkPool implements AutoCloseable {
     private final Queue<PendingRequest> parked = new ConcurrentLinkedQueue<>();
     private final LongAdder resends = new LongAdder();
     private volatile boolean closing;
+    /** Where the next pick starts scanning; racy increments are fine, it only spreads ties. */
+    private int rotation;
     private final LongAdder clientGone = new LongAdder();
 
     /** Told when links come and go (nodes found or lost by discovery). */
@@ -246,11 +248,21 @@ public final class LinkPool implements AutoCloseable {
         best.submit(request);
     }
 
-    /** The ready link with the fewest in flight; after a failure, one to the failed link's node if possible. */
+    /**
+     * The ready link with the fewest in flight; after a failure, one to the failed link's node if possible. Ties
+     * go round-robin (the scan starts at a rotating slot), so at low load new sessions still spread over nodes.
+     */
     private LinkConnection pick(LinkConnection failed) {
+        List<LinkSlot> candidates = slots;
+        int size = candidates.size();
+        if (size == 0) {
+            return null;
+        }
+        int start = Math.floorMod(rotation++, size);
         LinkConnection best = null;
         boolean bestSameNode = false;
-        for (LinkSlot slot : slots) {
+        for (int i = 0; i < size; i++) {
+            LinkSlot slot = candidates.get((start + i) % size);
             LinkConnection link = slot.current();
             if (link == null || link == failed || !link.canTake()) {
                 continue;

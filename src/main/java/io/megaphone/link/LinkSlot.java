@@ -91,27 +91,27 @@ final class LinkSlot implements LinkView {
 
     /** The node left: no reconnect; the link drains (GOAWAY) and closes once its requests are answered. */
     void retire() {
-        running = false;
-        Disposable pending = connecting;
-        if (pending != null) {
-            pending.dispose();
-        }
-        LinkConnection link = current;
+        LinkConnection link = stopConnecting();
         if (link != null) {
             link.drain("node removed from discovery");
         }
     }
 
+    /** Shutdown: no reconnect; the link closes now (its requests are re-sent elsewhere or answered 503). */
     void stop() {
+        LinkConnection link = stopConnecting();
+        if (link != null) {
+            link.close();
+        }
+    }
+
+    private LinkConnection stopConnecting() {
         running = false;
         Disposable pending = connecting;
         if (pending != null) {
             pending.dispose();
         }
-        LinkConnection link = current;
-        if (link != null) {
-            link.close();
-        }
+        return current;
     }
 
     private void connect() {

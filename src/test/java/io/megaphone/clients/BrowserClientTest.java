@@ -4,18 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import io.megaphone.it.PrivateEjabberd;
+import io.megaphone.it.RealEcmTest;
 import io.megaphone.it.SharedEjabberd;
-import io.megaphone.link.LinkPool;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 import tools.jackson.databind.JsonNode;
 
 /**
@@ -25,23 +21,11 @@ import tools.jackson.databind.JsonNode;
  * screenshots are kept in {@code target/client-screenshots/}. Fails (never skips) when Chromium is missing.
  */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-        properties = {"management.server.port=0", "megaphone.link.links-per-node=2"})
-class BrowserClientTest {
+        properties = {"management.server.port=0", "megaphone.link.links-per-node=2",
+                RealEcmTest.MANY_SESSIONS_PER_CLIENT, RealEcmTest.MANY_SESSIONS_BURST})
+class BrowserClientTest extends RealEcmTest {
 
     private static final Path CHROMIUM = Path.of(System.getenv().getOrDefault("CHROMIUM_PATH", "/usr/bin/chromium"));
-
-    @DynamicPropertySource
-    static void linkToRealEjabberd(DynamicPropertyRegistry registry) {
-        PrivateEjabberd ejabberd = SharedEjabberd.get();
-        registry.add("megaphone.link.nodes", () -> "127.0.0.1:" + ejabberd.linkPort());
-        registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
-    }
-
-    @LocalServerPort
-    int port;
-
-    @Autowired
-    LinkPool pool;
 
     @BeforeEach
     void linksAreUp() {

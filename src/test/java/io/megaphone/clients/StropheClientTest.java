@@ -4,16 +4,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import io.megaphone.it.PrivateEjabberd;
+import io.megaphone.it.RealEcmTest;
 import io.megaphone.it.SharedEjabberd;
-import io.megaphone.link.LinkPool;
 import java.time.Duration;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 import tools.jackson.databind.JsonNode;
 
 /**
@@ -23,21 +19,9 @@ import tools.jackson.databind.JsonNode;
  * connection) and the chat goes on; every message must arrive exactly once.
  */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-        properties = {"management.server.port=0", "megaphone.link.links-per-node=2"})
-class StropheClientTest {
-
-    @DynamicPropertySource
-    static void linkToRealEjabberd(DynamicPropertyRegistry registry) {
-        PrivateEjabberd ejabberd = SharedEjabberd.get();
-        registry.add("megaphone.link.nodes", () -> "127.0.0.1:" + ejabberd.linkPort());
-        registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
-    }
-
-    @LocalServerPort
-    int port;
-
-    @Autowired
-    LinkPool pool;
+        properties = {"management.server.port=0", "megaphone.link.links-per-node=2",
+                RealEcmTest.MANY_SESSIONS_PER_CLIENT, RealEcmTest.MANY_SESSIONS_BURST})
+class StropheClientTest extends RealEcmTest {
 
     @BeforeEach
     void linksAreUp() {

@@ -3,16 +3,11 @@ package io.megaphone.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.megaphone.link.LinkPool;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 
 /**
  * A reconnect storm from one client address meets the per-client session bucket: session creations past the
@@ -22,18 +17,7 @@ import org.springframework.test.context.DynamicPropertySource;
     "management.server.port=0", "megaphone.link.links-per-node=1",
     "megaphone.edge.admission.sessions-per-second-per-client=0.01",
     "megaphone.edge.admission.sessions-burst-per-client=4"})
-class AdmissionTest {
-
-    @DynamicPropertySource
-    static void link(DynamicPropertyRegistry registry) {
-        RealStack.linkToSharedEjabberd(registry);
-    }
-
-    @LocalServerPort
-    int port;
-
-    @Autowired
-    LinkPool pool;
+class AdmissionTest extends RealEcmTest {
 
     @Test
     void sessionCreationsPastTheBurstAre503WhileAnExistingSessionChatsOn() throws Exception {

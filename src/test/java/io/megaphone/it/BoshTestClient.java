@@ -73,6 +73,9 @@ public final class BoshTestClient {
         Answer created = post("<body content='text/xml; charset=utf-8' hold='1' rid='" + nextRid() + "' to='" + domain
                 + "' ver='1.6' wait='" + waitSeconds + "' xml:lang='en' xmlns='" + NS
                 + "' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>");
+        if (created.status() != 200) {
+            throw new IllegalStateException("session creation answered " + created.status() + ": " + created.body());
+        }
         Element body = parse(created.body());
         sid = body.getAttribute("sid");
         if (created.status() != 200 || sid.isEmpty()) {

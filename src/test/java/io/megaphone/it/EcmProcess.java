@@ -50,6 +50,7 @@ final class EcmProcess implements AutoCloseable {
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx256m",
                 "-cp", System.getProperty("java.class.path"), "io.megaphone.MegaphoneApplication",
                 "--server.port=" + port, "--management.server.port=" + managementPort,
+                "--server.address=127.0.0.1", "--management.server.address=127.0.0.1",
                 "--megaphone.link.nodes=127.0.0.1:" + ejabberd.linkPort(),
                 "--megaphone.link.secret=" + PrivateEjabberd.SECRET));
         command.addAll(List.of(extraArgs));

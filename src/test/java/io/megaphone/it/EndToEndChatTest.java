@@ -3,38 +3,21 @@ package io.megaphone.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.megaphone.link.LinkPool;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 
 /**
  * The first slice end to end, through real parts only: a BOSH client over HTTP → the ECM on a real port → a
  * megaphone link → mod_megaphone → ejabberd_bosh in a real ejabberd, and back.
  */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-        properties = {"management.server.port=0", "megaphone.link.links-per-node=2"})
-class EndToEndChatTest {
-
-    @DynamicPropertySource
-    static void linkToRealEjabberd(DynamicPropertyRegistry registry) {
-        PrivateEjabberd ejabberd = SharedEjabberd.get();
-        registry.add("megaphone.link.nodes", () -> "127.0.0.1:" + ejabberd.linkPort());
-        registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
-    }
-
-    @LocalServerPort
-    int port;
-
-    @Autowired
-    LinkPool pool;
+        properties = {"management.server.port=0", "megaphone.link.links-per-node=2",
+                RealEcmTest.MANY_SESSIONS_PER_CLIENT, RealEcmTest.MANY_SESSIONS_BURST})
+class EndToEndChatTest extends RealEcmTest {
 
     @BeforeEach
     void linksAreUp() {

@@ -3,17 +3,12 @@ package io.megaphone.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.megaphone.link.LinkPool;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import org.junit.jupiter.api.Test;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 
 /**
  * Two links to a real ejabberd; users chat while the links' TCP connections are killed under them. Every
@@ -21,21 +16,9 @@ import org.springframework.test.context.DynamicPropertySource;
  * the same rid on the other, and mod_megaphone / ejabberd answer them from the running request or the buffer.
  */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-        properties = {"management.server.port=0", "megaphone.link.links-per-node=2"})
-class LinkFailoverTest {
-
-    @DynamicPropertySource
-    static void linkToRealEjabberd(DynamicPropertyRegistry registry) {
-        PrivateEjabberd ejabberd = SharedEjabberd.get();
-        registry.add("megaphone.link.nodes", () -> "127.0.0.1:" + ejabberd.linkPort());
-        registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
-    }
-
-    @LocalServerPort
-    int port;
-
-    @Autowired
-    LinkPool pool;
+        properties = {"management.server.port=0", "megaphone.link.links-per-node=2",
+                RealEcmTest.MANY_SESSIONS_PER_CLIENT, RealEcmTest.MANY_SESSIONS_BURST})
+class LinkFailoverTest extends RealEcmTest {
 
     @Test
     void killingLinksMidConversationLosesNoMessageAndEndsNoSession() throws Exception {

@@ -3,7 +3,6 @@ package io.megaphone.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.megaphone.link.LinkPool;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -16,11 +15,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 
 /**
  * Malformed and hostile HTTP input at the edge: each gets its documented answer — a well-formed BOSH terminate or
@@ -28,22 +23,12 @@ import org.springframework.test.context.DynamicPropertySource;
  * and a chat running through the same ECM and ejabberd carries on.
  */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-        properties = {"management.server.port=0", "megaphone.link.links-per-node=1"})
-class MalformedInputTest {
+        properties = {"management.server.port=0", "megaphone.link.links-per-node=1",
+                RealEcmTest.MANY_SESSIONS_PER_CLIENT, RealEcmTest.MANY_SESSIONS_BURST})
+class MalformedInputTest extends RealEcmTest {
 
     private static final String NS = "http://jabber.org/protocol/httpbind";
     private static final HttpClient HTTP = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
-
-    @DynamicPropertySource
-    static void link(DynamicPropertyRegistry registry) {
-        RealStack.linkToSharedEjabberd(registry);
-    }
-
-    @LocalServerPort
-    int port;
-
-    @Autowired
-    LinkPool pool;
 
     @BeforeEach
     void linksUp() {

@@ -3,36 +3,21 @@ package io.megaphone.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.megaphone.link.LinkPool;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.boot.test.web.server.LocalManagementPort;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 
 /** Metric values move with real traffic through the real ejabberd, as a Prometheus scrape shows them. */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-        properties = {"management.server.port=0", "megaphone.link.links-per-node=2"})
-class MetricsTest {
-
-    @DynamicPropertySource
-    static void link(DynamicPropertyRegistry registry) {
-        RealStack.linkToSharedEjabberd(registry);
-    }
-
-    @LocalServerPort
-    int port;
+        properties = {"management.server.port=0", "megaphone.link.links-per-node=2",
+                RealEcmTest.MANY_SESSIONS_PER_CLIENT, RealEcmTest.MANY_SESSIONS_BURST})
+class MetricsTest extends RealEcmTest {
 
     @LocalManagementPort
     int managementPort;
-
-    @Autowired
-    LinkPool pool;
 
     private String scrape() throws Exception {
         var response = RealStack.get("http://127.0.0.1:" + managementPort + "/actuator/prometheus");
