@@ -75,6 +75,10 @@ for N in $POINTS; do
         log "$mode: +$ADD users: $(cat "$OUT/ready-$K" | tr -d '\n ')"
     done
     sleep "$SETTLE"
+    if [[ $N == "$MAXN" ]]; then  # where the bytes go as they are (before the forced GC of measure)
+        "$REPO/bench/ejabberd-rpc.sh" "$EJ_A" profile >"$OUT/profile-direct-$MAXN-nogc.txt" 2>&1 || true
+        "$REPO/bench/ejabberd-rpc.sh" "$EJ_B" profile >"$OUT/profile-megaphone-$MAXN-nogc.txt" 2>&1 || true
+    fi
     measure direct "$EJ_A" "$N"
     measure megaphone "$EJ_B" "$N"
     PREV=$N

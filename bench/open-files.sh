@@ -83,6 +83,11 @@ sleep 20
     done
 } | tee -a "$OUT/points.txt" >&2
 "$REPO/scripts/private-ejabberd.sh" ctl "$EJ" megaphone_stats >"$OUT/megaphone-stats.txt" 2>&1 || true
+"$REPO/bench/ejabberd-rpc.sh" "$EJ" profile >"$OUT/profile-nogc.txt" 2>&1 || true
+"$REPO/bench/ejabberd-rpc.sh" "$EJ" eval '[erlang:garbage_collect(P) || P <- erlang:processes()], ok' >/dev/null
+echo "ejabberd_memory_after_gc(total processes binary ets process_count) $("$REPO/bench/ejabberd-rpc.sh" "$EJ" memory)" | tee -a "$OUT/points.txt" >&2
+echo "ejabberd_rss_kb_after_gc $(awk '/VmRSS/ {print $2}' /proc/$EJPID/status)" | tee -a "$OUT/points.txt" >&2
+"$REPO/bench/ejabberd-rpc.sh" "$EJ" profile >"$OUT/profile-gc.txt" 2>&1 || true
 log "holding for $HOLD s with messages"
 sleep "$HOLD"
 touch "$OUT/stop"

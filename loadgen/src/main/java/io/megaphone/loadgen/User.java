@@ -305,7 +305,8 @@ final class User implements Conn.Listener {
         long limit = TimeUnit.SECONDS.toNanos(gen.options.waitSeconds + 20L);
         for (Conn c : new Conn[] {poll, send}) {
             if (c != null && c.current != null && now - c.current.sentNanos > limit) {
-                c.abort("answer-timeout");
+                c.abort("answer-timeout:" + (c.current.kind == Req.POLL ? "poll"
+                        : c.current.kind == Req.LOGIN ? "login-" + state.name().toLowerCase() : "send"));
             }
         }
         if (state.ordinal() < State.ONLINE.ordinal() && state != State.NEW
