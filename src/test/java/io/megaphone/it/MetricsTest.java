@@ -3,12 +3,19 @@ package io.megaphone.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.boot.test.web.server.LocalManagementPort;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
 
 /** Metric values move with real traffic through the real ejabberd, as a Prometheus scrape shows them. */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
@@ -66,5 +73,39 @@ class MetricsTest extends RealEcmTest {
         assertThat(requestsOut).isGreaterThanOrEqualTo(12);
         assertThat(after).contains("megaphone_edge_request_duration_seconds_bucket");
         assertThat(after).doesNotContain(alice).doesNotContain(bobClient.sid());
+    }
+
+    @Test
+    void everyMetricTheGrafanaDashboardQueriesIsInARealScrapeAfterTraffic() throws Exception {
+        awaitLinks(2);
+        String alice = SharedEjabberd.newUser("alice");
+        BoshTestClient client = new BoshTestClient(boshUrl(), "localhost").login(alice, SharedEjabberd.PASSWORD, 10);
+        client.terminate();
+        String scrape = scrape();
+
+        JsonNode dashboard = JsonMapper.builder().build().readTree(Path.of("docs/grafana/megaphone-dashboard.json")
+                .toFile());
+        Set<String> queried = new TreeSet<>();
+        Pattern metric = Pattern.compile("\\b((?:megaphone|jvm|process|system)_[a-z0-9_]+)");
+        for (JsonNode expr : dashboard.findValues("expr")) {
+            Matcher names = metric.matcher(expr.asString());
+            while (names.find()) {
+                queried.add(names.group(1));
+            }
+        }
+        for (JsonNode query : dashboard.findValues("query")) {
+            if (query.isString()) {
+                Matcher names = metric.matcher(query.asString());
+                while (names.find()) {
+                    queried.add(names.group(1));
+                }
+            }
+        }
+        assertThat(queried).as("the dashboard queries megaphone's meters").anyMatch(n -> n.startsWith("megaphone_"))
+                .hasSizeGreaterThan(10);
+        for (String name : queried) {
+            assertThat(scrape.lines().anyMatch(line -> line.startsWith(name + "{") || line.startsWith(name + " ")))
+                    .as("%s, queried by the dashboard, is in the scrape", name).isTrue();
+        }
     }
 }
