@@ -33,6 +33,16 @@ final class BoshAnswers {
                 + "' xmlns='http://jabber.org/protocol/httpbind'/>").getBytes(StandardCharsets.UTF_8);
     }
 
+    /** The XEP-0124 terminate condition that matches an HTTP error status of ejabberd's. */
+    static String conditionFor(int status) {
+        return switch (status) {
+            case 400 -> "bad-request";
+            case 403 -> "policy-violation";
+            case 404 -> "item-not-found";
+            default -> "undefined-condition";
+        };
+    }
+
     static FullHttpResponse answer(int status, String contentType, byte[] body) {
         FullHttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
                 HttpResponseStatus.valueOf(status), Unpooled.wrappedBuffer(body));

@@ -56,6 +56,10 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
     private long startNanos;
     private PendingRequest pending;
     private ScheduledFuture<?> timer;
+    /** Body bytes of a refused request still to skip before closing; past it the connection closes at once. */
+    private long discardBudget;
+    /** The answer said Connection: close; close once the client has finished sending the refused body. */
+    private boolean closeAfterDiscard;
     /** Messages of a pipelined next request that came while one was in progress (rare). */
     private ArrayDeque<Object> backlog;
 
@@ -119,8 +123,7 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
         startNanos = System.nanoTime();
         keepAlive = HttpUtil.isKeepAlive(request);
         if (request.decoderResult().isFailure()) {
-            keepAlive = false;
-            state = State.DISCARDING;
+            keepAlive = false; // the codec cannot find the next request: answer and close
             write(BoshAnswers.text(400, "malformed HTTP request\n"));
             return;
         }
@@ -134,6 +137,7 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
                 return;
             }
             state = State.DISCARDING;
+            discardBudget = discardLimit();
             if (method.equals(HttpMethod.OPTIONS)) {
                 FullHttpResponse preflight = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
                         HttpResponseStatus.NO_CONTENT);
@@ -150,6 +154,7 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
             return;
         }
         state = State.DISCARDING;
+        discardBudget = discardLimit();
         DemoFiles.File file = method.equals(HttpMethod.GET) && (path.equals("/demo") || path.startsWith("/demo/"))
                 ? edge.demo.get(path) : null;
         write(file != null ? BoshAnswers.answer(200, file.contentType(), file.bytes()) : BoshAnswers.text(404,
@@ -163,8 +168,11 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
         }
         long declared = HttpUtil.getContentLength(request, -1L);
         if (declared > edge.maxBodyBytes) {
-            keepAlive = false; // the body is not read: the connection cannot be reused
-            finish(Outcome.TOO_LARGE, BoshAnswers.tooLarge(), false);
+            // The body is not forwarded and the connection is not reused. A client that is still sending must
+            // read the 413 before the connection closes (a close while it sends can reset it first), so a
+            // moderately oversized body is skipped; a huge one closes the connection at once.
+            keepAlive = false;
+            finish(Outcome.TOO_LARGE, BoshAnswers.tooLarge(), declared > discardLimit());
             return;
         }
         if (HttpUtil.is100ContinueExpected(request)) {
@@ -180,7 +188,7 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
         if (content.decoderResult().isFailure() && state != State.CLOSED) {
             keepAlive = false;
             if (state == State.READING) {
-                finish(Outcome.BAD_REQUEST, BoshAnswers.badRequest(), false);
+                finish(Outcome.BAD_REQUEST, BoshAnswers.badRequest(), true); // the codec cannot go on: close
             } else {
                 close();
             }
@@ -188,7 +196,10 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
         }
         boolean last = content instanceof LastHttpContent;
         if (state == State.DISCARDING) {
-            if (last) {
+            discardBudget -= content.content().readableBytes();
+            if (last && closeAfterDiscard || discardBudget < 0) {
+                close();
+            } else if (last) {
                 state = State.IDLE;
                 afterResponse();
             }
@@ -201,7 +212,7 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
             body.append(content.content());
         } catch (BodyTooLargeException e) {
             keepAlive = false;
-            finish(Outcome.TOO_LARGE, BoshAnswers.tooLarge(), false);
+            finish(Outcome.TOO_LARGE, BoshAnswers.tooLarge(), false); // skip the rest (bounded), then close
             return;
         }
         if (last) {
@@ -256,12 +267,17 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
         }
         pending = null;
         byte[] answer = response.body();
+        String contentType = response.contentType().isEmpty() ? BoshAnswers.XML : response.contentType();
+        if (answer.length == 0 && response.status() >= 400) {
+            // ejabberd answers some errors (e.g. a body it cannot parse) with no body: give the client a BOSH one.
+            answer = BoshAnswers.terminate(BoshAnswers.conditionFor(response.status()));
+            contentType = BoshAnswers.XML;
+        }
         String terminate = TerminateCondition.of(answer);
         if (terminate != null) {
             edge.metrics.terminate(terminate);
         }
         edge.metrics.sent(answer.length);
-        String contentType = response.contentType().isEmpty() ? BoshAnswers.XML : response.contentType();
         finish(Outcome.ANSWERED, BoshAnswers.answer(response.status(), contentType, answer), true);
     }
 
@@ -295,6 +311,7 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
         edge.metrics.finished(outcome, startNanos);
         body = null;
         state = bodyDone ? State.IDLE : State.DISCARDING;
+        discardBudget = discardLimit();
         write(withCors(response));
         afterResponse();
     }
@@ -306,7 +323,11 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
 
     private void write(FullHttpResponse response) {
         boolean close = !keepAlive || edge.draining();
-        if (close) {
+        if (close && state == State.DISCARDING) {
+            response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+            ctx.writeAndFlush(response, ctx.voidPromise());
+            closeAfterDiscard = true;
+        } else if (close) {
             response.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
             ctx.writeAndFlush(response).addListener(ChannelFutureListener.CLOSE);
             state = State.CLOSED;
@@ -346,10 +367,15 @@ final class BoshConnection extends ChannelInboundHandlerAdapter implements Excha
         timer = null;
         if (state == State.READING) {
             keepAlive = false;
-            finish(Outcome.BAD_REQUEST, BoshAnswers.text(408, "request not received in time\n"), false);
+            finish(Outcome.BAD_REQUEST, BoshAnswers.text(408, "request not received in time\n"), true);
         } else if (state == State.IDLE || state == State.DISCARDING) {
             close();
         }
+    }
+
+    /** How much of a refused request's body is skipped at most before the connection is just closed. */
+    private long discardLimit() {
+        return 4L * edge.maxBodyBytes;
     }
 
     private void close() {

@@ -111,6 +111,7 @@ class MalformedInputTest extends RealEcmTest {
         HttpResponse<String> nested = send("POST", "/http-bind", "text/xml", utf8(deep));
         assertThat(nested.statusCode()).isLessThan(500);
         wellFormed(nested);
+        assertThat(nested.body()).as("never an empty body, even where ejabberd gives none").isNotEmpty();
         String huge = "<body rid='8' sid='no-such-sid' huge='" + "A".repeat(100_000) + "' xmlns='" + NS + "'/>";
         HttpResponse<String> attribute = send("POST", "/http-bind", "text/xml", utf8(huge));
         assertThat(attribute.statusCode()).isLessThan(500);

@@ -127,10 +127,21 @@ public final class PrivateEjabberd implements AutoCloseable {
         return text;
     }
 
+    /**
+     * A free loopback port below the kernel's range for outgoing connections (32768+ here), so that no outgoing
+     * connection of this busy machine takes it between this check and the bind.
+     */
     static int freePort() throws IOException {
-        try (ServerSocket socket = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-            return socket.getLocalPort();
+        java.util.concurrent.ThreadLocalRandom random = java.util.concurrent.ThreadLocalRandom.current();
+        for (int attempt = 0; attempt < 200; attempt++) {
+            int candidate = random.nextInt(20_000, 32_000);
+            try (ServerSocket socket = new ServerSocket(candidate, 1, java.net.InetAddress.getLoopbackAddress())) {
+                return socket.getLocalPort();
+            } catch (IOException taken) {
+                // try another
+            }
         }
+        throw new IOException("no free port in 20000-32000 after 200 tries");
     }
 
     /** Stops ejabberd (kills it if it will not stop); safe to call twice. */
