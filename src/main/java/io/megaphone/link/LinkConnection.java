@@ -303,12 +303,15 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     }
 
     private void fail(int code, String reason) {
-        log.warn("link {}: {}; closing it", target, reason);
-        stats.sent(new Frame.Error(code, reason));
-        channel.writeAndFlush(FrameCodec.encode(new Frame.Error(code, reason), channel.alloc()))
-                .addListener(ChannelFutureListener.CLOSE);
+        Frame.Error error = new Frame.Error(code, reason);
+        stats.sent(error);
+        channel.writeAndFlush(FrameCodec.encode(error, channel.alloc())).addListener(ChannelFutureListener.CLOSE);
         if (state != State.READY && state != State.DRAINING) {
+            // The slot logs the first failure of a series (with this reason), not every retry.
+            log.debug("link {}: {}; closing it", target, reason);
             handshakeFailed(reason);
+        } else {
+            log.warn("link {}: {}; closing it", target, reason);
         }
     }
 
