@@ -62,12 +62,13 @@ for k in $(seq 0 $((LOADGENS - 1))); do
 done
 peak_fds=0
 while :; do
-    n_ready=$(ls "$OUT"/ready-* 2>/dev/null | wc -l)
-    fds=$(ls /proc/$EJPID/fd | wc -l); (( fds > peak_fds )) && peak_fds=$fds
-    (( n_ready == LOADGENS )) && break
+    n_ready=$(ls "$OUT"/ready-* 2>/dev/null | wc -l || true)
+    fds=$(ls /proc/$EJPID/fd | wc -l)
+    if (( fds > peak_fds )); then peak_fds=$fds; fi
+    if (( n_ready == LOADGENS )); then break; fi
     (( SECONDS - T0 < 1800 )) || die "ramp did not finish in 30 min"
     sleep 5
-    log "ramp: $(grep -h 'users started' "$OUT"/loadgen-*.log | tail -n "$LOADGENS" | sed -E 's/.*online=([0-9]+) failed=([0-9]+).*held polls=([0-9]+).*/\1 \2 \3/' | awk '{o+=$1; f+=$2; h+=$3} END {print "online " o ", failed " f ", held polls " h}'); ejabberd open files $fds"
+    log "ramp: $(for f in "$OUT"/loadgen-*.log; do grep 'users started' "$f" | tail -n 1; done | sed -E 's/.*online=([0-9]+) failed=([0-9]+).*held polls=([0-9]+).*/\1 \2 \3/' | awk '{o+=$1; f+=$2; h+=$3} END {print "online " o ", failed " f ", held polls " h}' || true); ejabberd open files $fds"
 done
 RAMP_S=$((SECONDS - T0))
 log "ramp done in $RAMP_S s: $(cat "$OUT"/ready-* | jq -s '{online: map(.online) | add, failed: map(.failed) | add}' -c)"
