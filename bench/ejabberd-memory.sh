@@ -43,18 +43,19 @@ wait_ready "$ECM_MGMT" "$LINKS"
 ECM_URL="http://127.0.0.1:$ECM_HTTP/http-bind"
 
 ej_pid() { cat "$1/ejabberd.pid"; }
-measure() { # mode dir n -> appends a line to points.txt
-    local mode=$1 dir=$2 n=$3 before after fds
+measure() { # mode dir n online -> appends a line to points.txt
+    local mode=$1 dir=$2 n=$3 online=$4 before after fds
     before=$("$REPO/bench/ejabberd-rpc.sh" "$dir" memory)
     fds=$(ls "/proc/$(ej_pid "$dir")/fd" | wc -l)
     "$REPO/bench/ejabberd-rpc.sh" "$dir" eval '[erlang:garbage_collect(P) || P <- erlang:processes()], ok' >/dev/null
     after=$("$REPO/bench/ejabberd-rpc.sh" "$dir" memory)
-    echo "$mode $n $before $after $fds" >>"$OUT/points.txt"
+    echo "$mode $n $before $after $fds $online" >>"$OUT/points.txt"
     log "$mode N=$n: total processes binary ets count = $before | after GC: $after | open files $fds"
 }
-echo "mode n total processes binary ets procs gc_total gc_processes gc_binary gc_ets gc_procs open_files" >"$OUT/points.txt"
-measure direct "$EJ_A" 0
-measure megaphone "$EJ_B" 0
+echo "mode n total processes binary ets procs gc_total gc_processes gc_binary gc_ets gc_procs open_files online" >"$OUT/points.txt"
+measure direct "$EJ_A" 0 0
+measure megaphone "$EJ_B" 0 0
+declare -A ONLINE=([direct]=0 [megaphone]=0)
 
 PREV=0; K=0
 for N in $POINTS; do
@@ -73,14 +74,15 @@ for N in $POINTS; do
         for _ in $(seq 600); do [[ -f "$OUT/ready-$K" ]] && break; kill -0 $LGPID 2>/dev/null || die "loadgen exited, see $OUT/loadgen-$mode-$N.log"; sleep 1; done
         [[ -f "$OUT/ready-$K" ]] || die "ramp of $mode to $N did not finish"
         log "$mode: +$ADD users: $(cat "$OUT/ready-$K" | tr -d '\n ')"
+        ONLINE[$mode]=$(( ${ONLINE[$mode]} + $(jq -r .online "$OUT/ready-$K") ))
     done
     sleep "$SETTLE"
     if [[ $N == "$MAXN" ]]; then  # where the bytes go as they are (before the forced GC of measure)
         "$REPO/bench/ejabberd-rpc.sh" "$EJ_A" profile >"$OUT/profile-direct-$MAXN-nogc.txt" 2>&1 || true
         "$REPO/bench/ejabberd-rpc.sh" "$EJ_B" profile >"$OUT/profile-megaphone-$MAXN-nogc.txt" 2>&1 || true
     fi
-    measure direct "$EJ_A" "$N"
-    measure megaphone "$EJ_B" "$N"
+    measure direct "$EJ_A" "$N" "${ONLINE[direct]}"
+    measure megaphone "$EJ_B" "$N" "${ONLINE[megaphone]}"
     PREV=$N
 done
 "$REPO/bench/ejabberd-rpc.sh" "$EJ_A" profile >"$OUT/profile-direct-$MAXN.txt" 2>&1 || true
@@ -104,16 +106,17 @@ for mode in ("direct", "megaphone"):
         v = pts[(mode, n)]
         print(f"| {mode} | {n:,} | {v[0]/2**20:.1f} | {v[1]/2**20:.1f} | {v[2]/2**20:.1f} | {v[3]/2**20:.1f} | {v[4]:,} | {v[5]/2**20:.1f} | {v[10]:,} |")
 print()
-print("Per user (slope from 0 to N; bytes, KB = 1024 B):\n")
+print("Per user (slope from 0 to the users actually logged in at N; bytes, KB = 1024 B):\n")
 print("| N | direct total | megaphone total | ratio | direct after GC | megaphone after GC | ratio after GC | processes/user direct, megaphone |")
 print("|---:|---:|---:|---:|---:|---:|---:|---|")
 for n in ns[1:]:
-    d = [(pts[("direct", n)][i] - pts[("direct", 0)][i]) / n for i in range(11)]
-    m = [(pts[("megaphone", n)][i] - pts[("megaphone", 0)][i]) / n for i in range(11)]
+    d = [(pts[("direct", n)][i] - pts[("direct", 0)][i]) / pts[("direct", n)][11] for i in range(11)]
+    m = [(pts[("megaphone", n)][i] - pts[("megaphone", 0)][i]) / pts[("megaphone", n)][11] for i in range(11)]
     print(f"| {n:,} | {d[0]:,.0f} ({d[0]/1024:.1f} KB) | {m[0]:,.0f} ({m[0]/1024:.1f} KB) | **{m[0]/d[0]:.2f}×** | {d[5]/1024:.1f} KB | {m[5]/1024:.1f} KB | {m[5]/d[5]:.2f}× | {d[4]:.2f}, {m[4]:.2f} |")
 if len(ns) > 2:
     a, b = ns[1], ns[-1]
-    d = (pts[("direct", b)][0] - pts[("direct", a)][0]) / (b - a); m = (pts[("megaphone", b)][0] - pts[("megaphone", a)][0]) / (b - a)
+    d = (pts[("direct", b)][0] - pts[("direct", a)][0]) / (pts[("direct", b)][11] - pts[("direct", a)][11])
+    m = (pts[("megaphone", b)][0] - pts[("megaphone", a)][0]) / (pts[("megaphone", b)][11] - pts[("megaphone", a)][11])
     print(f"\nslope {a:,} → {b:,}: direct {d/1024:.1f} KB, megaphone {m/1024:.1f} KB per user ({m/d:.2f}×)")
 PY
 log "report: $OUT/report.md"
