@@ -26,10 +26,22 @@
 %%% worker that dies without answering (killed, or a crash outside the
 %%% BOSH call) is answered for by those links, each for its own ids, with
 %%% failure/1 (mod_megaphone_link).
+%%%
+%%% After the RESPONSE is written (off the request's timing), a worker
+%%% whose request named a sid looks at that session's processes: the BOSH
+%%% session process (mod_bosh:find_session/1, an ets lookup) and its c2s
+%%% (in ejabberd 23.01 the one proc_lib process monitoring the BOSH
+%%% process; workers waiting on the session monitor it too and are
+%%% skipped). Each local one whose total heap is above gc_heap_threshold
+%%% words is garbage-collected, asynchronously: ejabberd's session
+%%% processes do their login work in a burst and then sit idle on a heap
+%%% sized for it, and an idle process never collects. A process is only
+%%% collected again once it has grown past the threshold again.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_worker).
 
 -export([start/2, start/3, go/1, abandon/1, failure/1]).
+-export([collect_session/2, session_processes/1]).
 
 -include("logger.hrl").
 
@@ -75,20 +87,84 @@ failure(Id) ->
       content_type => <<"text/xml; charset=utf-8">>,
       body => ?TERMINATE_BODY}.
 
+%% Garbage-collects (asynchronously) every process of the BOSH session
+%% process Bosh (itself and its c2s) whose total heap is above Threshold
+%% words; returns how many. Remote or dead processes are left alone.
+-spec collect_session(pid(), pos_integer()) -> non_neg_integer().
+collect_session(Bosh, Threshold) ->
+    length([P || P <- session_processes(Bosh), collect(P, Threshold)]).
+
+%% The BOSH session process and, if found, its c2s: a local proc_lib
+%% process that monitors it (a waiting worker, spawned from a fun, also
+%% monitors it while its call runs and is not one).
+-spec session_processes(pid()) -> [pid()].
+session_processes(Bosh) when node(Bosh) == node() ->
+    case erlang:process_info(Bosh, monitored_by) of
+        {monitored_by, Monitors} ->
+            [Bosh | [P || P <- Monitors, is_pid(P), node(P) == node(),
+                          P /= self(), is_proc_lib(P)]];
+        undefined ->
+            []
+    end;
+session_processes(_Remote) ->
+    [].
+
+is_proc_lib(P) ->
+    case erlang:process_info(P, initial_call) of
+        {initial_call, {proc_lib, init_p, _}} -> true;
+        _ -> false
+    end.
+
 %%%===================================================================
 %%% Internal functions
 %%%===================================================================
 init(Request, Key, GoTimeout) ->
     receive
         abandon -> ok;
-        go -> finish(Key, run(Request))
+        go -> finish(Key, run(Request)), collect_garbage(Key)
     after GoTimeout ->
             %% Only the registered worker of Key may call ejabberd: an
             %% unregistered one could be a second live copy of its rid.
             case registered(Key) of
-                true -> finish(Key, run(Request));
+                true -> finish(Key, run(Request)), collect_garbage(Key);
                 false -> ok
             end
+    end.
+
+%% After the RESPONSE went out: collect the session's processes that are
+%% above gc_heap_threshold (see the module header). A session creation
+%% has no sid yet (its processes have done nothing so far).
+collect_garbage({new, _}) ->
+    ok;
+collect_garbage({Sid, _Rid}) ->
+    case mod_megaphone:gc_heap_threshold() of
+        0 ->
+            ok;
+        Threshold ->
+            try mod_bosh:find_session(Sid) of
+                {ok, Bosh} when is_pid(Bosh) ->
+                    count_collected(collect_session(Bosh, Threshold));
+                _ ->
+                    ok % session gone (a terminate answer, a timeout)
+            catch _:_ ->
+                    ok % mod_bosh stopped meanwhile
+            end
+    end.
+
+count_collected(0) -> ok;
+count_collected(N) ->
+    mod_megaphone_stats:incr(gc_collections_total),
+    count_collected(N - 1).
+
+collect(P, Threshold) ->
+    case erlang:process_info(P, total_heap_size) of
+        {total_heap_size, Words} when Words > Threshold ->
+            %% async: the worker does not wait; the result message goes
+            %% to a process that has ended by then, and is dropped.
+            _ = erlang:garbage_collect(P, [{async, make_ref()}]),
+            true;
+        _ ->
+            false
     end.
 
 registered(Key) ->

@@ -12,7 +12,7 @@
                 <<"links_refused_total">>, <<"requests_total">>,
                 <<"requests_deduplicated_total">>, <<"requests_inflight">>,
                 <<"requests_rejected_total">>, <<"cancels_total">>,
-                <<"protocol_errors_total">>]).
+                <<"protocol_errors_total">>, <<"gc_collections_total">>]).
 
 stats_test_() ->
     {foreach,
