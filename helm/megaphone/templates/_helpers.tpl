@@ -143,6 +143,7 @@ and the link GOAWAY fit in the rest).
 {{- if lt $grace 30 }}
 {{- fail (printf "drain.gracePeriodSeconds: %d (expected: >= 30, and 15 above the longest BOSH wait)" $grace) }}
 {{- end }}
+{{- include "megaphone.validateLinkTls" . }}
 {{- $config := dict
   "server" (dict "port" (int .Values.containerPorts.bosh))
   "management" (dict "server" (dict "port" (int .Values.containerPorts.management)))
@@ -176,5 +177,53 @@ and the link GOAWAY fit in the rest).
 {{- $_ := set $config.megaphone.link "discovery" (dict "dns-name" .dnsName "port" (int .port) "refresh-interval" .refreshInterval) }}
 {{- end }}
 {{- end }}
+{{- with .Values.link.tls }}
+{{- if .enabled }}
+{{- $dir := include "megaphone.linkTlsMountPath" $ }}
+{{- $tls := dict
+  "enabled" true
+  "trust-certificates" (printf "%s/%s" $dir .trustCertificatesKey)
+  "verify-hostname" .verifyHostname }}
+{{- if .clientCertificateKey }}
+{{- $_ := set $tls "certificate" (printf "%s/%s" $dir .clientCertificateKey) }}
+{{- $_ := set $tls "private-key" (printf "%s/%s" $dir .clientKeyKey) }}
+{{- end }}
+{{- with .serverName }}
+{{- $_ := set $tls "server-name" . }}
+{{- end }}
+{{- $_ := set $config.megaphone.link "tls" $tls }}
+{{- end }}
+{{- end }}
 {{- mustMergeOverwrite $config (deepCopy .Values.extraConfig) | toYaml }}
+{{- end }}
+
+{{/*
+megaphone.linkTlsMountPath: the folder where link.tls.existingSecret is mounted; the ECM reads its PEM files
+from there (megaphone.link.tls.trust-certificates, certificate, private-key).
+*/}}
+{{- define "megaphone.linkTlsMountPath" -}}
+/etc/megaphone/link-tls
+{{- end }}
+
+{{/*
+megaphone.validateLinkTls: refuses link.tls.enabled without the Secret that holds the PEM files, without a
+trust key, or with half of a client certificate. Called from megaphone.applicationConfig.
+*/}}
+{{- define "megaphone.validateLinkTls" -}}
+{{- with .Values.link.tls }}
+{{- if .enabled }}
+{{- if not .existingSecret }}
+{{- fail "link.tls.enabled is true but link.tls.existingSecret is empty: name a Secret holding the PEM files (link.tls.trustCertificatesKey, default ca.crt; for mutual TLS also link.tls.clientCertificateKey and link.tls.clientKeyKey), e.g. kubectl create secret generic megaphone-link-tls --from-file=ca.crt" }}
+{{- end }}
+{{- if not .trustCertificatesKey }}
+{{- fail "link.tls.enabled is true but link.tls.trustCertificatesKey is empty: name the Secret's key of the PEM CA certificates (default ca.crt)" }}
+{{- end }}
+{{- if and .clientCertificateKey (not .clientKeyKey) }}
+{{- fail "link.tls.clientCertificateKey is set but link.tls.clientKeyKey is empty: mutual TLS needs both the client certificate and its private key" }}
+{{- end }}
+{{- if and .clientKeyKey (not .clientCertificateKey) }}
+{{- fail "link.tls.clientKeyKey is set but link.tls.clientCertificateKey is empty: mutual TLS needs both the client certificate and its private key" }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -48,7 +48,7 @@ class HelmChartTest {
     void thereIsOneCiValuesFilePerFeature() {
         assertThat(HelmChart.ciValuesFiles()).extracting(f -> f.getFileName().toString())
                 .contains("existing-secret-values.yaml", "hpa-values.yaml", "servicemonitor-values.yaml",
-                        "dashboard-values.yaml", "headless-discovery-values.yaml");
+                        "dashboard-values.yaml", "headless-discovery-values.yaml", "link-tls-values.yaml");
     }
 
     @ParameterizedTest(name = "{0}")
@@ -241,6 +241,93 @@ class HelmChartTest {
 
         assertThat(discovery).containsEntry("dns-name", "ejabberd-headless.xmpp.svc.cluster.local")
                 .containsEntry("port", 5290).containsEntry("refresh-interval", "15s");
+    }
+
+    @Test
+    void defaultsRenderNothingForTlsOnTheLink() {
+        assertThat((Object) at(defaults.applicationConfig(), "megaphone", "link", "tls"))
+                .as("TLS off by default: no megaphone.link.tls.* in application-k8s.yaml").isNull();
+        List<Map<String, Object>> volumes = at(defaults.podSpec(), "volumes");
+        List<Map<String, Object>> mounts = at(defaults.container(), "volumeMounts");
+        assertThat(volumes).extracting(v -> v.get("name")).doesNotContain("link-tls");
+        assertThat(mounts).extracting(m -> m.get("name")).doesNotContain("link-tls");
+        assertThat(defaults.text()).doesNotContain("link-tls").doesNotContain("megaphone.link.tls");
+    }
+
+    @Test
+    void linkTlsMountsTheSecretReadOnlyAndPointsTheTlsPropertiesAtItsFiles() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/link-tls-values.yaml"));
+
+        Map<String, Object> volume = rendered.volume("link-tls");
+        assertThat((String) at(volume, "secret", "secretName")).isEqualTo("megaphone-link-tls");
+        assertThat((List<Map<String, Object>>) at(volume, "secret", "items"))
+                .extracting(i -> i.get("key"), i -> i.get("path"))
+                .containsExactly(
+                        org.assertj.core.groups.Tuple.tuple("ca.crt", "ca.crt"),
+                        org.assertj.core.groups.Tuple.tuple("tls.crt", "tls.crt"),
+                        org.assertj.core.groups.Tuple.tuple("tls.key", "tls.key"));
+        assertThat((String) at(rendered.volumeMount("link-tls"), "mountPath")).isEqualTo("/etc/megaphone/link-tls");
+        assertThat((Boolean) at(rendered.volumeMount("link-tls"), "readOnly")).isTrue();
+
+        Map<String, Object> tls = at(rendered.applicationConfig(), "megaphone", "link", "tls");
+        assertThat(tls).containsOnly(
+                Map.entry("enabled", true),
+                Map.entry("trust-certificates", "/etc/megaphone/link-tls/ca.crt"),
+                Map.entry("certificate", "/etc/megaphone/link-tls/tls.crt"),
+                Map.entry("private-key", "/etc/megaphone/link-tls/tls.key"),
+                Map.entry("server-name", "ejabberd.xmpp.svc"),
+                Map.entry("verify-hostname", true));
+        // The link secret is still mounted and read from its file: TLS runs the same handshake inside.
+        assertThat((String) at(rendered.volumeMount("link-secret"), "mountPath")).isEqualTo("/etc/megaphone/link");
+        assertThat((String) at(rendered.deployment(), "spec", "template", "metadata", "annotations", "checksum/config"))
+                .isNotEqualTo(at(defaults.deployment(), "spec", "template", "metadata", "annotations", "checksum/config"));
+    }
+
+    @Test
+    void linkTlsWithoutAClientCertificateTrustsTheCaOnlyAndCanSkipTheHostnameCheck(@TempDir Path tempDir)
+            throws IOException {
+        Path values = tempDir.resolve("tls-server-only.yaml");
+        Files.writeString(values, """
+                link:
+                  tls:
+                    enabled: true
+                    existingSecret: link-ca
+                    trustCertificatesKey: bundle.pem
+                    verifyHostname: false
+                """);
+        Rendered rendered = HelmChart.template(values);
+
+        assertThat((List<Map<String, Object>>) at(rendered.volume("link-tls"), "secret", "items"))
+                .extracting(i -> i.get("key")).containsExactly("bundle.pem");
+        Map<String, Object> tls = at(rendered.applicationConfig(), "megaphone", "link", "tls");
+        assertThat(tls).containsOnly(
+                Map.entry("enabled", true),
+                Map.entry("trust-certificates", "/etc/megaphone/link-tls/bundle.pem"),
+                Map.entry("verify-hostname", false));
+    }
+
+    @Test
+    void linkTlsWithoutASecretIsRefusedWithTheFix(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("tls-no-secret.yaml");
+        Files.writeString(values, "link:\n  tls:\n    enabled: true\n");
+
+        assertThatThrownBy(() -> HelmChart.template(values))
+                .hasMessageContaining("link.tls.enabled is true but link.tls.existingSecret is empty");
+    }
+
+    @Test
+    void halfAClientCertificateIsRefused(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("tls-half-client.yaml");
+        Files.writeString(values, """
+                link:
+                  tls:
+                    enabled: true
+                    existingSecret: megaphone-link-tls
+                    clientCertificateKey: tls.crt
+                """);
+
+        assertThatThrownBy(() -> HelmChart.template(values))
+                .hasMessageContaining("link.tls.clientCertificateKey is set but link.tls.clientKeyKey is empty");
     }
 
     @Test
