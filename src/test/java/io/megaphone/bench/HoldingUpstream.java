@@ -1,26 +1,20 @@
 package io.megaphone.bench;
 
 import io.megaphone.link.Frame;
-import io.megaphone.link.FrameCodec;
 import io.megaphone.link.HandshakeProof;
 import io.netty.bootstrap.ServerBootstrap;
-import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
-import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.channel.socket.nio.NioServerSocketChannel;
 import io.netty.handler.codec.LengthFieldBasedFrameDecoder;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
-import java.security.SecureRandom;
 import java.util.concurrent.atomic.AtomicLong;
-import javax.crypto.Mac;
-import javax.crypto.spec.SecretKeySpec;
 
 /**
  * A stand-in for mod_megaphone's side of the link, for the held-request memory benchmark
@@ -31,12 +25,10 @@ import javax.crypto.spec.SecretKeySpec;
  * <p>Usage: {@code HoldingUpstream <port> <secret>}. Prints "upstream listening on 127.0.0.1:<port>", then a
  * line per link and a count of REQUEST/CANCEL frames every 5 seconds when it changed.
  *
- * <p>It uses only the public API of {@code io.megaphone.link} (Frame, FrameCodec) and computes the handshake
- * MACs itself with the formulas of docs/protocol.md (HandshakeProof's mac methods are package-private).
+ * <p>The handshake is {@link StandInLink}'s.
  */
 public final class HoldingUpstream {
 
-    private static final SecureRandom RANDOM = new SecureRandom();
     private static final AtomicLong REQUESTS = new AtomicLong();
     private static final AtomicLong CANCELS = new AtomicLong();
 
@@ -75,65 +67,18 @@ public final class HoldingUpstream {
         }
     }
 
-    static byte[] hmac(byte[] secret, byte[]... parts) {
-        try {
-            Mac mac = Mac.getInstance("HmacSHA256");
-            mac.init(new SecretKeySpec(secret, "HmacSHA256"));
-            for (byte[] part : parts) {
-                mac.update(part);
-            }
-            return mac.doFinal();
-        } catch (java.security.GeneralSecurityException e) {
-            throw new IllegalStateException(e);
-        }
-    }
-
-    private static final class ServerSide extends SimpleChannelInboundHandler<ByteBuf> {
-        private final byte[] secret;
-        private byte[] serverNonce;
-        private boolean authenticated;
-
+    /** Counts REQUEST and CANCEL frames and never answers a REQUEST. */
+    private static final class ServerSide extends StandInLink {
         ServerSide(byte[] secret) {
-            this.secret = secret;
+            super(secret, "holding-upstream@bench");
         }
 
         @Override
-        public void channelActive(ChannelHandlerContext ctx) {
-            serverNonce = new byte[32];
-            RANDOM.nextBytes(serverNonce);
-            ctx.writeAndFlush(FrameCodec.encode(new Frame.Hello(1, 1, serverNonce), ctx.alloc()));
-        }
-
-        @Override
-        protected void channelRead0(ChannelHandlerContext ctx, ByteBuf bytes) {
-            Frame frame = FrameCodec.decode(bytes);
-            if (!authenticated) {
-                if (frame instanceof Frame.Auth auth && auth.version() == 1) {
-                    byte[] expected = hmac(secret, "megaphone-auth".getBytes(StandardCharsets.US_ASCII),
-                            new byte[] {1}, serverNonce, auth.clientNonce(),
-                            auth.name().getBytes(StandardCharsets.UTF_8));
-                    if (java.security.MessageDigest.isEqual(expected, auth.mac())) {
-                        authenticated = true;
-                        byte[] welcomeMac = hmac(secret, "megaphone-welcome".getBytes(StandardCharsets.US_ASCII),
-                                new byte[] {1}, auth.clientNonce(), serverNonce);
-                        ctx.writeAndFlush(FrameCodec.encode(new Frame.Welcome(welcomeMac, 1 << 20, 1_000_000,
-                                15_000, "holding-upstream@bench"), ctx.alloc()));
-                        System.out.println("upstream: link from " + ctx.channel().remoteAddress() + " ("
-                                + auth.name() + ") authenticated");
-                        return;
-                    }
-                }
-                System.out.println("upstream: handshake refused from " + ctx.channel().remoteAddress());
-                ctx.writeAndFlush(FrameCodec.encode(new Frame.Error(Frame.Error.AUTH_FAILED, "auth_failed"),
-                        ctx.alloc())).addListener(f -> ctx.close());
-                return;
-            }
+        void onFrame(ChannelHandlerContext ctx, Frame frame) {
             if (frame instanceof Frame.Request) {
                 REQUESTS.incrementAndGet(); // held forever: never answered
             } else if (frame instanceof Frame.Cancel) {
                 CANCELS.incrementAndGet();
-            } else if (frame instanceof Frame.Ping ping) {
-                ctx.writeAndFlush(FrameCodec.encode(new Frame.Pong(ping.opaque()), ctx.alloc()));
             }
         }
 

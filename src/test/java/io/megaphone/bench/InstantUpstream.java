@@ -4,20 +4,17 @@ import io.megaphone.link.Frame;
 import io.megaphone.link.FrameCodec;
 import io.megaphone.link.HandshakeProof;
 import io.netty.bootstrap.ServerBootstrap;
-import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
-import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.channel.socket.nio.NioServerSocketChannel;
 import io.netty.handler.codec.LengthFieldBasedFrameDecoder;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
-import java.security.SecureRandom;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -30,7 +27,6 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class InstantUpstream {
 
     static final byte[] BODY = "<body xmlns='http://jabber.org/protocol/httpbind'/>".getBytes(StandardCharsets.UTF_8);
-    private static final SecureRandom RANDOM = new SecureRandom();
     private static final AtomicLong REQUESTS = new AtomicLong();
 
     private InstantUpstream() {
@@ -66,52 +62,21 @@ public final class InstantUpstream {
         }
     }
 
-    private static final class ServerSide extends SimpleChannelInboundHandler<ByteBuf> {
-        private final byte[] secret;
-        private byte[] serverNonce;
-        private boolean authenticated;
+    /** Answers every REQUEST at once; answers are flushed once per read batch. */
+    private static final class ServerSide extends StandInLink {
         private boolean pendingFlush;
 
         ServerSide(byte[] secret) {
-            this.secret = secret;
+            super(secret, "instant-upstream@bench");
         }
 
         @Override
-        public void channelActive(ChannelHandlerContext ctx) {
-            serverNonce = new byte[32];
-            RANDOM.nextBytes(serverNonce);
-            ctx.writeAndFlush(FrameCodec.encode(new Frame.Hello(1, 1, serverNonce), ctx.alloc()));
-        }
-
-        @Override
-        protected void channelRead0(ChannelHandlerContext ctx, ByteBuf bytes) {
-            Frame frame = FrameCodec.decode(bytes);
-            if (!authenticated) {
-                if (frame instanceof Frame.Auth auth && auth.version() == 1) {
-                    byte[] expected = HoldingUpstream.hmac(secret, "megaphone-auth".getBytes(StandardCharsets.US_ASCII),
-                            new byte[] {1}, serverNonce, auth.clientNonce(), auth.name().getBytes(StandardCharsets.UTF_8));
-                    if (java.security.MessageDigest.isEqual(expected, auth.mac())) {
-                        authenticated = true;
-                        byte[] welcomeMac = HoldingUpstream.hmac(secret,
-                                "megaphone-welcome".getBytes(StandardCharsets.US_ASCII), new byte[] {1},
-                                auth.clientNonce(), serverNonce);
-                        ctx.writeAndFlush(FrameCodec.encode(new Frame.Welcome(welcomeMac, 1 << 20, 1_000_000,
-                                15_000, "instant-upstream@bench"), ctx.alloc()));
-                        System.out.println("instant upstream: link from " + ctx.channel().remoteAddress() + " up");
-                        return;
-                    }
-                }
-                ctx.writeAndFlush(FrameCodec.encode(new Frame.Error(Frame.Error.AUTH_FAILED, "auth_failed"),
-                        ctx.alloc())).addListener(f -> ctx.close());
-                return;
-            }
+        void onFrame(ChannelHandlerContext ctx, Frame frame) {
             if (frame instanceof Frame.Request request) {
                 REQUESTS.incrementAndGet();
                 ctx.write(FrameCodec.encode(new Frame.Response(request.id(), 200, "text/xml; charset=utf-8", BODY),
                         ctx.alloc()));
                 pendingFlush = true;
-            } else if (frame instanceof Frame.Ping ping) {
-                ctx.writeAndFlush(FrameCodec.encode(new Frame.Pong(ping.opaque()), ctx.alloc()));
             }
         }
 

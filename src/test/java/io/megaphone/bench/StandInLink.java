@@ -1,0 +1,87 @@
+package io.megaphone.bench;
+
+import io.megaphone.link.Frame;
+import io.megaphone.link.FrameCodec;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.SimpleChannelInboundHandler;
+import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
+import java.security.MessageDigest;
+import java.security.SecureRandom;
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
+
+/**
+ * The server side of one link for the benchmarks' stand-ins of mod_megaphone: the handshake of docs/protocol.md
+ * section 2 (HELLO, check AUTH's mac, WELCOME or ERROR), PING → PONG; everything after the handshake goes to
+ * {@link #onFrame}. Uses only the public API of {@code io.megaphone.link} and computes the macs itself from the
+ * spec, as a third-party server would. After a {@code LengthFieldBasedFrameDecoder(1 << 20, 0, 4, 0, 4)}.
+ */
+abstract class StandInLink extends SimpleChannelInboundHandler<ByteBuf> {
+
+    private static final SecureRandom RANDOM = new SecureRandom();
+
+    private final byte[] secret;
+    private final String node;
+    private byte[] serverNonce;
+    private boolean authenticated;
+
+    StandInLink(byte[] secret, String node) {
+        this.secret = secret;
+        this.node = node;
+    }
+
+    /** A frame after the handshake (PING is answered already). */
+    abstract void onFrame(ChannelHandlerContext ctx, Frame frame);
+
+    @Override
+    public void channelActive(ChannelHandlerContext ctx) {
+        serverNonce = new byte[32];
+        RANDOM.nextBytes(serverNonce);
+        ctx.writeAndFlush(FrameCodec.encode(new Frame.Hello(1, 1, serverNonce), ctx.alloc()));
+    }
+
+    @Override
+    protected void channelRead0(ChannelHandlerContext ctx, ByteBuf bytes) {
+        Frame frame = FrameCodec.decode(bytes);
+        if (authenticated) {
+            if (frame instanceof Frame.Ping ping) {
+                ctx.writeAndFlush(FrameCodec.encode(new Frame.Pong(ping.opaque()), ctx.alloc()));
+            } else {
+                onFrame(ctx, frame);
+            }
+            return;
+        }
+        if (frame instanceof Frame.Auth auth && auth.version() == 1
+                && MessageDigest.isEqual(hmac("megaphone-auth", serverNonce, auth.clientNonce(),
+                        auth.name().getBytes(StandardCharsets.UTF_8)), auth.mac())) {
+            authenticated = true;
+            byte[] welcomeMac = hmac("megaphone-welcome", auth.clientNonce(), serverNonce);
+            ctx.writeAndFlush(FrameCodec.encode(new Frame.Welcome(welcomeMac, 1 << 20, 1_000_000, 15_000, node),
+                    ctx.alloc()));
+            System.out.println(node + ": link from " + ctx.channel().remoteAddress() + " (" + auth.name()
+                    + ") authenticated");
+            return;
+        }
+        System.out.println(node + ": handshake refused from " + ctx.channel().remoteAddress());
+        ctx.writeAndFlush(FrameCodec.encode(new Frame.Error(Frame.Error.AUTH_FAILED, "auth_failed"), ctx.alloc()))
+                .addListener(f -> ctx.close());
+    }
+
+    /** HMAC-SHA256(secret, label || version 1 || parts...). */
+    private byte[] hmac(String label, byte[]... parts) {
+        try {
+            Mac mac = Mac.getInstance("HmacSHA256");
+            mac.init(new SecretKeySpec(secret, "HmacSHA256"));
+            mac.update(label.getBytes(StandardCharsets.US_ASCII));
+            mac.update((byte) 1);
+            for (byte[] part : parts) {
+                mac.update(part);
+            }
+            return mac.doFinal();
+        } catch (GeneralSecurityException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}
