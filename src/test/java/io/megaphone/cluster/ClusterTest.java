@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import io.megaphone.it.BoshTestClient;
+import io.megaphone.it.EcmProcess;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -21,8 +22,8 @@ import org.junit.jupiter.api.TestMethodOrder;
 /**
  * Scale-out with no sticky sessions, through the real parts: two ejabberd nodes clustered with
  * {@code join_cluster} ({@link EjabberdCluster}), two ECM processes A and B, each linked to both nodes through DNS
- * discovery ({@link ClusterEcm}), and BOSH clients behind a round-robin stand-in load balancer ({@link Balancer})
- * that re-send the same rid on a network error or a 5xx, as Strophe.js does ({@link Resender}).
+ * discovery ({@link EjabberdCluster#startEcm}), and BOSH clients behind a round-robin stand-in load balancer
+ * ({@link Balancer}) that re-send the same rid on a network error or a 5xx, as Strophe.js does ({@link Resender}).
  *
  * <p>The tests share the cluster and run in order: the last one stops node 1.
  */
@@ -35,8 +36,8 @@ class ClusterTest {
     private static final String DOMAIN = EjabberdCluster.DOMAIN;
 
     private EjabberdCluster cluster;
-    private ClusterEcm a;
-    private ClusterEcm b;
+    private EcmProcess a;
+    private EcmProcess b;
     private final List<AutoCloseable> toClose = new ArrayList<>();
 
     @BeforeAll
@@ -44,17 +45,17 @@ class ClusterTest {
         long t0 = System.nanoTime();
         cluster = EjabberdCluster.start();
         long t1 = System.nanoTime();
-        CompletableFuture<ClusterEcm> startA = CompletableFuture.supplyAsync(() -> startEcm("a"));
-        CompletableFuture<ClusterEcm> startB = CompletableFuture.supplyAsync(() -> startEcm("b"));
+        CompletableFuture<EcmProcess> startA = CompletableFuture.supplyAsync(() -> startEcm("a"));
+        CompletableFuture<EcmProcess> startB = CompletableFuture.supplyAsync(() -> startEcm("b"));
         a = startA.join();
         b = startB.join();
         System.out.printf("[cluster test] ejabberd cluster up in %d ms, ECMs A and B in %d ms%n",
                 TimeUnit.NANOSECONDS.toMillis(t1 - t0), TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t1));
     }
 
-    private ClusterEcm startEcm(String name) {
+    private EcmProcess startEcm(String name) {
         try {
-            return ClusterEcm.start(name, cluster, LINKS_PER_NODE);
+            return cluster.startEcm(name, LINKS_PER_NODE);
         } catch (Exception e) {
             throw new IllegalStateException(e);
         }

@@ -1,5 +1,6 @@
 package io.megaphone.cluster;
 
+import io.megaphone.it.EcmProcess;
 import io.megaphone.it.PrivateEjabberd;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -100,6 +101,27 @@ public final class EjabberdCluster implements AutoCloseable {
     /** A hosts file (for {@code -Djdk.net.hosts.file}) in which {@link #DNS_NAME} has both nodes' addresses. */
     public Path hostsFile() {
         return hostsFile;
+    }
+
+    /**
+     * Starts an ECM as its own OS process ({@link EcmProcess}) linked to every node through DNS discovery:
+     * {@code --megaphone.link.discovery.dns-name=}{@link #DNS_NAME}, resolved by Java's hosts-file name service
+     * ({@code -Djdk.net.hosts.file=}{@link #hostsFile()}) to both nodes' addresses; waits (at most 90 s) until it
+     * has {@code linksPerNode} ready links to each node. Lean JVM flags: the machine is shared. Binds 127.0.0.1
+     * only: a wildcard bind fails while any socket of the machine holds the same local port on any address.
+     */
+    public EcmProcess startEcm(String name, int linksPerNode) throws Exception {
+        int wanted = linksPerNode * IPS.size();
+        EcmProcess ecm = EcmProcess.builder().name(name).maxHeap("128m")
+                .jvmOptions("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djdk.net.hosts.file=" + hostsFile)
+                .args("--megaphone.link.discovery.dns-name=" + DNS_NAME,
+                        "--megaphone.link.discovery.port=" + linkPort,
+                        "--megaphone.link.discovery.refresh-interval=1s",
+                        "--megaphone.link.links-per-node=" + linksPerNode,
+                        "--megaphone.link.name=" + name)
+                .waitForReadyLinks(wanted).start();
+        System.out.println("[ecm " + name + "] port " + ecm.port + ", " + wanted + " links ready, log " + ecm.log);
+        return ecm;
     }
 
     /** Node {@code index}'s own BOSH endpoint (ejabberd's HTTP listener, not through an ECM). */

@@ -2,6 +2,7 @@ package io.megaphone.drills;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.megaphone.it.EcmProcess;
 import io.megaphone.it.PrivateEjabberd;
 import io.megaphone.it.SharedEjabberd;
 import java.nio.charset.StandardCharsets;
@@ -132,7 +133,7 @@ class ClientAbuseDrillTest {
         PrivateEjabberd ejabberd = SharedEjabberd.get();
         int total = Drill.scaled(1_000, 10_000);
         int threads = Drill.scaled(16, 48);
-        try (DrillEcm ecm = DrillEcm.start(ejabberd, "--megaphone.edge.request-read-timeout=2s",
+        try (EcmProcess ecm = Drill.ecm(ejabberd, "--megaphone.edge.request-read-timeout=2s",
                 "--megaphone.edge.idle-timeout=3s", "--megaphone.link.links-per-node=2",
                 "--megaphone.edge.admission.sessions-burst-per-client=100000",
                 "--megaphone.edge.admission.sessions-per-second-per-client=100000")) {

@@ -1,5 +1,6 @@
 package io.megaphone.drills;
 
+import io.megaphone.it.EcmProcess;
 import io.megaphone.it.PrivateEjabberd;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -30,6 +31,17 @@ final class Drill {
     private static final JsonMapper JSON = JsonMapper.builder().build();
 
     private Drill() {
+    }
+
+    /**
+     * Starts the real ECM as its own OS process ({@link EcmProcess}: -Xmx256m, G1, bound on every address, WARN
+     * logging but INFO for io.megaphone) linked to {@code ejabberd}, and waits (at most 60 s) until it is ready,
+     * so a drill can SIGKILL it, force a GC in it with jcmd and read its heap from /actuator/prometheus.
+     */
+    static EcmProcess ecm(PrivateEjabberd ejabberd, String... extraArgs) throws Exception {
+        return EcmProcess.builder().logPrefix("drill-ecm").jvmOptions("-XX:+UseG1GC").wildcardBind()
+                .linkedTo(ejabberd).args("--logging.level.root=WARN", "--logging.level.io.megaphone=INFO")
+                .args(extraArgs).start();
     }
 
     /** {@code full} at full scale, {@code small} otherwise. */

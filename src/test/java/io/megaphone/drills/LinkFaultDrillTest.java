@@ -2,6 +2,7 @@ package io.megaphone.drills;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.megaphone.it.EcmProcess;
 import io.megaphone.it.PrivateEjabberd;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -28,17 +29,17 @@ class LinkFaultDrillTest {
 
     private static final String PASSWORD = "drill-pw";
     private static PrivateEjabberd ejabberd;
-    private static final List<DrillEcm> ecms = new ArrayList<>();
+    private static final List<EcmProcess> ecms = new ArrayList<>();
 
     @BeforeAll
     static void start() throws Exception {
         long start = System.nanoTime();
         ejabberd = PrivateEjabberd.start();
-        List<java.util.concurrent.CompletableFuture<DrillEcm>> starting = new ArrayList<>();
+        List<java.util.concurrent.CompletableFuture<EcmProcess>> starting = new ArrayList<>();
         for (int i = 0; i < 2; i++) {
             starting.add(java.util.concurrent.CompletableFuture.supplyAsync(() -> {
                 try {
-                    return DrillEcm.start(ejabberd, "--megaphone.link.heartbeat=1s",
+                    return Drill.ecm(ejabberd, "--megaphone.link.heartbeat=1s",
                             "--megaphone.link.links-per-node=2",
                             "--megaphone.edge.admission.sessions-burst-per-client=1000",
                             "--megaphone.edge.admission.sessions-per-second-per-client=1000");
@@ -56,7 +57,7 @@ class LinkFaultDrillTest {
 
     @AfterAll
     static void stop() throws Exception {
-        for (DrillEcm ecm : ecms) {
+        for (EcmProcess ecm : ecms) {
             ecm.close();
         }
         if (ejabberd != null) {
@@ -66,10 +67,10 @@ class LinkFaultDrillTest {
 
     private static double ecmSum(String name, String... labels) {
         double total = 0;
-        for (DrillEcm ecm : ecms) {
+        for (EcmProcess ecm : ecms) {
             if (ecm.alive()) {
                 try {
-                    total += DrillEcm.sum(ecm.prometheus(), name, labels);
+                    total += EcmProcess.sum(ecm.prometheus(), name, labels);
                 } catch (Exception e) {
                     // a dead ECM has no metrics
                 }
@@ -94,7 +95,7 @@ class LinkFaultDrillTest {
         int chatSeconds = Drill.scaled(3, 10);
         String prefix = Drill.uniquePrefix("fault");
         Drill.registerUsers(ejabberd, prefix, 2 * pairs, PASSWORD);
-        List<String> urls = ecms.stream().map(DrillEcm::boshUrl).toList();
+        List<String> urls = ecms.stream().map(EcmProcess::boshUrl).toList();
         List<Map<String, Object>> phases = new ArrayList<>();
         long drillStart = System.nanoTime();
         ChatLoad load = new ChatLoad(urls, prefix, PASSWORD, pairs, interval);

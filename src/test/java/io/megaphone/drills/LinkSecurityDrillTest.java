@@ -3,6 +3,7 @@ package io.megaphone.drills;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.megaphone.it.BoshTestClient;
+import io.megaphone.it.EcmProcess;
 import io.megaphone.it.PrivateEjabberd;
 import io.megaphone.it.SharedEjabberd;
 import io.megaphone.link.Frame;
@@ -191,7 +192,7 @@ class LinkSecurityDrillTest {
         // X-Forwarded-For / Forwarded from an untrusted peer (trusted-proxies empty): ejabberd records the socket's
         String spoofUser;
         String sessions;
-        try (DrillEcm ecm = DrillEcm.start(ejabberd, "--megaphone.link.links-per-node=1")) {
+        try (EcmProcess ecm = Drill.ecm(ejabberd, "--megaphone.link.links-per-node=1")) {
             spoofUser = SharedEjabberd.newUser("spoof");
             BoshTestClient client = new BoshTestClient(ecm.boshUrl(), PrivateEjabberd.DOMAIN)
                     .withHeader("X-Forwarded-For", "203.0.113.66, 198.51.100.7")

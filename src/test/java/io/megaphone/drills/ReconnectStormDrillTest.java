@@ -2,6 +2,7 @@ package io.megaphone.drills;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.megaphone.it.EcmProcess;
 import io.megaphone.it.PrivateEjabberd;
 import io.megaphone.it.SharedEjabberd;
 import java.net.InetAddress;
@@ -37,7 +38,7 @@ class ReconnectStormDrillTest {
         PrivateEjabberd ejabberd = SharedEjabberd.get();
         int storm = Drill.scaled(200, 2_000);
         int threads = Drill.scaled(8, 32);
-        try (DrillEcm ecm = DrillEcm.start(ejabberd, "--megaphone.link.links-per-node=2",
+        try (EcmProcess ecm = Drill.ecm(ejabberd, "--megaphone.link.links-per-node=2",
                 "--megaphone.edge.admission.sessions-per-second=20", "--megaphone.edge.admission.sessions-burst=40",
                 "--megaphone.edge.admission.sessions-per-second-per-client=5",
                 "--megaphone.edge.admission.sessions-burst-per-client=30")) {
