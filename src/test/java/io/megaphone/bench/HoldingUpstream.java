@@ -2,17 +2,10 @@ package io.megaphone.bench;
 
 import io.megaphone.link.Frame;
 import io.megaphone.link.HandshakeProof;
-import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInitializer;
 import io.netty.channel.EventLoopGroup;
-import io.netty.channel.MultiThreadIoEventLoopGroup;
-import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.SocketChannel;
-import io.netty.channel.socket.nio.NioServerSocketChannel;
-import io.netty.handler.codec.LengthFieldBasedFrameDecoder;
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -43,15 +36,7 @@ public final class HoldingUpstream {
         int port = Integer.parseInt(args[0]);
         byte[] secret = args[1].getBytes(StandardCharsets.UTF_8);
         new HandshakeProof(secret); // same validation as the ECM (non-empty secret)
-        EventLoopGroup group = new MultiThreadIoEventLoopGroup(1, NioIoHandler.newFactory());
-        Channel server = new ServerBootstrap().group(group).channel(NioServerSocketChannel.class)
-                .childHandler(new ChannelInitializer<SocketChannel>() {
-                    @Override
-                    protected void initChannel(SocketChannel ch) {
-                        ch.pipeline().addLast(new LengthFieldBasedFrameDecoder(1 << 20, 0, 4, 0, 4),
-                                new ServerSide(secret));
-                    }
-                }).bind(new InetSocketAddress("127.0.0.1", port)).sync().channel();
+        Channel server = StandInLink.listen(port, 1, () -> new ServerSide(secret));
         System.out.println("upstream listening on " + server.localAddress());
         long lastRequests = -1;
         long lastCancels = -1;

@@ -3,17 +3,10 @@ package io.megaphone.bench;
 import io.megaphone.link.Frame;
 import io.megaphone.link.FrameCodec;
 import io.megaphone.link.HandshakeProof;
-import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInitializer;
 import io.netty.channel.EventLoopGroup;
-import io.netty.channel.MultiThreadIoEventLoopGroup;
-import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.SocketChannel;
-import io.netty.channel.socket.nio.NioServerSocketChannel;
-import io.netty.handler.codec.LengthFieldBasedFrameDecoder;
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -41,15 +34,7 @@ public final class InstantUpstream {
         byte[] secret = args[1].getBytes(StandardCharsets.UTF_8);
         int threads = args.length > 2 ? Integer.parseInt(args[2]) : 1;
         new HandshakeProof(secret);
-        EventLoopGroup group = new MultiThreadIoEventLoopGroup(threads, NioIoHandler.newFactory());
-        Channel server = new ServerBootstrap().group(group).channel(NioServerSocketChannel.class)
-                .childHandler(new ChannelInitializer<SocketChannel>() {
-                    @Override
-                    protected void initChannel(SocketChannel ch) {
-                        ch.pipeline().addLast(new LengthFieldBasedFrameDecoder(1 << 20, 0, 4, 0, 4),
-                                new ServerSide(secret));
-                    }
-                }).bind(new InetSocketAddress("127.0.0.1", port)).sync().channel();
+        Channel server = StandInLink.listen(port, threads, () -> new ServerSide(secret));
         System.out.println("instant upstream listening on " + server.localAddress());
         long last = -1;
         while (server.isOpen()) {

@@ -2,7 +2,17 @@ package io.megaphone.bench;
 
 import io.megaphone.link.Frame;
 import io.megaphone.link.FrameCodec;
+import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.SocketChannel;
+import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.handler.codec.LengthFieldBasedFrameDecoder;
+import java.net.InetSocketAddress;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.SimpleChannelInboundHandler;
 import java.nio.charset.StandardCharsets;
@@ -10,6 +20,7 @@ import java.security.GeneralSecurityException;
 import java.security.MessageDigest;
 import java.security.SecureRandom;
 import javax.crypto.Mac;
+import java.util.function.Supplier;
 import javax.crypto.spec.SecretKeySpec;
 
 /**
@@ -30,6 +41,18 @@ abstract class StandInLink extends SimpleChannelInboundHandler<ByteBuf> {
     StandInLink(byte[] secret, String node) {
         this.secret = secret;
         this.node = node;
+    }
+
+    /** Listens on 127.0.0.1:{@code port} with one {@code link.get()} per accepted connection. */
+    static Channel listen(int port, int threads, Supplier<StandInLink> link) throws InterruptedException {
+        EventLoopGroup group = new MultiThreadIoEventLoopGroup(threads, NioIoHandler.newFactory());
+        return new ServerBootstrap().group(group).channel(NioServerSocketChannel.class)
+                .childHandler(new ChannelInitializer<SocketChannel>() {
+                    @Override
+                    protected void initChannel(SocketChannel ch) {
+                        ch.pipeline().addLast(new LengthFieldBasedFrameDecoder(1 << 20, 0, 4, 0, 4), link.get());
+                    }
+                }).bind(new InetSocketAddress("127.0.0.1", port)).sync().channel();
     }
 
     /** A frame after the handshake (PING is answered already). */
