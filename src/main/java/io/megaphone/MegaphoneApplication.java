@@ -8,7 +8,7 @@ import org.springframework.scheduling.annotation.EnableScheduling;
 /**
  * The Megaphone ECM: terminates BOSH HTTP connections ({@code edge}) and forwards every request over a few
  * authenticated megaphone links ({@code link}) to mod_megaphone inside ejabberd. Start reading at
- * {@link io.megaphone.edge.BoshRoute} (one POST) and {@link io.megaphone.link.LinkPool} (where it goes).
+ * {@link io.megaphone.edge.BoshHandler} (one POST) and {@link io.megaphone.link.LinkPool} (where it goes).
  */
 @SpringBootApplication
 @ConfigurationPropertiesScan

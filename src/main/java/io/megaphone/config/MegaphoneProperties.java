@@ -33,16 +33,20 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      *     {@code max_stanza_size} is usually 65536 to 262144)
      * @param retryAfterSeconds the base of the {@code Retry-After} of a 503 (a random 0 to base is added)
      * @param trustedProxies addresses or CIDR blocks of the load balancers in front of the ECM; only from them
-     *     are {@code Forwarded} / {@code X-Forwarded-For} believed
+     *     is {@code forwarded-header} believed
+     * @param forwardedHeader the header the trusted proxies maintain: {@code x-forwarded-for} (nginx, HAProxy, most
+     *     cloud and Kubernetes load balancers) or {@code forwarded} (RFC 7239); the other one is ignored, so a client
+     *     cannot slip in a chain the proxy does not append to
      * @param drainTimeout on SIGTERM, how long held requests may take to finish before the ECM stops; at least
      *     the longest BOSH {@code wait} clients use (keep {@code spring.lifecycle.timeout-per-shutdown-phase} above)
      * @param drainDelay on SIGTERM, how long readiness stays DOWN before the ECM stops taking connections, even
      *     with nothing held, so load balancers notice first
      * @param requestReadTimeout the longest time a client may take to send a whole request (headers and body);
      *     slower ones (slowloris) get 408 and are closed. It does not limit how long a request is held.
-     * @param idleTimeout how long a connection may stay open with no request in it (a new connection that never
-     *     sends counts too); keep it above your load balancer's idle timeout
-     * @param ioThreads event-loop threads of the BOSH port; 0 means one per CPU
+     * @param idleTimeout how long a connection may stay open with no request in it, and the longest time from a
+     *     connection's start or its previous answer to the end of the next request's head (a new connection that
+     *     never sends counts too, and so does one that trickles its headers); keep it above your load balancer's
+     *     idle timeout
      * @param proxyProtocol accept the HAProxy PROXY protocol (v1/v2) header on BOSH connections; turn it on only
      *     when every connection to the BOSH port comes through such a proxy
      */
@@ -54,14 +58,25 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("2") @Min(1) @Max(3600) int retryAfterSeconds,
             @Valid @NotNull @DefaultValue Cors cors,
             @DefaultValue({}) List<@NotBlank String> trustedProxies,
+            @DefaultValue("x-forwarded-for") @NotNull ForwardedHeader forwardedHeader,
             @DefaultValue("false") boolean proxyProtocol,
             @Valid @NotNull @DefaultValue Admission admission,
             @DefaultValue("75s") @NotNull Duration drainTimeout,
             @DefaultValue("2s") @NotNull Duration drainDelay,
             @DefaultValue("20s") @NotNull Duration requestReadTimeout,
-            @DefaultValue("120s") @NotNull Duration idleTimeout,
-            @DefaultValue("0") @Min(0) @Max(256) int ioThreads) {
+            @DefaultValue("120s") @NotNull Duration idleTimeout) {
     }
+
+    /** Which forwarding header trusted proxies maintain. */
+    public enum ForwardedHeader { X_FORWARDED_FOR, FORWARDED }
+
+    /**
+     * Where the per-client session rate applies. {@code auto}: only to addresses known to be clients' own, that is
+     * when {@code trusted-proxies} or the PROXY protocol is configured (with neither, the ECM cannot tell a load
+     * balancer from a client, and behind one every client would share the balancer's address and its limit);
+     * {@code on}: to every socket peer (clients connect directly); {@code off}: never.
+     */
+    public enum PerClient { AUTO, ON, OFF }
 
     /**
      * Admission control against reconnect storms; refusals are 503 with a jittered Retry-After.
@@ -72,13 +87,15 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param sessionsBurst how many session creations may come at once above that rate
      * @param sessionsPerSecondPerClient session creations a second from one client address
      * @param sessionsBurstPerClient the burst for one client address
+     * @param perClient where the per-client rate applies ({@link PerClient}); IPv6 clients are counted per /64
      */
     public record Admission(
             @DefaultValue("500000") @Min(1) int maxHeld,
             @DefaultValue("1000") @DecimalMin("0.001") double sessionsPerSecond,
             @DefaultValue("2000") @DecimalMin("1") double sessionsBurst,
             @DefaultValue("10") @DecimalMin("0.001") double sessionsPerSecondPerClient,
-            @DefaultValue("20") @DecimalMin("1") double sessionsBurstPerClient) {
+            @DefaultValue("20") @DecimalMin("1") double sessionsBurstPerClient,
+            @DefaultValue("auto") @NotNull PerClient perClient) {
     }
 
     /**

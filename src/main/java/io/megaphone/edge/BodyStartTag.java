@@ -4,6 +4,7 @@ import com.fasterxml.aalto.AsyncByteArrayFeeder;
 import com.fasterxml.aalto.AsyncXMLInputFactory;
 import com.fasterxml.aalto.AsyncXMLStreamReader;
 import com.fasterxml.aalto.stax.InputFactoryImpl;
+import java.nio.charset.StandardCharsets;
 import javax.xml.stream.XMLInputFactory;
 import javax.xml.stream.XMLStreamConstants;
 import javax.xml.stream.XMLStreamException;
@@ -19,6 +20,8 @@ record BodyStartTag(String sid, long rid) {
 
     static final String HTTPBIND_NS = "http://jabber.org/protocol/httpbind";
     private static final long MAX_RID = (1L << 53) - 1;
+    /** The longest sid a REQUEST frame carries (docs/protocol.md); ejabberd's own are 40 hex digits. */
+    static final int MAX_SID_BYTES = 255;
 
     private static final AsyncXMLInputFactory FACTORY = newFactory();
 
@@ -57,6 +60,10 @@ record BodyStartTag(String sid, long rid) {
                         + " (expected: {" + HTTPBIND_NS + "}body)");
             }
             String sid = reader.getAttributeValue(null, "sid");
+            if (sid != null && sid.getBytes(StandardCharsets.UTF_8).length > MAX_SID_BYTES) {
+                throw new BadRequestException("sid: " + sid.length() + " characters (expected: at most "
+                        + MAX_SID_BYTES + " UTF-8 bytes, what a REQUEST frame carries)");
+            }
             return new BodyStartTag(sid == null ? "" : sid, rid(reader.getAttributeValue(null, "rid")));
         } catch (XMLStreamException e) {
             throw new BadRequestException("malformed XML: " + e.getMessage().lines().findFirst().orElse(""));

@@ -1,26 +1,19 @@
 package io.megaphone.edge;
 
-import io.netty.buffer.Unpooled;
-import io.netty.handler.codec.http.DefaultFullHttpResponse;
-import io.netty.handler.codec.http.FullHttpResponse;
-import io.netty.handler.codec.http.HttpHeaderNames;
-import io.netty.handler.codec.http.HttpResponseStatus;
-import io.netty.handler.codec.http.HttpVersion;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.ThreadLocalRandom;
 
 /**
- * Every answer the edge writes. Each is complete and small, with an exact Content-Length and a standard reason
- * phrase: a BOSH {@code terminate} body for a BOSH client's mistake, plain text for a retryable upstream problem,
- * and never an HTML page or a stack trace.
+ * Every answer the edge gives itself. Each is complete and small, with an exact Content-Length and a standard
+ * reason phrase: a BOSH {@code terminate} body for a BOSH client's mistake, plain text for a retryable upstream
+ * problem, and never an HTML page or a stack trace.
  */
 final class BoshAnswers {
 
     static final String XML = "text/xml; charset=utf-8";
     static final String TEXT = "text/plain; charset=utf-8";
-    static final byte[] DESCRIPTION = ("This is a BOSH (XEP-0124/XEP-0206) endpoint of Megaphone."
-            + " POST a <body/> in the http://jabber.org/protocol/httpbind namespace here.\n")
-            .getBytes(StandardCharsets.UTF_8);
+    static final String DESCRIPTION = "This is a BOSH (XEP-0124/XEP-0206) endpoint of Megaphone."
+            + " POST a <body/> in the http://jabber.org/protocol/httpbind namespace here.\n";
 
     private final int retryAfterSeconds;
 
@@ -43,44 +36,37 @@ final class BoshAnswers {
         };
     }
 
-    static FullHttpResponse answer(int status, String contentType, byte[] body) {
-        FullHttpResponse response = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
-                HttpResponseStatus.valueOf(status), Unpooled.wrappedBuffer(body));
-        response.headers().set(HttpHeaderNames.CONTENT_TYPE, contentType)
-                .set(HttpHeaderNames.CONTENT_LENGTH, body.length)
-                .set(HttpHeaderNames.CACHE_CONTROL, "no-store");
-        return response;
+    /** ejabberd's answer as the client gets it; an error ejabberd sent with no body gets a BOSH one. */
+    static BoshAnswer relay(int status, String contentType, byte[] body, boolean close) {
+        if (body.length == 0 && status >= 400) {
+            return new BoshAnswer(status, XML, terminate(conditionFor(status)), 0, close);
+        }
+        return new BoshAnswer(status, contentType.isEmpty() ? XML : contentType, body, 0, close);
     }
 
-    static FullHttpResponse text(int status, String text) {
-        return answer(status, TEXT, text.getBytes(StandardCharsets.UTF_8));
-    }
-
-    static FullHttpResponse badRequest() {
-        return answer(400, XML, terminate("bad-request"));
+    static BoshAnswer badRequest() {
+        return new BoshAnswer(400, XML, terminate("bad-request"), 0, false);
     }
 
     /** A body type that cannot be XML in UTF-8 (JSON, form data, another charset). */
-    static FullHttpResponse unsupportedMediaType() {
-        return answer(415, XML, terminate("bad-request"));
+    static BoshAnswer unsupportedMediaType() {
+        return new BoshAnswer(415, XML, terminate("bad-request"), 0, false);
     }
 
-    static FullHttpResponse tooLarge() {
-        return answer(413, XML, terminate("policy-violation"));
+    /** Over the body limit: the rest of the body is not read, so the connection closes after the answer. */
+    static BoshAnswer tooLarge() {
+        return new BoshAnswer(413, XML, terminate("policy-violation"), 0, true);
     }
 
     /** A retryable 503: clients (Strophe.js) re-send the same rid after it, losing nothing. */
-    FullHttpResponse unavailable(String why) {
-        FullHttpResponse response = text(503, why + "; retry\n");
-        response.headers().set(HttpHeaderNames.RETRY_AFTER, retryAfter());
-        return response;
+    BoshAnswer unavailable(String why) {
+        return new BoshAnswer(503, TEXT, (why + "; retry\n").getBytes(StandardCharsets.UTF_8), retryAfter(), false);
     }
 
     /** ejabberd did not answer in time: a retryable 504, never a fabricated empty body. */
-    FullHttpResponse upstreamTimeout() {
-        FullHttpResponse response = text(504, "ejabberd did not answer in time; retry\n");
-        response.headers().set(HttpHeaderNames.RETRY_AFTER, retryAfter());
-        return response;
+    BoshAnswer upstreamTimeout() {
+        return new BoshAnswer(504, TEXT, "ejabberd did not answer in time; retry\n".getBytes(StandardCharsets.UTF_8),
+                retryAfter(), false);
     }
 
     /** Base plus up to as much again at random, so clients refused together do not come back together. */

@@ -1,11 +1,13 @@
 package io.megaphone.edge;
 
-import java.util.Locale;
+import java.nio.charset.Charset;
+import java.nio.charset.StandardCharsets;
+import org.springframework.http.MediaType;
 
 /**
  * Which request Content-Types a BOSH body may come with: none, XML ({@code text/xml}, {@code application/xml},
  * {@code application/…+xml}) or {@code text/plain} (Strophe.js sends it to avoid a CORS preflight), in UTF-8 (or
- * with no charset). Anything else cannot be a BOSH body ejabberd reads and gets 415.
+ * US-ASCII, or with no charset). Anything else cannot be a BOSH body ejabberd reads and gets 415.
  */
 final class BoshContentType {
 
@@ -16,22 +18,19 @@ final class BoshContentType {
         if (contentType == null || contentType.isBlank()) {
             return true;
         }
-        String[] parts = contentType.toLowerCase(Locale.ROOT).split(";");
-        String type = parts[0].strip();
-        boolean xmlOrText = type.equals("text/xml") || type.equals("application/xml") || type.endsWith("+xml")
-                || type.equals("text/plain");
-        if (!xmlOrText) {
-            return false;
+        MediaType type;
+        Charset charset;
+        try {
+            type = MediaType.parseMediaType(contentType);
+            charset = type.getCharset();
+        } catch (IllegalArgumentException e) { // InvalidMediaTypeException too
+            return false; // unparsable, or a charset this JVM does not know
         }
-        for (int i = 1; i < parts.length; i++) {
-            String parameter = parts[i].strip();
-            if (parameter.startsWith("charset=")) {
-                String charset = parameter.substring(8).replace("\"", "").strip();
-                if (!charset.equals("utf-8") && !charset.equals("utf8") && !charset.equals("us-ascii")) {
-                    return false;
-                }
-            }
-        }
-        return true;
+        boolean xmlOrText = type.equalsTypeAndSubtype(MediaType.TEXT_XML)
+                || type.equalsTypeAndSubtype(MediaType.APPLICATION_XML)
+                || type.equalsTypeAndSubtype(MediaType.TEXT_PLAIN)
+                || !type.isWildcardType() && "xml".equals(type.getSubtypeSuffix());
+        return xmlOrText && (charset == null || charset.equals(StandardCharsets.UTF_8)
+                || charset.equals(StandardCharsets.US_ASCII));
     }
 }

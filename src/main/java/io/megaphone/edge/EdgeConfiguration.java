@@ -4,48 +4,109 @@ import io.megaphone.config.MegaphoneProperties;
 import io.megaphone.link.LinkPool;
 import io.megaphone.metrics.EdgeMetrics;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.observation.ObservationPredicate;
+import java.util.List;
+import java.util.Set;
+import org.springframework.boot.reactor.netty.NettyServerCustomizer;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
+import org.springframework.core.annotation.Order;
 import org.springframework.core.env.Environment;
-import org.springframework.scheduling.annotation.Scheduled;
+import org.springframework.core.io.ClassPathResource;
+import org.springframework.http.MediaType;
+import org.springframework.http.server.reactive.observation.ServerRequestObservationContext;
+import org.springframework.web.cors.CorsConfiguration;
+import org.springframework.web.cors.reactive.CorsWebFilter;
+import org.springframework.web.cors.reactive.UrlBasedCorsConfigurationSource;
+import org.springframework.web.reactive.function.server.RequestPredicates;
+import org.springframework.web.reactive.function.server.RouterFunction;
+import org.springframework.web.reactive.function.server.RouterFunctions;
+import org.springframework.web.reactive.function.server.ServerResponse;
 
-/** Wires the BOSH edge: its shared state and the Netty server that serves it on {@code server.port}. */
+/**
+ * Wires the BOSH edge into the WebFlux application Spring Boot runs on {@code server.port}: the routes (a
+ * functional endpoint per BOSH path, and the demo page), CORS, the exception handler that keeps every answer
+ * well-formed, the server options of Boot's Reactor Netty server, and the observation filter that leaves the BOSH
+ * route to the project's own meters.
+ */
 @Configuration(proxyBeanMethods = false)
 class EdgeConfiguration {
 
-    @Bean
-    BoshEdge boshEdge(MegaphoneProperties properties, LinkPool pool, MeterRegistry registry) {
-        return new BoshEdge(properties.edge(), pool, new EdgeMetrics(registry));
-    }
-
-    @Bean
-    BoshServerFactory boshServerFactory(BoshEdge edge, MegaphoneProperties properties, Environment environment) {
+    EdgeConfiguration(Environment environment) {
         String management = environment.getProperty("management.server.port");
         String server = environment.getProperty("server.port", "8080");
         if (management == null || management.isBlank() || management.equals(server) && !"0".equals(server)) {
             throw new IllegalStateException("management.server.port: " + management + " (expected: a port other"
                     + " than server.port " + server + "; the BOSH port serves only BOSH, Actuator needs its own)");
         }
-        int threads = properties.edge().ioThreads();
-        return new BoshServerFactory(edge, threads > 0 ? threads : Runtime.getRuntime().availableProcessors());
     }
 
     @Bean
-    IdleClientSweeper idleClientSweeper(BoshEdge edge) {
-        return new IdleClientSweeper(edge);
+    BoshHandler boshHandler(MegaphoneProperties properties, LinkPool pool, MeterRegistry registry) {
+        return new BoshHandler(properties.edge(), pool, new EdgeMetrics(registry));
     }
 
-    /** Forgets idle per-client session buckets every 10 s, so their map stays small. */
-    static final class IdleClientSweeper {
-        private final BoshEdge edge;
-
-        IdleClientSweeper(BoshEdge edge) {
-            this.edge = edge;
+    /**
+     * POST on each BOSH path is the BOSH endpoint; OPTIONS and GET get short answers, other methods 405. The demo
+     * page's folder URL serves its index; its files are Boot's static resources ({@code classpath:/static/demo/}).
+     */
+    @Bean
+    RouterFunction<ServerResponse> boshRoutes(BoshHandler handler, MegaphoneProperties properties) {
+        RouterFunctions.Builder routes = RouterFunctions.route();
+        for (String path : properties.edge().paths()) {
+            routes.POST(path, handler::post)
+                    .OPTIONS(path, handler::options)
+                    .GET(path, handler::describe)
+                    .route(RequestPredicates.path(path), handler::methodNotAllowed);
         }
+        ClassPathResource demo = new ClassPathResource("static/demo/index.html");
+        routes.GET("/demo/", request -> ServerResponse.ok().contentType(MediaType.TEXT_HTML).bodyValue(demo))
+                .GET("/demo", request -> ServerResponse.permanentRedirect(request.uriBuilder().path("/").build())
+                        .build());
+        return routes.build();
+    }
 
-        @Scheduled(fixedDelay = 10_000)
-        void sweep() {
-            edge.admission.forgetIdleClients();
+    /** CORS on the BOSH paths: WebFlux answers preflights itself and adds the headers to every answer. */
+    @Bean
+    CorsWebFilter boshCors(MegaphoneProperties properties) {
+        MegaphoneProperties.Cors cors = properties.edge().cors();
+        List<String> origins = cors.allowedOrigins();
+        if (origins.contains("*") && cors.allowCredentials()) {
+            throw new IllegalStateException("megaphone.edge.cors.allowed-origins: * with allow-credentials: true"
+                    + " (expected: the exact origins, browsers refuse * with credentials)");
         }
+        CorsConfiguration configuration = new CorsConfiguration();
+        configuration.setAllowedOrigins(origins);
+        configuration.setAllowCredentials(cors.allowCredentials());
+        configuration.setAllowedMethods(List.of("POST", "GET", "OPTIONS"));
+        configuration.setAllowedHeaders(List.of("Content-Type"));
+        configuration.setMaxAge(cors.maxAge());
+        UrlBasedCorsConfigurationSource source = new UrlBasedCorsConfigurationSource();
+        properties.edge().paths().forEach(path -> source.registerCorsConfiguration(path, configuration));
+        return new CorsWebFilter(source);
+    }
+
+    /** Ahead of Boot's error handler (order -1), which renders HTML error pages for browsers. */
+    @Bean
+    @Order(-2)
+    EdgeExceptionHandler edgeExceptionHandler() {
+        return new EdgeExceptionHandler();
+    }
+
+    @Bean
+    NettyServerCustomizer edgeServerCustomizer(MegaphoneProperties properties, BoshHandler handler) {
+        return new EdgeServerCustomizer(properties.edge(), handler.metrics);
+    }
+
+    /**
+     * Keeps Spring's generic {@code http.server.requests} observation off the BOSH paths only: the edge's own
+     * meters ({@code megaphone.edge.*}) cover them, and the observation would cost every held request about 0.9 KB.
+     */
+    @Bean
+    ObservationPredicate boshRequestsNotObserved(MegaphoneProperties properties) {
+        Set<String> paths = Set.copyOf(properties.edge().paths());
+        return (name, context) -> !(context instanceof ServerRequestObservationContext server
+                && server.getCarrier() != null
+                && paths.contains(server.getCarrier().getPath().pathWithinApplication().value()));
     }
 }

@@ -23,13 +23,13 @@ final class EdgeDrain implements SmartLifecycle {
     private static final Logger log = LoggerFactory.getLogger(EdgeDrain.class);
 
     private final ApplicationEventPublisher events;
-    private final BoshEdge edge;
+    private final BoshHandler edge;
     private final LinkPool pool;
     private final Duration timeout;
     private final Duration delay;
     private volatile boolean running;
 
-    EdgeDrain(ApplicationEventPublisher events, BoshEdge edge, LinkPool pool, MegaphoneProperties properties) {
+    EdgeDrain(ApplicationEventPublisher events, BoshHandler edge, LinkPool pool, MegaphoneProperties properties) {
         this.events = events;
         this.edge = edge;
         this.pool = pool;

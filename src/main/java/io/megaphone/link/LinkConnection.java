@@ -231,7 +231,9 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private void onFrame(Frame frame) {
         if (frame instanceof Frame.Response response) {
             PendingRequest request = remove(response.id());
-            if (request != null) {
+            if (request != null && isServerRefusal(response)) {
+                listener.redispatch(request, this); // another link (or, past the re-send limit, a 503 at the edge)
+            } else if (request != null) {
                 request.complete(response);
             }
             closeIfDrained();
@@ -239,6 +241,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             send(new Frame.Pong(ping.opaque()));
         } else if (frame instanceof Frame.Pong pong) {
             rttNanos = System.nanoTime() - pong.opaque();
+            stats.rtt(rttNanos);
         } else if (frame instanceof Frame.GoAway goAway) {
             log.info("link {} (node {}) draining on GOAWAY from the server: {}", target, serverNode, goAway.reason());
             state = State.DRAINING;
@@ -250,6 +253,14 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         } else {
             fail(Frame.Error.PROTOCOL_ERROR, "unexpected " + frame.getClass().getSimpleName());
         }
+    }
+
+    /**
+     * mod_megaphone's own 503 (over {@code max_inflight}, or draining): an empty body and no Content-Type, which
+     * ejabberd's BOSH handler never answers. ejabberd did not see the request, so it may go elsewhere.
+     */
+    static boolean isServerRefusal(Frame.Response response) {
+        return response.status() == 503 && response.body().length == 0 && response.contentType().isEmpty();
     }
 
     private void closeIfDrained() {

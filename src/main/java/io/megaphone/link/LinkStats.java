@@ -1,6 +1,7 @@
 package io.megaphone.link;
 
 import java.util.concurrent.atomic.LongAdder;
+import java.util.function.LongConsumer;
 
 /** Counters of one link slot, kept across reconnects; read by the metrics binder. */
 public final class LinkStats {
@@ -10,6 +11,8 @@ public final class LinkStats {
         "goaway", "error"};
 
     private final LongAdder connects = new LongAdder();
+    /** Where heartbeat round trips go (the metrics binder's histogram); none until one is set. */
+    private volatile LongConsumer rttRecorder = nanos -> { };
     private final LongAdder[] sent = adders();
     private final LongAdder[] received = adders();
 
@@ -50,6 +53,15 @@ public final class LinkStats {
 
     void received(Frame frame) {
         received[typeIndex(frame)].increment();
+    }
+
+    void rtt(long nanos) {
+        rttRecorder.accept(nanos);
+    }
+
+    /** Every heartbeat round trip of this slot, in nanoseconds, goes to {@code recorder} from now on. */
+    public void recordRtt(LongConsumer recorder) {
+        this.rttRecorder = recorder;
     }
 
     void connected() {

@@ -1,6 +1,8 @@
 package io.megaphone.metrics;
 
 import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.time.Duration;
@@ -9,6 +11,7 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The edge's meters, registered once so the hot path only increments: one counter and one timer per
@@ -35,6 +38,8 @@ public final class EdgeMetrics {
     private final Counter sent;
     private final Counter sessionCreations;
     private final MeterRegistry registry;
+    private final LongAdder connectionsOpened = new LongAdder();
+    private final LongAdder connectionsClosed = new LongAdder();
 
     public EdgeMetrics(MeterRegistry registry) {
         this.registry = registry;
@@ -59,6 +64,29 @@ public final class EdgeMetrics {
         sent = bytes(MegaphoneMeters.EDGE_SENT_BYTES);
         sessionCreations = Counter.builder(MegaphoneMeters.EDGE_SESSION_CREATIONS.meterName())
                 .description(MegaphoneMeters.EDGE_SESSION_CREATIONS.description()).register(registry);
+        FunctionCounter.builder(MegaphoneMeters.EDGE_CONNECTIONS_OPENED.meterName(), connectionsOpened,
+                        LongAdder::sum).description(MegaphoneMeters.EDGE_CONNECTIONS_OPENED.description())
+                .baseUnit(MegaphoneMeters.EDGE_CONNECTIONS_OPENED.baseUnit()).register(registry);
+        FunctionCounter.builder(MegaphoneMeters.EDGE_CONNECTIONS_CLOSED.meterName(), connectionsClosed,
+                        LongAdder::sum).description(MegaphoneMeters.EDGE_CONNECTIONS_CLOSED.description())
+                .baseUnit(MegaphoneMeters.EDGE_CONNECTIONS_CLOSED.baseUnit()).register(registry);
+        Gauge.builder(MegaphoneMeters.EDGE_CONNECTIONS_ACTIVE.meterName(), this, EdgeMetrics::activeConnections)
+                .description(MegaphoneMeters.EDGE_CONNECTIONS_ACTIVE.description())
+                .baseUnit(MegaphoneMeters.EDGE_CONNECTIONS_ACTIVE.baseUnit()).register(registry);
+    }
+
+    /** A client connection was accepted. */
+    public void connectionOpened() {
+        connectionsOpened.increment();
+    }
+
+    /** A client connection closed. */
+    public void connectionClosed() {
+        connectionsClosed.increment();
+    }
+
+    double activeConnections() {
+        return Math.max(0, connectionsOpened.sum() - connectionsClosed.sum());
     }
 
     private Counter terminateCounter(String condition) {

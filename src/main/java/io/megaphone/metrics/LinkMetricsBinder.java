@@ -7,11 +7,14 @@ import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
 import io.micrometer.core.instrument.binder.MeterBinder;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 import org.springframework.stereotype.Component;
 
 /**
@@ -21,6 +24,12 @@ import org.springframework.stereotype.Component;
  */
 @Component
 class LinkMetricsBinder implements MeterBinder {
+
+    /** Loopback to cross-region: 100 µs to 1 s. */
+    private static final Duration[] RTT_BUCKETS = {
+        Duration.ofNanos(100_000), Duration.ofNanos(250_000), Duration.ofNanos(500_000), Duration.ofMillis(1),
+        Duration.ofMillis(2), Duration.ofMillis(5), Duration.ofMillis(10), Duration.ofMillis(25),
+        Duration.ofMillis(50), Duration.ofMillis(100), Duration.ofMillis(250), Duration.ofMillis(1000)};
 
     private final LinkPool pool;
     private final Map<LinkView, List<Meter>> perLink = new ConcurrentHashMap<>();
@@ -63,10 +72,12 @@ class LinkMetricsBinder implements MeterBinder {
                 .description(MegaphoneMeters.LINK_UP.description()).tag("link", name).register(registry));
         meters.add(Gauge.builder(MegaphoneMeters.LINK_INFLIGHT.meterName(), link, LinkView::inflight)
                 .description(MegaphoneMeters.LINK_INFLIGHT.description()).tag("link", name).register(registry));
-        meters.add(Gauge.builder(MegaphoneMeters.LINK_RTT.meterName(), link, LinkView::rttSeconds)
-                .description(MegaphoneMeters.LINK_RTT.description()).baseUnit("seconds").tag("link", name)
-                .register(registry));
+        Timer rtt = Timer.builder(MegaphoneMeters.LINK_RTT.meterName())
+                .description(MegaphoneMeters.LINK_RTT.description()).serviceLevelObjectives(RTT_BUCKETS)
+                .tag("link", name).register(registry);
+        meters.add(rtt);
         LinkStats stats = link.stats();
+        stats.recordRtt(nanos -> rtt.record(nanos, TimeUnit.NANOSECONDS));
         meters.add(FunctionCounter.builder(MegaphoneMeters.LINK_CONNECTS.meterName(), stats, LinkStats::connects)
                 .description(MegaphoneMeters.LINK_CONNECTS.description()).tag("link", name).register(registry));
         for (int type = 0; type < LinkStats.TYPES.length; type++) {

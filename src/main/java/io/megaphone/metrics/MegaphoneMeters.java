@@ -20,13 +20,19 @@ public enum MegaphoneMeters {
     EDGE_SESSION_CREATIONS("megaphone.edge.session.creations", "requests", "session-creation requests forwarded"),
     /** Counter, tag {@code condition}: BOSH terminate bodies seen in ejabberd's answers. */
     BOSH_TERMINATES("megaphone.bosh.terminates", "responses", "BOSH terminate answers, by condition"),
+    /** Gauge: client TCP connections open on the BOSH port now. */
+    EDGE_CONNECTIONS_ACTIVE("megaphone.edge.connections.active", null, "client connections open now"),
+    /** Counter: client TCP connections accepted on the BOSH port. */
+    EDGE_CONNECTIONS_OPENED("megaphone.edge.connections.opened", null, "client connections accepted"),
+    /** Counter: client TCP connections closed (by either side). */
+    EDGE_CONNECTIONS_CLOSED("megaphone.edge.connections.closed", null, "client connections closed"),
     /** Counter, tag {@code reason}: requests refused by admission control. */
     ADMISSION_REJECTED("megaphone.admission.rejected", "requests", "requests refused by admission control"),
     /** Gauge, tag {@code link}: 1 while the link is authenticated and takes requests, else 0. */
     LINK_UP("megaphone.link.up", null, "1 while the link takes requests"),
     /** Gauge, tag {@code link}: requests in flight on the link. */
     LINK_INFLIGHT("megaphone.link.inflight", "requests", "requests in flight on the link"),
-    /** Gauge, tag {@code link}: round-trip time of the last heartbeat. */
+    /** Timer (histogram), tag {@code link}: heartbeat round-trip times. */
     LINK_RTT("megaphone.link.rtt", "seconds", "heartbeat round-trip time"),
     /** Counter, tag {@code link}: times the link was (re)established. */
     LINK_CONNECTS("megaphone.link.connects", "connections", "link handshakes completed"),

@@ -3,11 +3,11 @@ package io.megaphone.edge;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.netty.handler.codec.http.DefaultHttpHeaders;
-import io.netty.handler.codec.http.HttpHeaders;
+import io.megaphone.config.MegaphoneProperties.ForwardedHeader;
 import java.net.InetSocketAddress;
 import java.util.List;
 import org.junit.jupiter.api.Test;
+import org.springframework.http.HttpHeaders;
 
 class ClientAddressResolverTest {
 
@@ -15,56 +15,78 @@ class ClientAddressResolverTest {
     private static final InetSocketAddress STRANGER = new InetSocketAddress("198.51.100.9", 50000);
 
     private static HttpHeaders headers(String name, String value) {
-        return new DefaultHttpHeaders().add(name, value);
+        HttpHeaders headers = new HttpHeaders();
+        headers.add(name, value);
+        return headers;
+    }
+
+    private static ClientAddressResolver resolver(String... trusted) {
+        return new ClientAddressResolver(List.of(trusted), ForwardedHeader.X_FORWARDED_FOR);
     }
 
     @Test
     void withoutTrustedProxiesTheSocketPeerIsTheClient() {
-        ClientAddressResolver resolver = new ClientAddressResolver(List.of());
-        assertThat(resolver.resolve(STRANGER, headers("X-Forwarded-For", "203.0.113.7"))).isEqualTo(STRANGER);
+        ClientAddressResolver.ClientAddress client = resolver().resolve(STRANGER,
+                headers("X-Forwarded-For", "203.0.113.7"));
+        assertThat(client.address()).isEqualTo(STRANGER);
+        assertThat(client.known()).isTrue();
     }
 
     @Test
     void aForwardedForFromAnUntrustedPeerIsIgnored() {
-        ClientAddressResolver resolver = new ClientAddressResolver(List.of("10.0.0.0/8"));
-        assertThat(resolver.resolve(STRANGER, headers("X-Forwarded-For", "203.0.113.7"))).isEqualTo(STRANGER);
+        assertThat(resolver("10.0.0.0/8").resolve(STRANGER, headers("X-Forwarded-For", "203.0.113.7")).address())
+                .isEqualTo(STRANGER);
     }
 
     @Test
     void aTrustedProxysForwardedForNamesTheClient() {
-        ClientAddressResolver resolver = new ClientAddressResolver(List.of("10.0.0.0/8"));
-        assertThat(resolver.resolve(PROXY, headers("X-Forwarded-For", "203.0.113.7")).getAddress().getHostAddress())
-                .isEqualTo("203.0.113.7");
+        ClientAddressResolver.ClientAddress client = resolver("10.0.0.0/8").resolve(PROXY,
+                headers("X-Forwarded-For", "203.0.113.7"));
+        assertThat(client.address().getAddress().getHostAddress()).isEqualTo("203.0.113.7");
+        assertThat(client.known()).isTrue();
     }
 
     @Test
     void theChainIsReadFromTheRightSoAClientCannotPrependAFakeAddress() {
-        ClientAddressResolver resolver = new ClientAddressResolver(List.of("10.0.0.0/8"));
-        InetSocketAddress client = resolver.resolve(PROXY, headers("X-Forwarded-For", "1.1.1.1, 203.0.113.7, 10.0.0.9"));
+        InetSocketAddress client = resolver("10.0.0.0/8").resolve(PROXY,
+                headers("X-Forwarded-For", "1.1.1.1, 203.0.113.7, 10.0.0.9")).address();
         assertThat(client.getAddress().getHostAddress()).isEqualTo("203.0.113.7");
     }
 
     @Test
-    void rfc7239ForwardedWinsAndKeepsThePort() {
-        ClientAddressResolver resolver = new ClientAddressResolver(List.of("10.0.0.5"));
-        HttpHeaders headers = headers("Forwarded", "for=\"[2001:db8::1]:4711\";proto=https")
-                .add("X-Forwarded-For", "203.0.113.7");
-        InetSocketAddress client = resolver.resolve(PROXY, headers);
+    void aForwardedHeaderTheProxyDoesNotMaintainIsIgnored() {
+        // The proxy appends X-Forwarded-For; the client slipped in its own Forwarded header.
+        HttpHeaders headers = headers("Forwarded", "for=192.0.2.66");
+        headers.add("X-Forwarded-For", "203.0.113.7");
+        assertThat(resolver("10.0.0.5").resolve(PROXY, headers).address().getAddress().getHostAddress())
+                .isEqualTo("203.0.113.7");
+    }
+
+    @Test
+    void rfc7239ForwardedIsReadWhenConfiguredAndKeepsThePort() {
+        ClientAddressResolver resolver = new ClientAddressResolver(List.of("10.0.0.5"), ForwardedHeader.FORWARDED);
+        HttpHeaders headers = headers("Forwarded", "for=\"[2001:db8::1]:4711\";proto=https");
+        headers.add("X-Forwarded-For", "203.0.113.7");
+        InetSocketAddress client = resolver.resolve(PROXY, headers).address();
         assertThat(client.getAddress().getHostAddress()).isEqualTo("2001:db8:0:0:0:0:0:1");
         assertThat(client.getPort()).isEqualTo(4711);
     }
 
     @Test
-    void anUnparsableHopStopsTheWalkAtTheProxy() {
-        ClientAddressResolver resolver = new ClientAddressResolver(List.of("10.0.0.0/8"));
-        assertThat(resolver.resolve(PROXY, headers("X-Forwarded-For", "evil.example.com"))).isEqualTo(PROXY);
-        assertThat(resolver.resolve(PROXY, headers("Forwarded", "for=unknown"))).isEqualTo(PROXY);
+    void anUnparsableHopStopsTheWalkAtTheProxyWhoseAddressIsNotAClients() {
+        ClientAddressResolver.ClientAddress client = resolver("10.0.0.0/8").resolve(PROXY,
+                headers("X-Forwarded-For", "evil.example.com"));
+        assertThat(client.address()).isEqualTo(PROXY);
+        assertThat(client.known()).isFalse();
+        assertThat(resolver("10.0.0.0/8").resolve(PROXY, new HttpHeaders()).known())
+                .as("a trusted proxy that reports nothing").isFalse();
     }
 
     @Test
     void aHostNameAsTrustedProxyStopsStartupWithTheFix() {
-        assertThatThrownBy(() -> new ClientAddressResolver(List.of("lb.example.com")))
+        assertThatThrownBy(() -> resolver("lb.example.com"))
                 .hasMessageContaining("lb.example.com").hasMessageContaining("expected");
-        assertThatThrownBy(() -> new ClientAddressResolver(List.of("10.0.0.0/33"))).hasMessageContaining("0-32");
+        assertThatThrownBy(() -> resolver("10.0.0.0/33")).hasMessageContaining("0-32");
+        assertThatThrownBy(() -> resolver("fd00::/129")).hasMessageContaining("0-128");
     }
 }

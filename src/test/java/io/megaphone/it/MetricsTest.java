@@ -81,6 +81,7 @@ class MetricsTest extends RealEcmTest {
         String alice = SharedEjabberd.newUser("alice");
         BoshTestClient client = new BoshTestClient(boshUrl(), "localhost").login(alice, SharedEjabberd.PASSWORD, 10);
         client.terminate();
+        System.gc(); // the ECM runs in this JVM: jvm_gc_pause_seconds exists from its first GC on
         String scrape = scrape();
 
         JsonNode dashboard = JsonMapper.builder().build().readTree(Path.of("docs/grafana/megaphone-dashboard.json")

@@ -1,0 +1,191 @@
+package io.megaphone.edge;
+
+import io.megaphone.config.MegaphoneProperties;
+import io.megaphone.link.Frame;
+import io.megaphone.link.LinkPool;
+import io.megaphone.link.RequestEnvelope;
+import io.megaphone.link.UpstreamTimeoutException;
+import io.megaphone.link.UpstreamUnavailableException;
+import io.megaphone.metrics.EdgeMetrics;
+import io.megaphone.metrics.Outcome;
+import io.micrometer.core.instrument.Counter;
+import java.util.EnumMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.springframework.core.io.buffer.DataBuffer;
+import org.springframework.core.io.buffer.DataBufferLimitException;
+import org.springframework.core.io.buffer.DataBufferUtils;
+import org.springframework.core.io.buffer.DefaultDataBufferFactory;
+import org.springframework.http.HttpHeaders;
+import org.springframework.http.HttpMethod;
+import org.springframework.http.server.reactive.ServerHttpRequest;
+import org.springframework.web.reactive.function.server.ServerRequest;
+import org.springframework.web.reactive.function.server.ServerResponse;
+import org.springframework.web.server.MethodNotAllowedException;
+import reactor.core.publisher.Mono;
+
+/**
+ * The BOSH endpoint's handler functions. {@link #post} turns one POST into one Mono: read the body (bounded),
+ * check its start tag, admit it, and return the {@link HeldRequest} that completes with ejabberd's answer. What the
+ * edge answers itself travels as an {@link EdgeAnswerException} to {@link EdgeExceptionHandler}.
+ */
+final class BoshHandler {
+
+    private static final Logger log = LoggerFactory.getLogger(BoshHandler.class);
+    private static final Set<HttpMethod> ALLOWED = Set.of(HttpMethod.POST, HttpMethod.GET, HttpMethod.OPTIONS);
+    private static final Mono<DataBuffer> EMPTY_BODY = Mono.fromSupplier(
+            () -> DefaultDataBufferFactory.sharedInstance.wrap(new byte[0]));
+
+    final LinkPool pool;
+    final EdgeMetrics metrics;
+    final BoshAnswers answers;
+    private final ClientAddressResolver clientAddresses;
+    private final AdmissionControl admission;
+    private final boolean perClientKnown;
+    private final boolean perClientAlways;
+    private final int maxBodyBytes;
+    private final Map<AdmissionControl.Refusal, Counter> refusals = new EnumMap<>(AdmissionControl.Refusal.class);
+    private final Counter drainingRefusals;
+    private volatile boolean draining;
+
+    BoshHandler(MegaphoneProperties.Edge edge, LinkPool pool, EdgeMetrics metrics) {
+        this.pool = pool;
+        this.metrics = metrics;
+        this.maxBodyBytes = edge.maxBodyBytes();
+        this.answers = new BoshAnswers(edge.retryAfterSeconds());
+        this.clientAddresses = new ClientAddressResolver(edge.trustedProxies(), edge.forwardedHeader());
+        this.admission = new AdmissionControl(edge.admission(), pool::inflight, System::nanoTime);
+        MegaphoneProperties.PerClient perClient = edge.admission().perClient();
+        this.perClientAlways = perClient == MegaphoneProperties.PerClient.ON;
+        this.perClientKnown = perClient == MegaphoneProperties.PerClient.AUTO
+                && (clientAddresses.hasTrustedProxies() || edge.proxyProtocol());
+        if (perClient == MegaphoneProperties.PerClient.AUTO && !perClientKnown) {
+            log.warn("megaphone.edge.admission.per-client: auto, with no megaphone.edge.trusted-proxies and no PROXY"
+                    + " protocol: the per-client session rate is off, because behind a load balancer every client"
+                    + " would have its address. Set trusted-proxies to the balancers' addresses (the rate then applies"
+                    + " to the clients they report), or per-client: on if clients connect directly.");
+        }
+        for (AdmissionControl.Refusal refusal : AdmissionControl.Refusal.values()) {
+            refusals.put(refusal, metrics.rejection(refusal.name().toLowerCase(Locale.ROOT)));
+        }
+        this.drainingRefusals = metrics.rejection("draining");
+    }
+
+    /** A BOSH POST: the Mono completes with ejabberd's answer, or fails with what the edge answers itself. */
+    Mono<ServerResponse> post(ServerRequest request) {
+        long start = System.nanoTime();
+        ServerHttpRequest http = request.exchange().getRequest();
+        HttpHeaders headers = http.getHeaders();
+        if (!BoshContentType.accepts(headers.getFirst(HttpHeaders.CONTENT_TYPE))) {
+            return refuse(Outcome.BAD_REQUEST, BoshAnswers.unsupportedMediaType(), start);
+        }
+        if (headers.getContentLength() > maxBodyBytes) {
+            return refuse(Outcome.TOO_LARGE, BoshAnswers.tooLarge(), start);
+        }
+        ClientAddressResolver.ClientAddress client = clientAddresses.resolve(http.getRemoteAddress(), headers);
+        return DataBufferUtils.join(http.getBody(), maxBodyBytes)
+                .switchIfEmpty(EMPTY_BODY)
+                .onErrorMap(DataBufferLimitException.class, e -> tooLarge(start))
+                .flatMap(body -> forward(body, client, start));
+    }
+
+    private EdgeAnswerException tooLarge(long start) {
+        metrics.finished(Outcome.TOO_LARGE, start);
+        return new EdgeAnswerException(BoshAnswers.tooLarge());
+    }
+
+    /** The whole body is in: check its start tag, admit it, and hand it to a link. */
+    private Mono<ServerResponse> forward(DataBuffer buffer, ClientAddressResolver.ClientAddress client, long start) {
+        byte[] body = new byte[buffer.readableByteCount()];
+        buffer.read(body);
+        DataBufferUtils.release(buffer);
+        metrics.received(body.length);
+        BodyStartTag tag;
+        try {
+            tag = BodyStartTag.parse(body);
+        } catch (BadRequestException e) {
+            log.debug("bad request from {}: {}", client.address(), e.getMessage());
+            return refuse(Outcome.BAD_REQUEST, BoshAnswers.badRequest(), start);
+        }
+        boolean createsSession = tag.sid().isEmpty();
+        if (createsSession && draining) {
+            drainingRefusals.increment();
+            return refuse(Outcome.REJECTED, answers.unavailable("draining"), start);
+        }
+        boolean perClient = perClientAlways || perClientKnown && client.known();
+        AdmissionControl.Refusal refusal = admission.check(createsSession, client.address().getAddress(), perClient);
+        if (refusal != null) {
+            refusals.get(refusal).increment();
+            return refuse(Outcome.REJECTED, answers.unavailable("busy"), start);
+        }
+        if (createsSession) {
+            metrics.sessionCreation();
+        }
+        return new HeldRequest(this, RequestEnvelope.of(tag.rid(), tag.sid(), client.address().getAddress(),
+                client.address().getPort(), body), start);
+    }
+
+    private Mono<ServerResponse> refuse(Outcome outcome, BoshAnswer answer, long start) {
+        metrics.finished(outcome, start);
+        return Mono.error(new EdgeAnswerException(draining ? answer.closing() : answer));
+    }
+
+    /** ejabberd's answer to a held request, counted; called by {@link HeldRequest} on a link event loop. */
+    BoshAnswer answered(Frame.Response response, long start) {
+        BoshAnswer answer = BoshAnswers.relay(response.status(), response.contentType(), response.body(), draining);
+        String terminate = TerminateCondition.of(answer.body());
+        if (terminate != null) {
+            metrics.terminate(terminate);
+        }
+        metrics.sent(answer.body().length);
+        metrics.finished(Outcome.ANSWERED, start);
+        return answer;
+    }
+
+    /** A held request that got no answer from ejabberd, counted, as what the client gets instead. */
+    Throwable failed(Throwable error, long start) {
+        BoshAnswer answer;
+        if (error instanceof UpstreamTimeoutException) {
+            metrics.finished(Outcome.UPSTREAM_TIMEOUT, start);
+            answer = answers.upstreamTimeout();
+        } else if (error instanceof UpstreamUnavailableException) {
+            metrics.finished(Outcome.UPSTREAM_UNAVAILABLE, start);
+            answer = answers.unavailable("ejabberd cannot be reached");
+        } else {
+            metrics.finished(Outcome.ERROR, start);
+            return error; // EdgeExceptionHandler logs it and answers 500
+        }
+        return new EdgeAnswerException(draining ? answer.closing() : answer);
+    }
+
+    /** OPTIONS that is not a CORS preflight (CorsWebFilter answers those): what the path allows. */
+    Mono<ServerResponse> options(ServerRequest request) {
+        return ServerResponse.noContent().header(HttpHeaders.ALLOW, "POST, GET, OPTIONS").build();
+    }
+
+    /** GET on a BOSH path: a short plain description, for people who open the URL in a browser. */
+    Mono<ServerResponse> describe(ServerRequest request) {
+        return Mono.just(BoshAnswer.text(200, BoshAnswers.DESCRIPTION));
+    }
+
+    /** Any other method on a BOSH path. */
+    Mono<ServerResponse> methodNotAllowed(ServerRequest request) {
+        return Mono.error(new MethodNotAllowedException(request.method(), ALLOWED));
+    }
+
+    /** From now on session creations get 503 (so a load balancer moves them elsewhere); others go on. */
+    void startDraining() {
+        draining = true;
+    }
+
+    void stopDraining() {
+        draining = false;
+    }
+
+    boolean draining() {
+        return draining;
+    }
+}
