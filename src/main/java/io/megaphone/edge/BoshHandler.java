@@ -88,13 +88,20 @@ final class BoshHandler {
         ClientAddressResolver.ClientAddress client = clientAddresses.resolve(http.getRemoteAddress(), headers);
         return DataBufferUtils.join(http.getBody(), maxBodyBytes)
                 .switchIfEmpty(EMPTY_BODY)
-                .onErrorMap(DataBufferLimitException.class, e -> tooLarge(start))
+                .onErrorMap(error -> bodyFailed(error, start))
                 .flatMap(body -> forward(body, client, start));
     }
 
-    private EdgeAnswerException tooLarge(long start) {
-        metrics.finished(Outcome.TOO_LARGE, start);
-        return new EdgeAnswerException(BoshAnswers.tooLarge());
+    /**
+     * The body could not be read whole: over the limit, 413. Anything else (the client went away, or
+     * {@link RequestDeadline} answered 408 and closed the connection) stays as it is.
+     */
+    private Throwable bodyFailed(Throwable error, long start) {
+        if (error instanceof DataBufferLimitException) {
+            metrics.finished(Outcome.TOO_LARGE, start);
+            return new EdgeAnswerException(BoshAnswers.tooLarge());
+        }
+        return error;
     }
 
     /** The whole body is in: check its start tag, admit it, and hand it to a link. */

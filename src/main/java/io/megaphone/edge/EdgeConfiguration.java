@@ -12,8 +12,6 @@ import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 import org.springframework.core.annotation.Order;
 import org.springframework.core.env.Environment;
-import org.springframework.core.io.ClassPathResource;
-import org.springframework.http.MediaType;
 import org.springframework.http.server.reactive.observation.ServerRequestObservationContext;
 import org.springframework.web.cors.CorsConfiguration;
 import org.springframework.web.cors.reactive.CorsWebFilter;
@@ -25,7 +23,7 @@ import org.springframework.web.reactive.function.server.ServerResponse;
 
 /**
  * Wires the BOSH edge into the WebFlux application Spring Boot runs on {@code server.port}: the routes (a
- * functional endpoint per BOSH path, and the demo page), CORS, the exception handler that keeps every answer
+ * functional endpoint per BOSH path, and the demo page; Boot's own static resource mapping is off), CORS, the exception handler that keeps every answer
  * well-formed, the server options of Boot's Reactor Netty server, and the observation filter that leaves the BOSH
  * route to the project's own meters.
  */
@@ -46,10 +44,7 @@ class EdgeConfiguration {
         return new BoshHandler(properties.edge(), pool, new EdgeMetrics(registry));
     }
 
-    /**
-     * POST on each BOSH path is the BOSH endpoint; OPTIONS and GET get short answers, other methods 405. The demo
-     * page's folder URL serves its index; its files are Boot's static resources ({@code classpath:/static/demo/}).
-     */
+    /** POST on each BOSH path is the BOSH endpoint; OPTIONS and GET get short answers, other methods 405. */
     @Bean
     RouterFunction<ServerResponse> boshRoutes(BoshHandler handler, MegaphoneProperties properties) {
         RouterFunctions.Builder routes = RouterFunctions.route();
@@ -59,11 +54,13 @@ class EdgeConfiguration {
                     .GET(path, handler::describe)
                     .route(RequestPredicates.path(path), handler::methodNotAllowed);
         }
-        ClassPathResource demo = new ClassPathResource("static/demo/index.html");
-        routes.GET("/demo/", request -> ServerResponse.ok().contentType(MediaType.TEXT_HTML).bodyValue(demo))
-                .GET("/demo", request -> ServerResponse.permanentRedirect(request.uriBuilder().path("/").build())
-                        .build());
         return routes.build();
+    }
+
+    /** The demo page ({@code classpath:/static/demo/}), on the BOSH port so it shares the endpoint's origin. */
+    @Bean
+    RouterFunction<ServerResponse> demoPageRoutes() {
+        return new DemoPage().routes();
     }
 
     /** CORS on the BOSH paths: WebFlux answers preflights itself and adds the headers to every answer. */

@@ -10,6 +10,7 @@ import org.springframework.web.server.ResponseStatusException;
 import org.springframework.web.server.ServerWebExchange;
 import org.springframework.web.server.WebExceptionHandler;
 import reactor.core.publisher.Mono;
+import reactor.netty.channel.AbortedException;
 
 /**
  * WebFlux's exception handling for the BOSH port, ahead of Boot's error handler (which renders HTML for browsers):
@@ -27,8 +28,8 @@ final class EdgeExceptionHandler implements WebExceptionHandler {
 
     @Override
     public Mono<Void> handle(ServerWebExchange exchange, Throwable error) {
-        if (exchange.getResponse().isCommitted()) {
-            return Mono.error(error);
+        if (exchange.getResponse().isCommitted() || error instanceof AbortedException) {
+            return Mono.error(error); // nothing can be answered; WebFlux logs a gone client at debug level
         }
         BoshAnswer answer = answerFor(error);
         if (error instanceof ResponseStatusException status) {

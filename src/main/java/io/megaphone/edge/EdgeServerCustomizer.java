@@ -9,13 +9,14 @@ import reactor.netty.http.server.HttpServer;
 import reactor.netty.http.server.ProxyProtocolSupportType;
 
 /**
- * Options of the BOSH port's server (Boot's Reactor Netty server), all Reactor Netty's own but one:
+ * Options of the BOSH port's server (Boot's Reactor Netty server):
  * <ul>
- *   <li>{@code idleTimeout}: a connection with no request in it closes after {@code megaphone.edge.idle-timeout};</li>
- *   <li>{@code requestTimeout}: a request body not received within {@code megaphone.edge.request-read-timeout}
- *       gets 408 (slow bodies); it ends with the body, so it never limits how long a request is held;</li>
- *   <li>{@link RequestHeadDeadline}: a request head not complete within the idle timeout closes the connection
- *       (trickled headers, which reset Reactor Netty's idle timer);</li>
+ *   <li>Reactor Netty's {@code idleTimeout}: a connection with no request in it closes after
+ *       {@code megaphone.edge.idle-timeout};</li>
+ *   <li>{@link RequestDeadline}: a request head not complete within the idle timeout closes the connection, a body
+ *       not complete within {@code megaphone.edge.request-read-timeout} of its head gets 408 (slowloris); neither
+ *       ever limits how long a request is held (the handler says why Reactor Netty's own request timeout is not
+ *       used);</li>
  *   <li>the PROXY protocol (v1/v2) when {@code megaphone.edge.proxy-protocol} is on: the proxied source is then the
  *       request's remote address;</li>
  *   <li>client connections counted for the {@code megaphone.edge.connections.*} meters, with one shared close
@@ -38,15 +39,15 @@ final class EdgeServerCustomizer implements NettyServerCustomizer {
 
     @Override
     public HttpServer apply(HttpServer server) {
-        long headTimeoutNanos = edge.idleTimeout().toNanos();
+        long headNanos = edge.idleTimeout().toNanos();
+        long bodyNanos = edge.requestReadTimeout().toNanos();
         HttpServer configured = server.idleTimeout(edge.idleTimeout())
-                .requestTimeout(edge.requestReadTimeout())
                 .doOnChannelInit((observer, channel, remoteAddress) -> {
                     metrics.connectionOpened();
                     channel.closeFuture().addListener(countClose);
                     if (channel.pipeline().get(NettyPipeline.HttpCodec) != null) { // HTTP/1.1 (h2c has no head)
-                        channel.pipeline().addAfter(NettyPipeline.HttpCodec, RequestHeadDeadline.NAME,
-                                new RequestHeadDeadline(headTimeoutNanos));
+                        channel.pipeline().addAfter(NettyPipeline.HttpCodec, RequestDeadline.NAME,
+                                new RequestDeadline(headNanos, bodyNanos, metrics));
                     }
                 });
         return edge.proxyProtocol() ? configured.proxyProtocol(ProxyProtocolSupportType.ON) : configured;

@@ -35,6 +35,7 @@ public final class BoshTestClient {
     private final java.util.Map<String, String> headers = new java.util.LinkedHashMap<>();
     private String sid;
     private String jid;
+    private HttpClient http = HTTP;
 
     public BoshTestClient(String url, String domain) {
         this(() -> url, domain);
@@ -44,6 +45,12 @@ public final class BoshTestClient {
     public BoshTestClient(java.util.function.Supplier<String> url, String domain) {
         this.url = url;
         this.domain = domain;
+    }
+
+    /** Sends every request with {@code client} (e.g. one that trusts a test certificate). */
+    public BoshTestClient withHttpClient(HttpClient client) {
+        this.http = client;
+        return this;
     }
 
     /** Adds a header to every request this client sends (e.g. X-Forwarded-For). */
@@ -184,7 +191,7 @@ public final class BoshTestClient {
                 .header("Content-Type", "text/xml; charset=utf-8")
                 .POST(HttpRequest.BodyPublishers.ofString(body));
         headers.forEach(request::header);
-        return HTTP.sendAsync(request.build(), HttpResponse.BodyHandlers.ofString())
+        return http.sendAsync(request.build(), HttpResponse.BodyHandlers.ofString())
                 .thenApply(r -> new Answer(r.statusCode(), r.body(), r.headers()));
     }
 

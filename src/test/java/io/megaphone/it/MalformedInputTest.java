@@ -75,11 +75,13 @@ class MalformedInputTest extends RealEcmTest {
         JSON content type          | POST | application/json        | {"rid":1}                                         | 415 | bad-request
         latin-1 charset            | POST | text/xml; charset=iso-8859-1 | <body rid='1' xmlns='NS'/>                   | 415 | bad-request
         form data                  | POST | multipart/form-data; boundary=x | <body rid='1' xmlns='NS'/>                | 415 | bad-request
+        sid longer than a frame    | POST | text/xml                | <body rid='5' sid='LONGSID' xmlns='NS'/>          | 400 | bad-request
         unknown session            | POST | text/xml; charset=utf-8 | <body rid='5' sid='no-such-sid' xmlns='NS'/>      | 200 | item-not-found
         """)
     void malformedBodiesGetTheirDocumentedAnswer(String name, String method, String contentType, String body,
                                                 int status, String condition) throws Exception {
-        String xml = body.equals("<empty>") ? "" : body.replace("'NS'", "'" + NS + "'");
+        String xml = body.equals("<empty>") ? "" : body.replace("'NS'", "'" + NS + "'")
+                .replace("LONGSID", "s".repeat(300));
         HttpResponse<String> response = send(method, "/http-bind", contentType, utf8(xml));
         assertThat(response.statusCode()).as(name).isEqualTo(status);
         wellFormed(response);

@@ -76,6 +76,12 @@ final class FakeMegaphoneServer implements AutoCloseable {
                 "text/xml; charset=utf-8", body.getBytes(StandardCharsets.UTF_8)), held.channel().alloc()));
     }
 
+    /** Refuses a held request as mod_megaphone does over max_inflight or while draining: 503, no type, no body. */
+    void refuse(Received held) {
+        held.channel().writeAndFlush(FrameCodec.encode(new Frame.Response(held.request().id(), 503, "", new byte[0]),
+                held.channel().alloc()));
+    }
+
     /** Sends GOAWAY on every link, as mod_megaphone does when it stops. */
     void goAway() {
         for (Channel link : links) {

@@ -104,6 +104,43 @@ class LinkPoolTest {
     }
 
     @Test
+    void modMegaphonesOwn503IsReSentOnAnotherLinkAndNeverReachesTheClient() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        pool(SECRET, 2, Duration.ofSeconds(30));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
+        RequestEnvelope envelope = envelope(78, "<body rid='78'/>");
+        AtomicReference<Frame.Response> answer = new AtomicReference<>();
+        pool.forward(envelope).subscribe(answer::set);
+        await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 1);
+        FakeMegaphoneServer.Received first = server.received.poll();
+
+        server.refuse(first); // over max_inflight or draining
+
+        await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 1);
+        FakeMegaphoneServer.Received again = server.received.poll();
+        assertThat(again.channel()).as("another link").isNotSameAs(first.channel());
+        assertThat(again.request().envelope()).isEqualTo(envelope);
+        assertThat(answer.get()).as("the client saw nothing of the refusal").isNull();
+        server.answer(again, 200, "<body>taken</body>");
+        await().atMost(Duration.ofSeconds(5)).until(() -> answer.get() != null);
+        assertThat(answer.get().status()).isEqualTo(200);
+        assertThat(pool.resends()).isEqualTo(1);
+    }
+
+    @Test
+    void anUpstreamThatKeepsRefusingEndsAsUnavailableNotAsIts503() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> new Frame.Response(request.id(), 503, "", new byte[0]));
+        pool(SECRET, 2, Duration.ofSeconds(30));
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        pool.forward(envelope(79, "<body rid='79'/>")).subscribe(response -> { }, failure::set);
+        await().atMost(Duration.ofSeconds(5)).until(() -> failure.get() != null);
+        assertThat(failure.get()).isInstanceOf(UpstreamUnavailableException.class);
+        assertThat(server.received).as("the first try and %d re-sends", LinkPool.MAX_RESENDS)
+                .hasSize(1 + LinkPool.MAX_RESENDS);
+    }
+
+    @Test
     void aClientThatGoesAwaySendsCancelUpstream() throws Exception {
         server = new FakeMegaphoneServer(SECRET, request -> null);
         pool(SECRET, 1, Duration.ofSeconds(30));

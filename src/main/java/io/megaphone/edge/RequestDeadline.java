@@ -1,0 +1,138 @@
+package io.megaphone.edge;
+
+import io.megaphone.metrics.EdgeMetrics;
+import io.megaphone.metrics.Outcome;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelDuplexHandler;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelPromise;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaderValues;
+import io.netty.handler.codec.http.HttpRequest;
+import io.netty.handler.codec.http.HttpResponse;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpStatusClass;
+import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.LastHttpContent;
+import io.netty.util.concurrent.Future;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Slowloris protection of the BOSH port: how long a client may take to send a request, never how long one is held.
+ * <ul>
+ *   <li>the <b>head</b> (request line and headers) must be complete within {@code headNanos} of the connection's
+ *       start or of the previous answer, else the connection closes (a silent or header-trickling client);</li>
+ *   <li>the <b>body</b> must be complete within {@code bodyNanos} of the head, else 408 and close.</li>
+ * </ul>
+ * Once the whole request is in, no timer runs until its answer is written, so a held request costs no timer.
+ *
+ * <p>Why not Reactor Netty's own: its idle timeout resets on every byte (a trickled head never trips it), and its
+ * {@code requestTimeout} (1.3.6) is not cancelled for a request without a body, so the pending task keeps each such
+ * closed connection in memory for the whole timeout (a GET flood of 10,000 requests kept about 60 MB; DemoPageTest).
+ * Reactor Netty's {@code idleTimeout} still closes idle keep-alive connections. Sits right after the HTTP codec.
+ */
+final class RequestDeadline extends ChannelDuplexHandler {
+
+    static final String NAME = "megaphone.requestDeadline";
+    private static final byte[] TIMED_OUT = "request not received in time\n".getBytes(StandardCharsets.UTF_8);
+
+    private final long headNanos;
+    private final long bodyNanos;
+    private final EdgeMetrics metrics;
+    private Future<?> timer;
+    private boolean readingBody;
+    private long headNanosAt;
+    /** Request heads read minus final answers written: above 0, a request is in progress (or pipelined). */
+    private int outstanding;
+
+    RequestDeadline(long headNanos, long bodyNanos, EdgeMetrics metrics) {
+        this.headNanos = headNanos;
+        this.bodyNanos = bodyNanos;
+        this.metrics = metrics;
+    }
+
+    @Override
+    public void handlerAdded(ChannelHandlerContext ctx) {
+        if (ctx.channel().isActive()) {
+            arm(ctx, headNanos, false);
+        }
+    }
+
+    @Override
+    public void channelActive(ChannelHandlerContext ctx) {
+        arm(ctx, headNanos, false);
+        ctx.fireChannelActive();
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        if (msg instanceof HttpRequest) {
+            outstanding++;
+            headNanosAt = System.nanoTime();
+            if (msg instanceof LastHttpContent) {
+                disarm(); // a request with no body is complete with its head
+            } else {
+                arm(ctx, bodyNanos, true);
+            }
+        } else if (msg instanceof LastHttpContent && readingBody) {
+            disarm();
+        }
+        ctx.fireChannelRead(msg);
+    }
+
+    @Override
+    public void write(ChannelHandlerContext ctx, Object msg, ChannelPromise promise) {
+        boolean interim = msg instanceof HttpResponse response
+                && response.status().codeClass() == HttpStatusClass.INFORMATIONAL;
+        if (msg instanceof LastHttpContent && !interim && outstanding > 0 && --outstanding == 0) {
+            arm(ctx, headNanos, false); // the last answer is complete: the next head has the same time
+        }
+        ctx.write(msg, promise);
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        disarm();
+        ctx.fireChannelInactive();
+    }
+
+    @Override
+    public void handlerRemoved(ChannelHandlerContext ctx) {
+        disarm();
+    }
+
+    private void arm(ChannelHandlerContext ctx, long nanos, boolean body) {
+        disarm();
+        readingBody = body;
+        Runnable expire = () -> expired(ctx);
+        timer = ctx.executor().schedule(expire, nanos, TimeUnit.NANOSECONDS);
+    }
+
+    private void disarm() {
+        readingBody = false;
+        if (timer != null) {
+            timer.cancel(false);
+            timer = null;
+        }
+    }
+
+    private void expired(ChannelHandlerContext ctx) {
+        timer = null;
+        if (!readingBody) {
+            ctx.close();
+            return;
+        }
+        readingBody = false;
+        metrics.finished(Outcome.BAD_REQUEST, headNanosAt);
+        FullHttpResponse timedOut = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
+                HttpResponseStatus.REQUEST_TIMEOUT, Unpooled.wrappedBuffer(TIMED_OUT));
+        timedOut.headers().set(HttpHeaderNames.CONTENT_TYPE, BoshAnswers.TEXT)
+                .setInt(HttpHeaderNames.CONTENT_LENGTH, TIMED_OUT.length)
+                .set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+        ctx.writeAndFlush(timedOut).addListener(ChannelFutureListener.CLOSE);
+    }
+}
