@@ -15,10 +15,7 @@ import java.util.Map;
 import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-import org.springframework.core.io.buffer.DataBuffer;
 import org.springframework.core.io.buffer.DataBufferLimitException;
-import org.springframework.core.io.buffer.DataBufferUtils;
-import org.springframework.core.io.buffer.DefaultDataBufferFactory;
 import org.springframework.http.HttpHeaders;
 import org.springframework.http.HttpMethod;
 import org.springframework.http.server.reactive.ServerHttpRequest;
@@ -28,16 +25,15 @@ import org.springframework.web.server.MethodNotAllowedException;
 import reactor.core.publisher.Mono;
 
 /**
- * The BOSH endpoint's handler functions. {@link #post} turns one POST into one Mono: read the body (bounded),
- * check its start tag, admit it, and return the {@link HeldRequest} that completes with ejabberd's answer. What the
- * edge answers itself travels as an {@link EdgeAnswerException} to {@link EdgeExceptionHandler}.
+ * The BOSH endpoint's handler functions. {@link #post} turns one POST into one Mono, a {@link HeldRequest}: it reads
+ * the body (bounded), has it checked and admitted here ({@link #forward}), sends it upstream and completes with
+ * ejabberd's answer. What the edge answers itself travels as an {@link EdgeAnswerException} to
+ * {@link EdgeExceptionHandler}.
  */
 final class BoshHandler {
 
     private static final Logger log = LoggerFactory.getLogger(BoshHandler.class);
     private static final Set<HttpMethod> ALLOWED = Set.of(HttpMethod.POST, HttpMethod.GET, HttpMethod.OPTIONS);
-    private static final Mono<DataBuffer> EMPTY_BODY = Mono.fromSupplier(
-            () -> DefaultDataBufferFactory.sharedInstance.wrap(new byte[0]));
 
     final LinkPool pool;
     final EdgeMetrics metrics;
@@ -85,18 +81,18 @@ final class BoshHandler {
         if (headers.getContentLength() > maxBodyBytes) {
             return refuse(Outcome.TOO_LARGE, BoshAnswers.tooLarge(), start);
         }
-        ClientAddressResolver.ClientAddress client = clientAddresses.resolve(http.getRemoteAddress(), headers);
-        return DataBufferUtils.join(http.getBody(), maxBodyBytes)
-                .switchIfEmpty(EMPTY_BODY)
-                .onErrorMap(error -> bodyFailed(error, start))
-                .flatMap(body -> forward(body, client, start));
+        return new HeldRequest(this, http, start);
+    }
+
+    int maxBodyBytes() {
+        return maxBodyBytes;
     }
 
     /**
      * The body could not be read whole: over the limit, 413. Anything else (the client went away, or
      * {@link RequestDeadline} answered 408 and closed the connection) stays as it is.
      */
-    private Throwable bodyFailed(Throwable error, long start) {
+    Throwable bodyFailed(Throwable error, long start) {
         if (error instanceof DataBufferLimitException) {
             metrics.finished(Outcome.TOO_LARGE, start);
             return new EdgeAnswerException(BoshAnswers.tooLarge());
@@ -104,40 +100,48 @@ final class BoshHandler {
         return error;
     }
 
-    /** The whole body is in: check its start tag, admit it, and hand it to a link. */
-    private Mono<ServerResponse> forward(DataBuffer buffer, ClientAddressResolver.ClientAddress client, long start) {
-        byte[] body = new byte[buffer.readableByteCount()];
-        buffer.read(body);
-        DataBufferUtils.release(buffer);
+    /**
+     * The whole body is in: check its start tag, admit it, and hand it to a link through {@code held}. Returns
+     * null when it went upstream, else what the client gets instead (already counted).
+     */
+    Throwable forward(ServerHttpRequest http, byte[] body, HeldRequest held) {
+        long start = held.startNanos();
         metrics.received(body.length);
+        ClientAddressResolver.ClientAddress client = clientAddresses.resolve(http.getRemoteAddress(),
+                http.getHeaders());
         BodyStartTag tag;
         try {
             tag = BodyStartTag.parse(body);
         } catch (BadRequestException e) {
             log.debug("bad request from {}: {}", client.address(), e.getMessage());
-            return refuse(Outcome.BAD_REQUEST, BoshAnswers.badRequest(), start);
+            return refusal(Outcome.BAD_REQUEST, BoshAnswers.badRequest(), start);
         }
         boolean createsSession = tag.sid().isEmpty();
         if (createsSession && draining) {
             drainingRefusals.increment();
-            return refuse(Outcome.REJECTED, answers.unavailable("draining"), start);
+            return refusal(Outcome.REJECTED, answers.unavailable("draining"), start);
         }
         boolean perClient = perClientAlways || perClientKnown && client.known();
         AdmissionControl.Refusal refusal = admission.check(createsSession, client.address().getAddress(), perClient);
         if (refusal != null) {
             refusals.get(refusal).increment();
-            return refuse(Outcome.REJECTED, answers.unavailable("busy"), start);
+            return refusal(Outcome.REJECTED, answers.unavailable("busy"), start);
         }
         if (createsSession) {
             metrics.sessionCreation();
         }
-        return new HeldRequest(this, RequestEnvelope.of(tag.rid(), tag.sid(), client.address().getAddress(),
-                client.address().getPort(), body), start);
+        held.send(RequestEnvelope.of(tag.rid(), tag.sid(), client.address().getAddress(), client.address().getPort(),
+                body));
+        return null;
     }
 
     private Mono<ServerResponse> refuse(Outcome outcome, BoshAnswer answer, long start) {
+        return Mono.error(refusal(outcome, answer, start));
+    }
+
+    private EdgeAnswerException refusal(Outcome outcome, BoshAnswer answer, long start) {
         metrics.finished(outcome, start);
-        return Mono.error(new EdgeAnswerException(draining ? answer.closing() : answer));
+        return new EdgeAnswerException(draining ? answer.closing() : answer);
     }
 
     /** ejabberd's answer to a held request, counted; called by {@link HeldRequest} on a link event loop. */

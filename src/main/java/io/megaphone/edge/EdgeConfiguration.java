@@ -83,9 +83,9 @@ class EdgeConfiguration {
         return new CorsWebFilter(source);
     }
 
-    /** Ahead of Boot's error handler (order -1), which renders HTML error pages for browsers. */
+    /** Replaces Boot's error handler (which renders HTML error pages for browsers), at its order. */
     @Bean
-    @Order(-2)
+    @Order(-1)
     EdgeExceptionHandler edgeExceptionHandler() {
         return new EdgeExceptionHandler();
     }

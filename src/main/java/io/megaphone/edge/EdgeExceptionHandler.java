@@ -8,18 +8,19 @@ import org.springframework.http.HttpHeaders;
 import org.springframework.http.HttpStatus;
 import org.springframework.web.server.ResponseStatusException;
 import org.springframework.web.server.ServerWebExchange;
-import org.springframework.web.server.WebExceptionHandler;
+import org.springframework.boot.webflux.error.ErrorWebExceptionHandler;
 import reactor.core.publisher.Mono;
 import reactor.netty.channel.AbortedException;
 
 /**
- * WebFlux's exception handling for the BOSH port, ahead of Boot's error handler (which renders HTML for browsers):
+ * WebFlux's exception handling for the BOSH port, in place of Boot's error handler (which renders HTML for browsers;
+ * as an {@link ErrorWebExceptionHandler} bean this one replaces it, and its place in every request's chain):
  * every failure becomes a short, well-formed answer. What the edge answers itself ({@link EdgeAnswerException}) is
  * written as it is; WebFlux's own statuses (404 for an unknown path, 405 for a method, 415, 400) become plain text
  * with their standard reason; anything else is logged (rate-limited) and answered 500 in plain text, never with a
  * stack trace. A failure after the answer started can only close the connection, which the server does.
  */
-final class EdgeExceptionHandler implements WebExceptionHandler {
+final class EdgeExceptionHandler implements ErrorWebExceptionHandler {
 
     private static final Logger log = LoggerFactory.getLogger(EdgeExceptionHandler.class);
     private static final long LOG_INTERVAL_NANOS = TimeUnit.SECONDS.toNanos(1);
