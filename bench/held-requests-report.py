@@ -58,10 +58,10 @@ def histogram(n):
     return classes
 
 RULES = [
-    ("io.megaphone.edge.BoshHandler$$Lambda", "Reactor Mono chain of BoshHandler/LinkPool (operators, sinks, lambdas)"),
-    ("io.megaphone.link.LinkPool$$Lambda", "Reactor Mono chain of BoshHandler/LinkPool (operators, sinks, lambdas)"),
-    ("reactor.core.", "Reactor Mono chain of BoshHandler/LinkPool (operators, sinks, lambdas)"),
-    ("io.megaphone.", "megaphone objects (PendingRequest, RequestEnvelope; their arrays are under byte[])"),
+    ("reactor.core.", "Reactor operators (WebFlux's filter, exception-handler and dispatcher chain; the body join)"),
+    ("reactor.util.", "Reactor operators (WebFlux's filter, exception-handler and dispatcher chain; the body join)"),
+    ("org.springframework.", "Spring WebFlux exchange (request, response, exchange, lambdas of its chain)"),
+    ("io.megaphone.", "megaphone objects (HeldRequest, PendingRequest, RequestEnvelope, RequestDeadline; arrays under byte[])"),
     ("reactor.netty.", "Reactor Netty HTTP server (HttpServerOperations, HttpTrafficHandler, ConnectionInfo...)"),
     ("io.netty.handler.codec.http.", "Netty HTTP codec, request/response and headers"),
     ("io.netty.handler.codec.DefaultHeaders", "Netty HTTP codec, request/response and headers"),
@@ -70,6 +70,8 @@ RULES = [
     ("[B", "byte[] and String (bench/hprof-referrers.py tells whose)"),
     ("java.lang.String", "byte[] and String (bench/hprof-referrers.py tells whose)"),
     ("java.net.", "java.net socket addresses (local and remote)"),
+    ("java.util.concurrent.ConcurrentHashMap", "JDK maps (the exchange's attributes and other per-request maps)"),
+    ("[Ljava.util.concurrent.ConcurrentHashMap", "JDK maps (the exchange's attributes and other per-request maps)"),
 ]
 
 
@@ -77,7 +79,7 @@ def category(name):
     for prefix, label in RULES:
         if name.startswith(prefix):
             return label
-    return "other (JDK collections, ...)"
+    return "other (JDK collections, arrays, ...)"
 
 
 first, last = points[0], points[-1]

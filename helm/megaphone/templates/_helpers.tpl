@@ -159,6 +159,7 @@ and the link GOAWAY fit in the rest).
       "max-body-bytes" (int $edge.maxBodyBytes)
       "retry-after-seconds" (int $edge.retryAfterSeconds)
       "trusted-proxies" $edge.trustedProxies
+      "forwarded-header" $edge.forwardedHeader
       "proxy-protocol" $edge.proxyProtocol
       "drain-timeout" (printf "%ds" (sub $grace 15))
       "drain-delay" (printf "%ds" (int .Values.drain.delaySeconds))
@@ -170,7 +171,8 @@ and the link GOAWAY fit in the rest).
         "sessions-per-second" $edge.admission.sessionsPerSecond
         "sessions-burst" $edge.admission.sessionsBurst
         "sessions-per-second-per-client" $edge.admission.sessionsPerSecondPerClient
-        "sessions-burst-per-client" $edge.admission.sessionsBurstPerClient)))
+        "sessions-burst-per-client" $edge.admission.sessionsBurstPerClient
+        "per-client" $edge.admission.perClient)))
 }}
 {{- with .Values.link.discovery }}
 {{- if .dnsName }}

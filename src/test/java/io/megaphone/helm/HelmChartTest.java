@@ -133,7 +133,10 @@ class HelmChartTest {
         assertThat((Integer) at(config, "megaphone", "link", "links-per-node")).isEqualTo(4);
         assertThat((String) at(config, "megaphone", "edge", "upstream-timeout")).isEqualTo("310s");
         assertThat((List<Object>) at(config, "megaphone", "edge", "paths")).containsExactly("/http-bind", "/bosh");
-        assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(200000);
+        assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(150000);
+        assertThat((String) at(config, "megaphone", "edge", "admission", "per-client"))
+                .as("behind an ingress with no trusted proxies, no per-client throttle").isEqualTo("auto");
+        assertThat((String) at(config, "megaphone", "edge", "forwarded-header")).isEqualTo("x-forwarded-for");
         assertThat((Object) at(config, "megaphone", "link", "secret")).as("no secret in a ConfigMap").isNull();
         assertThat((Object) at(config, "megaphone", "link", "discovery")).as("no DNS name, no discovery").isNull();
     }
