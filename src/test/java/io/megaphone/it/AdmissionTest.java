@@ -1,19 +1,12 @@
 package io.megaphone.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.awaitility.Awaitility.await;
 
-import io.megaphone.link.LinkPool;
-import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Nested;
 import org.junit.jupiter.api.Test;
-import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 
 /**
  * Admission control against reconnect storms, through the real ECM and ejabberd: the per-client session bucket
@@ -75,22 +68,11 @@ class AdmissionTest {
     @Nested
     @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT, properties = {
         "management.server.port=0", "megaphone.link.links-per-node=1"})
-    class BehindALoadBalancerWithNoTrustedProxies {
-
-        @DynamicPropertySource
-        static void link(DynamicPropertyRegistry registry) {
-            RealStack.linkToSharedEjabberd(registry);
-        }
-
-        @LocalServerPort
-        int port;
-
-        @Autowired
-        LinkPool pool;
+    class BehindALoadBalancerWithNoTrustedProxies extends RealEcmTest {
 
         @Test
         void aFleetSharingTheBalancersAddressIsNotThrottledAsOneClient() throws Exception {
-            await().atMost(Duration.ofSeconds(10)).until(() -> pool.readyLinks() == 1);
+            awaitLinks(1);
             // 40 logins from one address at once: the per-client default (10/s, burst 20) would refuse about 20.
             assertThat(stormRefusals("http://127.0.0.1:" + port + "/http-bind", null, 40)).isZero();
         }
@@ -103,22 +85,11 @@ class AdmissionTest {
         "megaphone.edge.trusted-proxies=127.0.0.0/8",
         "megaphone.edge.admission.sessions-per-second-per-client=0.01",
         "megaphone.edge.admission.sessions-burst-per-client=3"})
-    class BehindATrustedProxy {
-
-        @DynamicPropertySource
-        static void link(DynamicPropertyRegistry registry) {
-            RealStack.linkToSharedEjabberd(registry);
-        }
-
-        @LocalServerPort
-        int port;
-
-        @Autowired
-        LinkPool pool;
+    class BehindATrustedProxy extends RealEcmTest {
 
         @Test
         void eachReportedClientHasItsOwnBucket() throws Exception {
-            await().atMost(Duration.ofSeconds(10)).until(() -> pool.readyLinks() == 1);
+            awaitLinks(1);
             String url = "http://127.0.0.1:" + port + "/http-bind";
             assertThat(stormRefusals(url, "203.0.113.7", 6)).as("past the burst of 3").isEqualTo(3);
             assertThat(stormRefusals(url, "203.0.113.8", 3)).as("another client behind the same proxy").isZero();

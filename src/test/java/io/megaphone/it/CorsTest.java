@@ -10,9 +10,6 @@ import java.time.Duration;
 import org.junit.jupiter.api.Nested;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.context.DynamicPropertyRegistry;
-import org.springframework.test.context.DynamicPropertySource;
 
 /**
  * CORS on the BOSH port, as browsers on another origin see it: preflights answered by the ECM, the allow headers on
@@ -42,15 +39,7 @@ class CorsTest {
         "management.server.port=0", "megaphone.link.links-per-node=1",
         "megaphone.edge.cors.allowed-origins=https://chat.example.org",
         "megaphone.edge.cors.allow-credentials=true", "megaphone.edge.cors.max-age=10m"})
-    class ExactOriginsWithCredentials {
-
-        @DynamicPropertySource
-        static void link(DynamicPropertyRegistry registry) {
-            RealStack.linkToSharedEjabberd(registry);
-        }
-
-        @LocalServerPort
-        int port;
+    class ExactOriginsWithCredentials extends RealEcmTest {
 
         @Test
         void aPreflightFromAnAllowedOriginNamesThatOriginAndAllowsCredentials() throws Exception {
@@ -85,15 +74,7 @@ class CorsTest {
     @Nested
     @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT, properties = {
         "management.server.port=0", "megaphone.link.links-per-node=1"})
-    class AnyOriginByDefault {
-
-        @DynamicPropertySource
-        static void link(DynamicPropertyRegistry registry) {
-            RealStack.linkToSharedEjabberd(registry);
-        }
-
-        @LocalServerPort
-        int port;
+    class AnyOriginByDefault extends RealEcmTest {
 
         @Test
         void anyOriginIsAllowedWithoutCredentials() throws Exception {
