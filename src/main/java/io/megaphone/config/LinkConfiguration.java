@@ -18,15 +18,24 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import javax.net.ssl.SSLException;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.socket.SocketChannel;
 import org.springframework.context.annotation.Bean;
+import org.springframework.http.client.ReactorResourceFactory;
+import reactor.netty.resources.LoopResources;
 import org.springframework.context.annotation.Configuration;
 
 /** Builds the {@link LinkPool} from {@code megaphone.link.*} and starts connecting at startup. */
 @Configuration(proxyBeanMethods = false)
 class LinkConfiguration {
 
+    /**
+     * The links run on the event loops of the web server (Reactor Netty's, from Boot's {@link ReactorResourceFactory},
+     * epoll on Linux), so a request can go out, and its answer come back, on its client connection's own loop
+     * ({@code LinkPool.pick}); the pool leaves those loops to the factory, which is closed after the pool.
+     */
     @Bean(destroyMethod = "close")
-    LinkPool linkPool(MegaphoneProperties properties) {
+    LinkPool linkPool(MegaphoneProperties properties, ReactorResourceFactory reactorResources) {
         MegaphoneProperties.Link link = properties.link();
         MegaphoneProperties.Tls tls = link.tls();
         LinkSettings settings = new LinkSettings(new HandshakeProof(secret(link)), ecmName(link), link.heartbeat(),
@@ -37,9 +46,11 @@ class LinkConfiguration {
             throw new IllegalStateException("megaphone.link.nodes: [] (expected: at least one host:port of"
                     + " mod_megaphone, or megaphone.link.discovery.dns-name)");
         }
+        LoopResources loops = reactorResources.getLoopResources();
+        EventLoopGroup group = loops.onServer(true);
         LinkPool pool = new LinkPool(discovery ? List.of() : addresses(link.nodes()), link.linksPerNode(), settings,
                 properties.edge().upstreamTimeout(), link.reconnectMinBackoff(), link.reconnectMaxBackoff(),
-                link.ioThreads());
+                group, loops.onChannelClass(SocketChannel.class, group), false);
         pool.start();
         return pool;
     }

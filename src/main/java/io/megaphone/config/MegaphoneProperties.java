@@ -135,7 +135,6 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("50ms") @NotNull Duration reconnectMinBackoff,
             @DefaultValue("500ms") @NotNull Duration reconnectMaxBackoff,
             @DefaultValue("1048576") @Min(4096) int maxFrameBytes,
-            @DefaultValue("1") @Min(1) @Max(64) int ioThreads,
             @DefaultValue("true") boolean inlineSecretAllowed,
             @Valid @NotNull @DefaultValue Discovery discovery,
             @Valid @NotNull @DefaultValue Tls tls) {

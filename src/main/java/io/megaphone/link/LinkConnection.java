@@ -94,7 +94,17 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     // ---- called from any thread ----
 
     void submit(PendingRequest request) {
-        channel.eventLoop().execute(() -> register(request));
+        if (channel.eventLoop().inEventLoop()) {
+            register(request); // the caller is on this link's loop: no hand-over
+        } else {
+            channel.eventLoop().execute(() -> register(request));
+        }
+    }
+
+    /** Whether the calling thread is this link's event loop. */
+    boolean inEventLoop() {
+        Channel ch = channel;
+        return ch != null && ch.eventLoop().inEventLoop();
     }
 
     void cancel(PendingRequest request) {

@@ -1,6 +1,7 @@
 package io.megaphone.link;
 
 import io.netty.bootstrap.Bootstrap;
+import io.netty.channel.Channel;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
@@ -16,6 +17,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.Objects;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import org.slf4j.Logger;
@@ -38,8 +40,17 @@ public final class LinkPool implements AutoCloseable {
      * requests never wait: with no link ready they get 503 at once.
      */
     static final long FAILOVER_WAIT_NANOS = TimeUnit.SECONDS.toNanos(1);
+    /**
+     * How many more requests in flight than the least loaded link a link on the caller's own event loop may have and
+     * still be picked: enough that load spreads evenly when clients are spread evenly over the loops, not so much
+     * that one link takes everything when they are not.
+     */
+    static final int AFFINITY_SLACK = 64;
 
     private final EventLoopGroup group;
+    /** False when the group is the web server's (shared): closing the pool then leaves it running. */
+    private final boolean ownsGroup;
+    private volatile ScheduledFuture<?> parkedExpiry;
     private final List<LinkSlot> slots = new CopyOnWriteArrayList<>();
     private final List<MembershipListener> membershipListeners = new CopyOnWriteArrayList<>();
     private final Bootstrap bootstrap;
@@ -74,17 +85,32 @@ public final class LinkPool implements AutoCloseable {
      */
     public LinkPool(List<InetSocketAddress> nodes, int linksPerNode, LinkSettings settings, Duration upstreamTimeout,
                     Duration minBackoff, Duration maxBackoff, int ioThreads) {
+        this(nodes, linksPerNode, settings, upstreamTimeout, minBackoff, maxBackoff,
+                new MultiThreadIoEventLoopGroup(ioThreads, NioIoHandler.newFactory()), NioSocketChannel.class, true);
+    }
+
+    /**
+     * A pool whose links run on {@code group}, e.g. the event loops of the web server that receives the clients'
+     * requests: a request then goes out on a link of its client connection's own event loop when there is one, and
+     * its answer comes back on that loop, with no hand-over between threads ({@link #pick}).
+     *
+     * @param ownsGroup whether {@link #close()} shuts {@code group} down
+     */
+    public LinkPool(List<InetSocketAddress> nodes, int linksPerNode, LinkSettings settings, Duration upstreamTimeout,
+                    Duration minBackoff, Duration maxBackoff, EventLoopGroup group,
+                    Class<? extends Channel> channelClass, boolean ownsGroup) {
         Objects.requireNonNull(nodes, "nodes");
         if (linksPerNode < 1) {
             throw new IllegalArgumentException("linksPerNode: " + linksPerNode + " (expected: >= 1)");
         }
         this.upstreamTimeoutNanos = upstreamTimeout.toNanos();
-        this.group = new MultiThreadIoEventLoopGroup(ioThreads, NioIoHandler.newFactory());
+        this.group = Objects.requireNonNull(group, "group");
+        this.ownsGroup = ownsGroup;
         this.settings = settings;
         this.linksPerNode = linksPerNode;
         this.minBackoff = minBackoff;
         this.maxBackoff = maxBackoff;
-        this.bootstrap = new Bootstrap().group(group).channel(NioSocketChannel.class)
+        this.bootstrap = new Bootstrap().group(group).channel(channelClass)
                 .option(ChannelOption.TCP_NODELAY, true)
                 .option(ChannelOption.SO_KEEPALIVE, true)
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000);
@@ -144,7 +170,7 @@ public final class LinkPool implements AutoCloseable {
     public void start() {
         started = true;
         slots.forEach(LinkSlot::start);
-        group.next().scheduleAtFixedRate(this::expireParked, 100, 100, TimeUnit.MILLISECONDS);
+        parkedExpiry = group.next().scheduleAtFixedRate(this::expireParked, 100, 100, TimeUnit.MILLISECONDS);
     }
 
     /**
@@ -243,6 +269,9 @@ public final class LinkPool implements AutoCloseable {
     /**
      * The ready link with the fewest in flight; after a failure, one to the failed link's node if possible. Ties
      * go round-robin (the scan starts at a rotating slot), so at low load new sessions still spread over nodes.
+     * A new request called from an event loop prefers a ready link on that same loop when its load is within
+     * {@link #AFFINITY_SLACK} of the least loaded one: its REQUEST is then written, and its answer delivered, without
+     * a hand-over between threads.
      */
     private LinkConnection pick(LinkConnection failed) {
         List<LinkSlot> candidates = slots;
@@ -252,6 +281,7 @@ public final class LinkPool implements AutoCloseable {
         }
         int start = Math.floorMod(rotation++, size);
         LinkConnection best = null;
+        LinkConnection local = null;
         boolean bestSameNode = false;
         for (int i = 0; i < size; i++) {
             LinkSlot slot = candidates.get((start + i) % size);
@@ -259,12 +289,18 @@ public final class LinkPool implements AutoCloseable {
             if (link == null || link == failed || !link.canTake()) {
                 continue;
             }
+            if (failed == null && link.inEventLoop() && (local == null || link.inflightCount() < local.inflightCount())) {
+                local = link;
+            }
             boolean sameNode = failed != null && slot.name().startsWith(nodeOf(failed));
             if (best == null || (sameNode && !bestSameNode)
                     || (sameNode == bestSameNode && link.inflightCount() < best.inflightCount())) {
                 best = link;
                 bestSameNode = sameNode;
             }
+        }
+        if (local != null && local.inflightCount() <= best.inflightCount() + AFFINITY_SLACK) {
+            return local;
         }
         return best;
     }
@@ -321,7 +357,13 @@ public final class LinkPool implements AutoCloseable {
         while ((request = parked.poll()) != null) {
             request.fail(new UpstreamUnavailableException("the ECM is shutting down"));
         }
-        group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+        ScheduledFuture<?> expiry = parkedExpiry;
+        if (expiry != null) {
+            expiry.cancel(false);
+        }
+        if (ownsGroup) {
+            group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+        }
     }
 
     /** Sends GOAWAY on every link; each closes once its requests are answered. */
