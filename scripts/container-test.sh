@@ -132,10 +132,18 @@ build "$WORK/ecm-build.log" "${ecm_args[@]}" -t "$ECM_IMAGE" -f Dockerfile .
 # ---- the ejabberd images, after mod_megaphone's eunit tests against each -----------------------------------
 declare -A EJ_IMAGE EJ_VERSION
 for r in "${RELEASES[@]}"; do
-    step "mod_megaphone eunit on $r's ejabberd (ejabberd/Dockerfile --target test)"
-    build "$WORK/ej-test-$r.log" -f ejabberd/Dockerfile --build-arg "BASE_IMAGE=localhost/debian:$r" --target test .
-    grep -E "All [0-9]+ tests passed|tests passed" "$WORK/ej-test-$r.log" | tail -n 1 | sed 's/^ */  /' \
-        || die "no eunit summary in the $r test build"
+    # The build stage (ejabberd, erlang-dev, the compiled module) runs the eunit tests in a throwaway container:
+    # a cached "--target test" build would not run them again.
+    step "mod_megaphone eunit on $r's ejabberd (the build stage of ejabberd/Dockerfile)"
+    build "$WORK/ej-test-$r.log" -f ejabberd/Dockerfile --build-arg "BASE_IMAGE=localhost/debian:$r" --target build \
+        -t "localhost/megaphone-ejabberd-build:test-$r" .
+    if ! podman run --rm --network none -v "$REPO/docs/protocol-vectors.txt:/build/protocol-vectors.txt:ro" \
+         "localhost/megaphone-ejabberd-build:test-$r" \
+         make -s -C /build/mod_megaphone test MEGAPHONE_VECTORS=/build/protocol-vectors.txt > "$WORK/eunit-$r.log" 2>&1; then
+        tail -n 60 "$WORK/eunit-$r.log" >&2
+        die "mod_megaphone's eunit tests failed on $r's ejabberd"
+    fi
+    grep -E "tests passed|passed\." "$WORK/eunit-$r.log" | tail -n 1 | sed 's/^ */  /'
     EJ_IMAGE[$r]="localhost/megaphone-ejabberd:test-$r"
     build "$WORK/ej-build-$r.log" -f ejabberd/Dockerfile --build-arg "BASE_IMAGE=localhost/debian:$r" -t "${EJ_IMAGE[$r]}" .
     EJ_VERSION[$r]="$(podman run --rm --entrypoint dpkg-query "${EJ_IMAGE[$r]}" -W -f='${Version}' ejabberd)"
@@ -177,8 +185,20 @@ readiness_is() { # readiness_is MGMT_PORT CODE
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/actuator/health/readiness")" = "$2" ]
 }
 
-metric() { # metric FILE NAME_WITH_LABELS -> the value, or nothing
-    awk -v name="$2" '$1 == name { print $2 }' "$1"
+running() { [ "$(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+
+ready_or_exited() { # ready_or_exited MGMT_PORT CONTAINER: stops waiting when the container has exited
+    readiness_is "$1" 200 || ! running "$2"
+}
+
+metric() { # metric FILE NAME [LABEL="VALUE"...] -> the value of the first sample with these labels, or nothing
+    local file=$1 name=$2 lines
+    shift 2
+    lines="$(grep -E "^$name[ {]" "$file" || true)"
+    for label in "$@"; do
+        lines="$(grep -F "$label" <<< "$lines" || true)"
+    done
+    head -n 1 <<< "$lines" | awk '{ print $NF }'
 }
 
 NS="http://jabber.org/protocol/httpbind"
@@ -203,12 +223,14 @@ run_release() {
     echo "  ejabberd ${EJ_VERSION[$r]} runs with mod_megaphone; alice and bob registered"
 
     # The prod profile (JSON logs, secret from a file); a memory limit and one CPU, to check that the JVM sizes
-    # itself from them (JAVA_HEAP_PERCENT of the limit, JAVA_ACTIVE_PROCESSORS).
+    # itself from them (JAVA_HEAP_PERCENT of the limit, JAVA_ACTIVE_PROCESSORS); the Helm chart's readiness
+    # (readinessState and firstLink: ready from the first link on).
     podman run -d --pod "$pod" --name "$ecm" --memory "${ECM_MEMORY_MB}m" \
         -e SPRING_PROFILES_ACTIVE=prod -e MEGAPHONE_LINK_NODES=127.0.0.1:5290 \
         -e MEGAPHONE_LINK_SECRET_FILE=/run/secrets/megaphone-link-secret -e JAVA_ACTIVE_PROCESSORS=1 \
+        -e MANAGEMENT_ENDPOINT_HEALTH_GROUP_READINESS_INCLUDE=readinessState,firstLink \
         -v "$WORK/link-secret:/run/secrets/megaphone-link-secret:ro" "$ECM_IMAGE" >/dev/null
-    if ! wait_for 90 "readiness" readiness_is "$mgmt" 200; then
+    if ! wait_for 90 "readiness" ready_or_exited "$mgmt" "$ecm" || ! readiness_is "$mgmt" 200; then
         podman logs "$ecm" 2>&1 | tail -n 40 >&2
         die "the ECM container did not become ready (http://127.0.0.1:$mgmt/actuator/health/readiness)"
     fi
@@ -223,9 +245,9 @@ run_release() {
         || die "no Prometheus scrape at http://127.0.0.1:$mgmt/actuator/prometheus"
     local links answered heap cpus
     links="$(grep -c '^megaphone_link_up{.*} 1\.0$' "$WORK/scrape-$r.txt" || true)"
-    answered="$(metric "$WORK/scrape-$r.txt" 'megaphone_edge_requests_total{outcome="answered"}')"
-    heap="$(metric "$WORK/scrape-$r.txt" 'jvm_memory_max_bytes{area="heap",id="G1 Old Gen"}')"
-    cpus="$(metric "$WORK/scrape-$r.txt" 'system_cpu_count')"
+    answered="$(metric "$WORK/scrape-$r.txt" megaphone_edge_requests_total 'outcome="answered"')"
+    heap="$(metric "$WORK/scrape-$r.txt" jvm_memory_max_bytes 'area="heap"' 'id="G1 Old Gen"')"
+    cpus="$(metric "$WORK/scrape-$r.txt" system_cpu_count)"
     [ "$links" -ge 1 ] || die "the scrape shows no link up"
     python3 -c "import sys; sys.exit(0 if float('${answered:-0}') >= 10 else 1)" \
         || die "megaphone_edge_requests_total{outcome=\"answered\"} is ${answered:-missing} after a chat (expected: >= 10)"
@@ -236,9 +258,36 @@ run_release() {
     echo "  Prometheus scrape from outside: $links links up, ${answered%.0} requests answered; heap max $((${heap%.*} / 1048576)) MiB of a ${ECM_MEMORY_MB} MiB limit; $cpus CPU"
 
     if [ "$drain" = 1 ]; then
+        ejabberd_restart_check "$url" "$mgmt" "$ej"
         drain_check "$url" "$mgmt" "$ecm"
     fi
     podman pod rm -f "$pod" >/dev/null
+}
+
+links_up() { # links_up MGMT_PORT -> the number of links up in the scrape
+    curl -s "http://127.0.0.1:$1/actuator/prometheus" | grep -c '^megaphone_link_up{.*} 1\.0$' || true
+}
+links_up_is() { [ "$(links_up "$1")" = "$2" ]; }
+links_up_at_least() { [ "$(links_up "$1")" -ge "$2" ]; }
+
+# The shared ejabberd stops: the ECM must stay ready (the chart's readiness) and answer BOSH with a retryable 503
+# + Retry-After; when ejabberd is back, the links come back and the ECM serves again.
+ejabberd_restart_check() {
+    local url=$1 mgmt=$2 ej=$3 code retry
+    podman stop --time 20 "$ej" >/dev/null
+    wait_for 30 "links down" links_up_is "$mgmt" 0 \
+        || die "ejabberd stopped, but the ECM still shows links up"
+    readiness_is "$mgmt" 200 || die "ejabberd stopped: the ECM's readiness went down (expected: it stays ready from the first link on)"
+    code="$(curl -s -D "$WORK/nolink.headers" -o "$WORK/nolink.body" -w '%{http_code}' -H 'Content-Type: text/xml; charset=utf-8' \
+        --data "<body rid='3000' to='$DOMAIN' wait='10' hold='1' ver='1.6' xmlns='$NS' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>" "$url")"
+    retry="$(grep -i '^retry-after:' "$WORK/nolink.headers" | tr -d '\r' | cut -d' ' -f2)"
+    [ "$code" = 503 ] && [ -n "$retry" ] \
+        || die "ejabberd stopped: a session creation got HTTP $code, Retry-After '${retry}' (expected: 503 with Retry-After): $(cat "$WORK/nolink.body")"
+    echo "  ejabberd stopped: ECM readiness still 200; a BOSH request gets $code, Retry-After: $retry, body $(head -c 120 "$WORK/nolink.body")"
+    podman start "$ej" >/dev/null
+    wait_for 60 "links back" links_up_at_least "$mgmt" 1 \
+        || die "ejabberd restarted, but no link came back within 60 s"
+    echo "  ejabberd restarted: $(links_up "$mgmt") links up again"
 }
 
 # A request held by ejabberd (an empty poll of a fresh session, wait 10 s), then SIGTERM to the ECM container.
