@@ -255,7 +255,7 @@ run_release() {
     python3 -c "import sys; h = float('${heap:-0}') / ($ECM_MEMORY_MB * 1048576); sys.exit(0 if 0.50 <= h <= 0.62 else 1)" \
         || die "heap max ${heap:-missing} B is not about 60 % of the ${ECM_MEMORY_MB} MiB container limit"
     [ "${cpus:-}" = "1.0" ] || die "system_cpu_count is ${cpus:-missing} (expected: 1.0 from JAVA_ACTIVE_PROCESSORS=1)"
-    echo "  Prometheus scrape from outside: $links links up, ${answered%.0} requests answered; heap max $((${heap%.*} / 1048576)) MiB of a ${ECM_MEMORY_MB} MiB limit; $cpus CPU"
+    echo "  Prometheus scrape from outside: $links links up, ${answered%.0} requests answered; heap max $(python3 -c "print(round(float('$heap') / 1048576))") MiB of a ${ECM_MEMORY_MB} MiB limit; $cpus CPU"
 
     if [ "$drain" = 1 ]; then
         ejabberd_restart_check "$url" "$mgmt" "$ej"
@@ -295,7 +295,7 @@ drain_check() {
     local url=$1 mgmt=$2 ecm=$3 created sid held_pid t0 ready_down="" code exit_code
     created="$(curl -s -H 'Content-Type: text/xml; charset=utf-8' "$url" --data \
         "<body rid='2000' to='$DOMAIN' wait='10' hold='1' ver='1.6' xmlns='$NS' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>")"
-    sid="$(grep -o "sid='[^']*'" <<< "$created" | head -n 1 | cut -d"'" -f2)"
+    sid="$( (grep -o "sid='[^']*'" <<< "$created" || true) | head -n 1 | cut -d"'" -f2)"
     [ -n "$sid" ] || die "drain: no session created: $created"
     curl -s -D "$WORK/held.headers" -o "$WORK/held.body" -w '%{http_code} %{time_total}' \
         -H 'Content-Type: text/xml; charset=utf-8' --data "<body rid='2001' sid='$sid' xmlns='$NS'/>" "$url" \
@@ -311,7 +311,7 @@ drain_check() {
         die "drain: readiness did not go down within 5 s of SIGTERM"
     fi
     wait "$held_pid" || die "drain: the held request failed: $(cat "$WORK/held.result" 2>/dev/null)"
-    read -r code _ < "$WORK/held.result"
+    code="$(cut -d' ' -f1 "$WORK/held.result")"
     [ "$code" = 200 ] || die "drain: the held request got HTTP $code: $(cat "$WORK/held.body")"
     grep -q "<body" "$WORK/held.body" || die "drain: the held request's answer is not a BOSH body: $(cat "$WORK/held.body")"
     exit_code="$(timeout 100 podman wait "$ecm")" || die "drain: the ECM container did not exit within 100 s"
