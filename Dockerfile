@@ -42,7 +42,7 @@ RUN chmod +x mvnw \
        ./mvnw -B -ntp -q dependency:go-offline
 COPY src/ src/
 RUN JAVA_TOOL_OPTIONS="${JAVA_TRUSTSTORE:+-Djavax.net.ssl.trustStore=$JAVA_TRUSTSTORE}" \
-       ./mvnw -B -ntp -q -DskipTests package \
+       ./mvnw -B -ntp -q -Dmaven.test.skip=true package \
     && cp target/megaphone-ecm-*.jar /tmp/app.jar \
     && java -Djarmode=tools -jar /tmp/app.jar extract --layers --launcher --destination /extracted
 

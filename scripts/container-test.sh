@@ -111,10 +111,10 @@ build() { # build LOG ARGS... : podman build, its output in LOG, shown when it f
     fi
 }
 
-for r in "${RELEASES[@]}"; do
+# The ECM's base is bookworm's (the Java 17 of Debian 12, as on the test machines).
+for r in $(printf '%s\n' bookworm "${RELEASES[@]}" | sort -u); do
     base_image "$r"
 done
-base_image bookworm
 
 # ---- the ECM image -----------------------------------------------------------------------------------------
 step "ECM image $ECM_IMAGE (Dockerfile on localhost/debian:bookworm)"
@@ -173,7 +173,7 @@ chmod 0444 "$WORK/link-secret"
 
 # wait_for SECONDS WHAT COMMAND...: retries COMMAND every 0.5 s
 wait_for() {
-    local limit=$1 what=$2 deadline=$((SECONDS + $1))
+    local deadline=$((SECONDS + $1))  # $2 names what is awaited, for the reader
     shift 2
     until "$@" >/dev/null 2>&1; do
         [ "$SECONDS" -lt "$deadline" ] || return 1
@@ -194,7 +194,7 @@ ready_or_exited() { # ready_or_exited MGMT_PORT CONTAINER: stops waiting when th
 metric() { # metric FILE NAME [LABEL="VALUE"...] -> the value of the first sample with these labels, or nothing
     local file=$1 name=$2 lines
     shift 2
-    lines="$(grep -E "^$name[ {]" "$file" || true)"
+    lines="$(grep -E "^${name}[ {]" "$file" || true)"
     for label in "$@"; do
         lines="$(grep -F "$label" <<< "$lines" || true)"
     done
@@ -204,7 +204,7 @@ metric() { # metric FILE NAME [LABEL="VALUE"...] -> the value of the first sampl
 NS="http://jabber.org/protocol/httpbind"
 
 run_release() {
-    local r=$1 drain=$2 pod="megaphone-ct-$$-$1" ports bosh mgmt
+    local r=$1 drain=$2 pod="megaphone-ct-$$-$1" bosh mgmt
     read -r bosh mgmt <<< "$(free_ports 2)"
     local ej="$pod-ejabberd" ecm="$pod-ecm" url="http://127.0.0.1:$bosh/http-bind"
     step "pod $pod: ejabberd ${EJ_VERSION[$r]} + the ECM; BOSH on 127.0.0.1:$bosh, management on 127.0.0.1:$mgmt"

@@ -90,7 +90,7 @@ class DockerfileLintTest {
         List<String> lines = Files.readAllLines(Path.of(".dockerignore"));
 
         assertThat(lines).contains("*", "!mvnw", "!.mvn/", "!pom.xml", "!src/", "!ejabberd/mod_megaphone/",
-                "!ejabberd/container/", "!docs/protocol-vectors.txt", "**/target/", "**/ebin/");
+                "!ejabberd/container/", "!docs/protocol-vectors.txt", "src/test/", "**/target/", "**/ebin/");
     }
 
     private static void installLinter() throws Exception {
