@@ -140,7 +140,8 @@ for r in "${RELEASES[@]}"; do
     if ! podman run --rm --network none -v "$REPO/docs/protocol-vectors.txt:/build/protocol-vectors.txt:ro" \
          "localhost/megaphone-ejabberd-build:test-$r" \
          make -s -C /build/mod_megaphone test MEGAPHONE_VECTORS=/build/protocol-vectors.txt > "$WORK/eunit-$r.log" 2>&1; then
-        tail -n 60 "$WORK/eunit-$r.log" >&2
+        grep -A 15 -F '*failed*' "$WORK/eunit-$r.log" >&2 || true
+        tail -n 20 "$WORK/eunit-$r.log" >&2
         die "mod_megaphone's eunit tests failed on $r's ejabberd"
     fi
     grep -E "tests passed|passed\." "$WORK/eunit-$r.log" | tail -n 1 | sed 's/^ */  /'
