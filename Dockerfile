@@ -4,28 +4,61 @@
 #   docker run --rm -p 5280:5280 -p 9090:9090 \
 #     -e MEGAPHONE_LINK_NODES=ejabberd.example.net:5290 -e MEGAPHONE_LINK_SECRET=s3cret megaphone-ecm
 #
-# Stage 1 builds the Spring Boot jar with the Maven wrapper on Java 17 (the project's build level) and
-# extracts its layers; stage 2 runs it on a Java 25 JRE as a non-root user. Layers are copied from the
-# least to the most often changed, so a code change rebuilds only the last, small layer.
+# Stage 1 builds the Spring Boot jar with the Maven wrapper on Java 17 and extracts its layers; stage 2 runs it
+# on a Java 17 JRE (the JDK the test suite runs on) as a non-root user. Layers are copied from the least to the
+# most often changed, so a code change rebuilds only the last, small layer.
+#
+# The bases are build arguments. The defaults are the public Eclipse Temurin images; any Debian or Ubuntu base
+# works too (Java 17 is then installed from its own packages), e.g. one made from Debian packages where Docker
+# Hub is out of reach (scripts/container-test.sh does this with mmdebstrap):
+#
+#   podman build --network host \
+#     --build-arg BUILD_IMAGE=localhost/debian:bookworm --build-arg RUNTIME_IMAGE=localhost/debian:bookworm \
+#     -v /etc/ssl/certs/java/cacerts:/run/host-cacerts:ro --build-arg JAVA_TRUSTSTORE=/run/host-cacerts \
+#     -t megaphone-ecm .
+#
+# JAVA_TRUSTSTORE (optional) is a Java truststore mounted into the build for the Maven downloads, for build hosts
+# behind a TLS-inspecting proxy whose CA only the host trusts.
 
-FROM eclipse-temurin:17-jdk AS build
+ARG BUILD_IMAGE=eclipse-temurin:17-jdk
+ARG RUNTIME_IMAGE=eclipse-temurin:17-jre
+
+FROM ${BUILD_IMAGE} AS build
+# A plain Debian/Ubuntu base has no JDK; the Maven wrapper needs unzip (or curl/wget, else Java) for Maven itself.
+RUN missing=""; \
+    command -v javac >/dev/null 2>&1 || missing="$missing openjdk-17-jdk-headless"; \
+    command -v unzip >/dev/null 2>&1 || missing="$missing unzip"; \
+    if [ -n "$missing" ]; then \
+      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 WORKDIR /src
+ARG JAVA_TRUSTSTORE=""
 # The wrapper and the POM first: the dependency download is cached until pom.xml changes.
 COPY mvnw pom.xml ./
 COPY .mvn/ .mvn/
-RUN chmod +x mvnw && ./mvnw -B -ntp -q dependency:go-offline
+RUN chmod +x mvnw \
+    && JAVA_TOOL_OPTIONS="${JAVA_TRUSTSTORE:+-Djavax.net.ssl.trustStore=$JAVA_TRUSTSTORE}" \
+       ./mvnw -B -ntp -q dependency:go-offline
 COPY src/ src/
-RUN ./mvnw -B -ntp -DskipTests package \
+RUN JAVA_TOOL_OPTIONS="${JAVA_TRUSTSTORE:+-Djavax.net.ssl.trustStore=$JAVA_TRUSTSTORE}" \
+       ./mvnw -B -ntp -q -Dmaven.test.skip=true package \
     && cp target/megaphone-ecm-*.jar /tmp/app.jar \
     && java -Djarmode=tools -jar /tmp/app.jar extract --layers --launcher --destination /extracted
 
-FROM eclipse-temurin:25-jre
+FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="megaphone-ecm" \
       org.opencontainers.image.description="Megaphone ECM: BOSH connection manager in front of ejabberd" \
       org.opencontainers.image.licenses="Apache-2.0"
-# A numeric, non-root user: Kubernetes runAsNonRoot can check a numeric UID without reading /etc/passwd.
-RUN groupadd --system --gid 10001 megaphone \
+# tini is PID 1: it forwards SIGTERM to the JVM and maps the JVM's exit status after a SIGTERM (143) to 0, so a
+# completed drain reads as a clean exit. A plain Debian/Ubuntu base also gets Debian's Java 17 JRE here.
+RUN missing="tini"; \
+    command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"; \
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 megaphone \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin megaphone
+# A numeric, non-root user (above): Kubernetes runAsNonRoot can check a numeric UID without reading /etc/passwd.
 WORKDIR /app
 COPY --from=build /extracted/dependencies/ ./
 COPY --from=build /extracted/spring-boot-loader/ ./
@@ -38,14 +71,21 @@ ENV MEGAPHONE_HTTP_PORT=5280 \
     MEGAPHONE_MANAGEMENT_PORT=9090
 EXPOSE 5280 9090
 
-# JVM flags, container-aware: the heap is a share of the container's memory limit (the rest is direct
-# buffers, metaspace, thread stacks and the kernel's socket memory); compact object headers (Java 25)
-# shrink every object, which counts at hundreds of thousands of held requests.
-# The GC is docs/benchmarks.md's choice (memory per held request vs pause times); G1 until it says
-# otherwise. Replace it with JAVA_GC_OPTS (e.g. "-XX:+UseSerialGC"), add flags with JAVA_OPTS.
-ENV JAVA_GC_OPTS="-XX:+UseG1GC" \
+# JVM flags for hundreds of thousands of sockets (docs/operations.md, "Memory sizing"):
+# * JAVA_HEAP_PERCENT: the heap is this share of the container's memory limit. The rest is for what is not heap
+#   and grows with the load: the kernel's socket buffers (about 5 KB per connection, charged to the container's
+#   memory cgroup), direct buffers, metaspace, thread stacks.
+# * JAVA_MAX_DIRECT_MEMORY: bounds direct buffers, Netty's pool included (Netty takes its limit from
+#   -XX:MaxDirectMemorySize when io.netty.maxDirectMemory is unset).
+# * JAVA_ACTIVE_PROCESSORS: the CPUs the JVM sizes its GC and Netty's event loops for. Unset, the JVM follows a CPU
+#   quota (a Kubernetes CPU limit) itself; set it where there is only a request (the Helm chart passes limits.cpu).
+# * JAVA_GC_OPTS replaces the GC (G1; e.g. "-XX:+UseSerialGC"), JAVA_OPTS adds flags.
+ENV JAVA_HEAP_PERCENT=60 \
+    JAVA_MAX_DIRECT_MEMORY=256m \
+    JAVA_ACTIVE_PROCESSORS="" \
+    JAVA_GC_OPTS="-XX:+UseG1GC" \
     JAVA_OPTS=""
-# The exec form runs sh only to expand the two variables; exec hands PID 1 to the JVM so that SIGTERM
-# reaches it and starts the graceful drain. Arguments after the image name go to Spring Boot.
-ENTRYPOINT ["sh", "-c", "exec java -XX:MaxRAMPercentage=75 -XX:+UseCompactObjectHeaders -XX:+ExitOnOutOfMemoryError $JAVA_GC_OPTS $JAVA_OPTS org.springframework.boot.loader.launch.JarLauncher \"$@\"", "megaphone-ecm"]
+# sh expands the variables; exec hands its PID to the JVM (tini's child), so that SIGTERM reaches it and starts the
+# graceful drain. Arguments after the image name go to Spring Boot.
+ENTRYPOINT ["tini", "-e", "143", "--", "sh", "-c", "exec java -XX:MaxRAMPercentage=$JAVA_HEAP_PERCENT -XX:MaxDirectMemorySize=$JAVA_MAX_DIRECT_MEMORY ${JAVA_ACTIVE_PROCESSORS:+-XX:ActiveProcessorCount=$JAVA_ACTIVE_PROCESSORS} -XX:+ExitOnOutOfMemoryError $JAVA_GC_OPTS $JAVA_OPTS org.springframework.boot.loader.launch.JarLauncher \"$@\"", "megaphone-ecm"]
 # No HEALTHCHECK: Kubernetes ignores it and uses the chart's probes on /actuator/health/{liveness,readiness}.

@@ -4,6 +4,8 @@
 # the script prints what B's poll brought back. Both sessions are then terminated.
 #
 #   scripts/bosh-chat.sh URL DOMAIN USER_A PASSWORD_A USER_B PASSWORD_B [TEXT]
+#
+# BOSH_CHAT_LABEL (optional) is appended to the last line in parentheses, e.g. "(container)".
 set -euo pipefail
 [ $# -ge 6 ] || { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 URL=$1 DOMAIN=$2 USER_A=$3 PASS_A=$4 USER_B=$5 PASS_B=$6
@@ -75,7 +77,7 @@ done
 wait "$sent" || true
 if [ "$received" = "$TEXT" ]; then
     echo "  $USER_B received: $received"
-    echo "Message delivered from $USER_A to $USER_B through $URL"
+    echo "Message delivered from $USER_A to $USER_B through $URL${BOSH_CHAT_LABEL:+ ($BOSH_CHAT_LABEL)}"
 else
     echo "bosh-chat: $USER_B's poll did not bring the message; it brought: $(cat "$TMP/b-poll")" >&2
     exit 1

@@ -318,9 +318,13 @@ check_pem_files([{Opt, undefined, required} | _]) ->
 check_pem_files([{Opt, File, _} | Rest]) ->
     case file:read_file(File) of
         {ok, Data} ->
-            case catch public_key:pem_decode(Data) of
+            %% pem_decode/1 raises on some malformed input and returns []
+            %% on text without a PEM block: both mean "not PEM".
+            try public_key:pem_decode(Data) of
                 [_ | _] -> check_pem_files(Rest);
-                _ -> {error, {tls_file, Opt, File, not_pem}}
+                [] -> {error, {tls_file, Opt, File, not_pem}}
+            catch
+                _:_ -> {error, {tls_file, Opt, File, not_pem}}
             end;
         {error, Why} ->
             {error, {tls_file, Opt, File, Why}}

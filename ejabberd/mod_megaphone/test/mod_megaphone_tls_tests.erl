@@ -263,8 +263,10 @@ pem_files() ->
 
 make_pki() ->
     Dir = temp_dir(),
-    Chain = #{root => [{key, {namedCurve, secp256r1}}],
-              peer => [{key, {namedCurve, secp256r1}},
+    %% SHA-256 signatures: OTP 27 (ejabberd 24.12 and later in Debian) no
+    %% longer accepts SHA-1 certificate signatures in TLS 1.3.
+    Chain = #{root => [{key, {namedCurve, secp256r1}}, {digest, sha256}],
+              peer => [{key, {namedCurve, secp256r1}}, {digest, sha256},
                        {extensions, [{'Extension', ?'id-ce-subjectAltName', false,
                                       [{dNSName, "localhost"}]}]}]},
     #{server_config := Server, client_config := Client} =

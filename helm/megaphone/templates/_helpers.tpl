@@ -124,11 +124,36 @@ application-k8s.yaml), last so that it wins over the other profiles' files.
 {{- end }}
 
 {{/*
-megaphone.terminationGracePeriodSeconds: drain.gracePeriodSeconds + 15, so that Kubernetes never kills
-a pod that is still finishing its held requests (the preStop sleep and the JVM's exit fit in the 15 s).
+megaphone.terminationGracePeriodSeconds: the preStop sleep (the load balancer's deregistration), then the
+drain (drain.gracePeriodSeconds, which covers one BOSH wait), then 10 s for the JVM's exit: Kubernetes must
+never SIGKILL a pod that is still finishing its held requests. The clock starts before preStop runs.
 */}}
 {{- define "megaphone.terminationGracePeriodSeconds" -}}
-{{- add (int .Values.drain.gracePeriodSeconds) 15 }}
+{{- add (int .Values.drain.preStopSleepSeconds) (int .Values.drain.gracePeriodSeconds) 10 }}
+{{- end }}
+
+{{/*
+megaphone.managementServiceName: the Service of the management port (Actuator: probes, /actuator/prometheus),
+apart from the client-facing one so that it is never published with it.
+*/}}
+{{- define "megaphone.managementServiceName" -}}
+{{- printf "%s-management" (include "megaphone.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+megaphone.linkPorts: the distinct ports of the ejabberd nodes the ECM links to (link.nodes "host:port", or
+link.discovery.port), one per line; the NetworkPolicy's egress allows them.
+*/}}
+{{- define "megaphone.linkPorts" -}}
+{{- $ports := list }}
+{{- if .Values.link.discovery.dnsName }}
+{{- $ports = append $ports (int .Values.link.discovery.port) }}
+{{- else }}
+{{- range .Values.link.nodes }}
+{{- $ports = append $ports (int (last (splitList ":" (toString .)))) }}
+{{- end }}
+{{- end }}
+{{- $ports | uniq | join "\n" }}
 {{- end }}
 
 {{/*
@@ -143,10 +168,18 @@ and the link GOAWAY fit in the rest).
 {{- if lt $grace 30 }}
 {{- fail (printf "drain.gracePeriodSeconds: %d (expected: >= 30, and 15 above the longest BOSH wait)" $grace) }}
 {{- end }}
+{{- $longestWait := int .Values.drain.longestWaitSeconds }}
+{{- if lt (sub $grace 15) (add $longestWait 5) }}
+{{- fail (printf "drain.gracePeriodSeconds: %d (expected: >= %d: drain.longestWaitSeconds %d + 20, so that a held request gets its full BOSH wait during a drain)" $grace (add $longestWait 20) $longestWait) }}
+{{- end }}
 {{- include "megaphone.validateLinkTls" . }}
+{{- /* Readiness: "firstLink" (ready from the first link on, docs/operations.md) or "links" (ready while linked). */ -}}
+{{- $readiness := list "readinessState" (ternary "links" "firstLink" .Values.readinessProbe.followLinks) }}
 {{- $config := dict
   "server" (dict "port" (int .Values.containerPorts.bosh))
-  "management" (dict "server" (dict "port" (int .Values.containerPorts.management)))
+  "management" (dict
+    "server" (dict "port" (int .Values.containerPorts.management))
+    "endpoint" (dict "health" (dict "group" (dict "readiness" (dict "include" $readiness)))))
   "spring" (dict "lifecycle" (dict "timeout-per-shutdown-phase" (printf "%ds" $grace)))
   "megaphone" (dict
     "link" (dict

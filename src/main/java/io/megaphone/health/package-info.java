@@ -1,2 +1,6 @@
-/** Readiness that follows the links: the ECM is ready while at least one authenticated link takes requests. */
+/**
+ * Readiness that follows the links: {@code links} is UP while at least one authenticated link takes requests (the
+ * default readiness group); {@code firstLink} is UP from the first link on (the Helm chart's readiness, so that a
+ * restart of the shared ejabberd does not empty the Service).
+ */
 package io.megaphone.health;

@@ -15,9 +15,11 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * The Dockerfile, linted with dockerfilelint (npm; no Docker engine runs here) and checked for what the image
- * must have: the layered jar on a Java 25 JRE, a numeric non-root user, the two ports, container-aware JVM flags.
- * dockerfilelint is installed once under target/dockerfilelint from the npm registry.
+ * The Dockerfiles (the ECM's and ejabberd/Dockerfile), linted with dockerfilelint and checked for what the ECM
+ * image must have: the layered jar on a Java 17 JRE (the JDK the tests run on), bases chosen by build arguments,
+ * a numeric non-root user, the two ports, container-aware JVM flags, tini mapping the drained SIGTERM's exit to 0.
+ * dockerfilelint is installed once under target/dockerfilelint from the npm registry. scripts/container-test.sh
+ * builds and runs both images.
  */
 class DockerfileLintTest {
 
@@ -25,6 +27,7 @@ class DockerfileLintTest {
     private static final Path INSTALL_DIR = Path.of("target/dockerfilelint");
     private static final Path BIN = INSTALL_DIR.resolve("node_modules/.bin/dockerfilelint");
     private static final Path DOCKERFILE = Path.of("Dockerfile");
+    private static final Path EJABBERD_DOCKERFILE = Path.of("ejabberd/Dockerfile");
 
     private static String dockerfile;
 
@@ -37,7 +40,10 @@ class DockerfileLintTest {
     void dockerfilelintFindsNoIssue() throws Exception {
         installLinter();
 
-        Result result = run(Duration.ofMinutes(2), BIN.toAbsolutePath().toString(), "-j", DOCKERFILE.toAbsolutePath().toString());
+        // -c: the repository's .dockerfilelintrc, for both files.
+        Result result = run(Duration.ofMinutes(2), BIN.toAbsolutePath().toString(), "-j", "-c",
+                Path.of("").toAbsolutePath().toString(),
+                DOCKERFILE.toAbsolutePath().toString(), EJABBERD_DOCKERFILE.toAbsolutePath().toString());
         Map<String, Object> report = HelmChart.yaml().load(result.stdout());
 
         assertThat((Integer) at(report, "totalIssues"))
@@ -47,8 +53,17 @@ class DockerfileLintTest {
     }
 
     @Test
-    void theImageRunsTheLayeredJarOnAJava25JreAsANumericNonRootUser() {
-        assertThat(dockerfile).contains("FROM eclipse-temurin:25-jre")
+    void theBaseImagesAreBuildArgumentsWhoseDefaultsAreTaggedPublicImages() throws IOException {
+        assertThat(dockerfile).containsPattern("(?m)^ARG BUILD_IMAGE=eclipse-temurin:17-jdk$")
+                .containsPattern("(?m)^ARG RUNTIME_IMAGE=eclipse-temurin:17-jre$")
+                .containsPattern("(?m)^FROM \\$\\{BUILD_IMAGE} AS build$")
+                .containsPattern("(?m)^FROM \\$\\{RUNTIME_IMAGE}$");
+        assertThat(Files.readString(EJABBERD_DOCKERFILE)).containsPattern("(?m)^ARG BASE_IMAGE=debian:bookworm-slim$");
+    }
+
+    @Test
+    void theImageRunsTheLayeredJarOnAJava17JreAsANumericNonRootUser() {
+        assertThat(dockerfile).contains("openjdk-17-jre-headless")
                 .contains("java -Djarmode=tools -jar /tmp/app.jar extract --layers --launcher")
                 .contains("COPY --from=build /extracted/dependencies/ ./")
                 .contains("COPY --from=build /extracted/application/ ./")
@@ -60,10 +75,13 @@ class DockerfileLintTest {
     }
 
     @Test
-    void theJvmSizesItsHeapFromTheContainerAndUsesCompactHeaders() {
-        assertThat(dockerfile).contains("-XX:MaxRAMPercentage=75")
-                .contains("-XX:+UseCompactObjectHeaders")
+    void theJvmSizesItselfFromTheContainerAndTiniTurnsADrainedSigtermIntoExitZero() {
+        assertThat(dockerfile).contains("-XX:MaxRAMPercentage=$JAVA_HEAP_PERCENT")
+                .contains("-XX:MaxDirectMemorySize=$JAVA_MAX_DIRECT_MEMORY")
+                .contains("${JAVA_ACTIVE_PROCESSORS:+-XX:ActiveProcessorCount=$JAVA_ACTIVE_PROCESSORS}")
+                .contains("JAVA_HEAP_PERCENT=60")
                 .contains("JAVA_GC_OPTS=\"-XX:+UseG1GC\"")
+                .contains("ENTRYPOINT [\"tini\", \"-e\", \"143\", \"--\"")
                 .contains("exec java");
     }
 
@@ -71,7 +89,8 @@ class DockerfileLintTest {
     void theBuildContextHoldsOnlyWhatTheBuildNeeds() throws IOException {
         List<String> lines = Files.readAllLines(Path.of(".dockerignore"));
 
-        assertThat(lines).contains("*", "!mvnw", "!.mvn/", "!pom.xml", "!src/", "**/target/");
+        assertThat(lines).contains("*", "!mvnw", "!.mvn/", "!pom.xml", "!src/", "!ejabberd/mod_megaphone/",
+                "!ejabberd/container/", "!docs/protocol-vectors.txt", "src/test/", "**/target/", "**/ebin/");
     }
 
     private static void installLinter() throws Exception {

@@ -48,7 +48,9 @@ class HelmChartTest {
     void thereIsOneCiValuesFilePerFeature() {
         assertThat(HelmChart.ciValuesFiles()).extracting(f -> f.getFileName().toString())
                 .contains("existing-secret-values.yaml", "hpa-values.yaml", "servicemonitor-values.yaml",
-                        "dashboard-values.yaml", "headless-discovery-values.yaml", "link-tls-values.yaml");
+                        "dashboard-values.yaml", "headless-discovery-values.yaml", "link-tls-values.yaml",
+                        "ingress-values.yaml", "prometheusrule-values.yaml", "networkpolicy-values.yaml",
+                        "follow-links-values.yaml");
     }
 
     @ParameterizedTest(name = "{0}")
@@ -67,15 +69,17 @@ class HelmChartTest {
         Map<String, Object> values = valuesFile == null ? HelmChart.load(HelmChart.CHART.resolve("values.yaml"))
                 : HelmChart.merge(HelmChart.load(HelmChart.CHART.resolve("values.yaml")), HelmChart.load(valuesFile));
         int drain = at(values, "drain", "gracePeriodSeconds");
+        int preStop = at(values, "drain", "preStopSleepSeconds");
 
         Map<String, Object> container = rendered.container();
         assertThat((String) at(container, "readinessProbe", "httpGet", "path")).isEqualTo("/actuator/health/readiness");
         assertThat((Object) at(container, "readinessProbe", "httpGet", "port")).isEqualTo("management");
         assertThat((String) at(container, "livenessProbe", "httpGet", "path")).isEqualTo("/actuator/health/liveness");
         assertThat((Object) at(container, "livenessProbe", "httpGet", "port")).isEqualTo("management");
-        assertThat((List<Object>) at(container, "lifecycle", "preStop", "exec", "command")).containsExactly("sleep", "5");
+        assertThat((List<Object>) at(container, "lifecycle", "preStop", "exec", "command"))
+                .containsExactly("sleep", String.valueOf(preStop));
 
-        assertThat((Integer) at(rendered.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(drain + 15);
+        assertThat((Integer) at(rendered.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(preStop + drain + 10);
         assertThat((String) at(rendered.applicationConfig(), "spring", "lifecycle", "timeout-per-shutdown-phase"))
                 .isEqualTo(drain + "s");
         assertThat((String) at(rendered.applicationConfig(), "megaphone", "edge", "drain-timeout"))
@@ -83,7 +87,8 @@ class HelmChartTest {
 
         assertThat((Map<String, Object>) at(rendered.deployment(), "spec", "selector", "matchLabels"))
                 .isEqualTo(SELECTOR);
-        assertThat((Map<String, Object>) at(rendered.one("Service"), "spec", "selector")).isEqualTo(SELECTOR);
+        assertThat(rendered.all("Service")).hasSize(2)
+                .allSatisfy(service -> assertThat((Map<String, Object>) at(service, "spec", "selector")).isEqualTo(SELECTOR));
         assertThat((Map<String, Object>) at(rendered.deployment(), "spec", "template", "metadata", "labels"))
                 .containsAllEntriesOf(SELECTOR);
         assertThat((String) at(rendered.deployment(), "spec", "template", "metadata", "annotations", "checksum/config"))
@@ -92,12 +97,16 @@ class HelmChartTest {
     }
 
     @Test
-    void defaultsExposeBoshAndManagementPortsOnTheServiceAndTheContainer() {
-        List<Map<String, Object>> servicePorts = at(defaults.one("Service"), "spec", "ports");
-        assertThat(servicePorts).extracting(p -> p.get("name"), p -> p.get("port"), p -> p.get("targetPort"))
-                .containsExactly(
-                        org.assertj.core.groups.Tuple.tuple("bosh", 5280, "bosh"),
-                        org.assertj.core.groups.Tuple.tuple("management", 9090, "management"));
+    void defaultsExposeBoshAndManagementPortsOnServicesOfTheirOwnAndTheContainer() {
+        List<Map<String, Object>> boshPorts = at(service(defaults, "megaphone"), "spec", "ports");
+        assertThat(boshPorts).extracting(p -> p.get("name"), p -> p.get("port"), p -> p.get("targetPort"))
+                .containsExactly(org.assertj.core.groups.Tuple.tuple("bosh", 5280, "bosh"));
+        Map<String, Object> management = service(defaults, "megaphone-management");
+        assertThat((String) at(management, "spec", "type")).isEqualTo("ClusterIP");
+        assertThat((String) at(management, "metadata", "labels", "megaphone.io/service")).isEqualTo("management");
+        List<Map<String, Object>> managementPorts = at(management, "spec", "ports");
+        assertThat(managementPorts).extracting(p -> p.get("name"), p -> p.get("port"), p -> p.get("targetPort"))
+                .containsExactly(org.assertj.core.groups.Tuple.tuple("management", 9090, "management"));
         List<Map<String, Object>> containerPorts = at(defaults.container(), "ports");
         assertThat(containerPorts).extracting(p -> p.get("name"), p -> p.get("containerPort"))
                 .containsExactly(
@@ -110,8 +119,10 @@ class HelmChartTest {
     }
 
     @Test
-    void defaultsDrainForNinetySecondsWithinAHundredAndFiveSecondGracePeriod() {
-        assertThat((Integer) at(defaults.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(105);
+    void defaultsSleepTenSecondsForTheLoadBalancerThenDrainForNinetyWithinAHundredAndTenSecondGracePeriod() {
+        assertThat((List<Object>) at(defaults.container(), "lifecycle", "preStop", "exec", "command"))
+                .containsExactly("sleep", "10");
+        assertThat((Integer) at(defaults.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(110);
         assertThat((String) at(defaults.applicationConfig(), "spring", "lifecycle", "timeout-per-shutdown-phase"))
                 .isEqualTo("90s");
         assertThat((String) at(defaults.applicationConfig(), "megaphone", "edge", "drain-timeout")).isEqualTo("75s");
@@ -133,7 +144,7 @@ class HelmChartTest {
         assertThat((Integer) at(config, "megaphone", "link", "links-per-node")).isEqualTo(4);
         assertThat((String) at(config, "megaphone", "edge", "upstream-timeout")).isEqualTo("310s");
         assertThat((List<Object>) at(config, "megaphone", "edge", "paths")).containsExactly("/http-bind", "/bosh");
-        assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(150000);
+        assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(70000);
         assertThat((String) at(config, "megaphone", "edge", "admission", "per-client"))
                 .as("behind an ingress with no trusted proxies, no per-client throttle").isEqualTo("auto");
         assertThat((String) at(config, "megaphone", "edge", "forwarded-header")).isEqualTo("x-forwarded-for");
@@ -206,7 +217,7 @@ class HelmChartTest {
         assertThat((String) at(hpa, "spec", "metrics", 1, "pods", "target", "averageValue")).isEqualTo("50000");
         assertThat((Object) at(rendered.deployment(), "spec", "replicas")).isNull();
         assertThat((Integer) at(rendered.one("PodDisruptionBudget"), "spec", "minAvailable")).isEqualTo(2);
-        assertThat((Integer) at(rendered.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(335);
+        assertThat((Integer) at(rendered.podSpec(), "terminationGracePeriodSeconds")).isEqualTo(340);
         assertThat((String) at(rendered.applicationConfig(), "megaphone", "edge", "drain-timeout")).isEqualTo("305s");
     }
 
@@ -217,7 +228,9 @@ class HelmChartTest {
 
         assertThat((String) at(monitor, "apiVersion")).isEqualTo("monitoring.coreos.com/v1");
         assertThat((String) at(monitor, "metadata", "labels", "release")).isEqualTo("kube-prometheus-stack");
-        assertThat((Map<String, Object>) at(monitor, "spec", "selector", "matchLabels")).isEqualTo(SELECTOR);
+        Map<String, Object> managementService = new java.util.HashMap<>(SELECTOR);
+        managementService.put("megaphone.io/service", "management");
+        assertThat((Map<String, Object>) at(monitor, "spec", "selector", "matchLabels")).isEqualTo(managementService);
         assertThat((String) at(monitor, "spec", "endpoints", 0, "port")).isEqualTo("management");
         assertThat((String) at(monitor, "spec", "endpoints", 0, "path")).isEqualTo("/actuator/prometheus");
         assertThat((String) at(monitor, "spec", "endpoints", 0, "interval")).isEqualTo("15s");
@@ -343,7 +356,8 @@ class HelmChartTest {
         assertThat((Boolean) at(config, "megaphone", "edge", "proxy-protocol")).isTrue();
         assertThat((List<Object>) at(config, "megaphone", "edge", "trusted-proxies")).containsExactly("10.0.0.0/8");
         assertThat(rendered.env()).containsEntry("JAVA_GC_OPTS", "-XX:+UseSerialGC");
-        assertThat((String) at(rendered.one("Service"), "spec", "externalTrafficPolicy")).isEqualTo("Local");
+        assertThat((String) at(service(rendered, "megaphone"), "spec", "externalTrafficPolicy")).isEqualTo("Local");
+        assertThat((String) at(service(rendered, "megaphone-management"), "spec", "type")).isEqualTo("ClusterIP");
         assertThat((Map<String, Object>) at(rendered.podSpec(), "topologySpreadConstraints", 0, "labelSelector",
                 "matchLabels")).isEqualTo(SELECTOR);
     }
@@ -362,7 +376,127 @@ class HelmChartTest {
         Files.writeString(values, "drain:\n  gracePeriodSeconds: 10\n");
 
         assertThatThrownBy(() -> HelmChart.template(values))
-                .hasMessageContaining("drain.gracePeriodSeconds: 10 (expected: >= 30");
+                .hasMessageContaining("drain.gracePeriodSeconds").hasMessageContaining("30");
+    }
+
+    @Test
+    void aGracePeriodShorterThanTheLongestWaitPlusTwentySecondsIsRefusedWithTheFix(@TempDir Path tempDir)
+            throws IOException {
+        Path values = tempDir.resolve("long-wait.yaml");
+        Files.writeString(values, "drain:\n  gracePeriodSeconds: 90\n  longestWaitSeconds: 120\n");
+
+        assertThatThrownBy(() -> HelmChart.template(values))
+                .hasMessageContaining("drain.gracePeriodSeconds: 90 (expected: >= 140: drain.longestWaitSeconds 120 + 20");
+    }
+
+    @Test
+    void defaultsAreReadyFromTheFirstLinkOnSoARestartOfTheSharedEjabberdDoesNotEmptyTheService() {
+        assertThat((List<Object>) at(defaults.applicationConfig(), "management", "endpoint", "health", "group",
+                "readiness", "include")).containsExactly("readinessState", "firstLink");
+
+        Rendered following = HelmChart.template(HelmChart.CHART.resolve("ci/follow-links-values.yaml"));
+        assertThat((List<Object>) at(following.applicationConfig(), "management", "endpoint", "health", "group",
+                "readiness", "include")).containsExactly("readinessState", "links");
+    }
+
+    @Test
+    void defaultsSizeTheJvmFromTheContainerLimitsAndRequestMemoryEqualToTheLimit() {
+        assertThat(defaults.env()).containsEntry("JAVA_HEAP_PERCENT", "60").containsEntry("JAVA_MAX_DIRECT_MEMORY", "256m")
+                .containsKey("JAVA_ACTIVE_PROCESSORS");
+        List<Map<String, Object>> env = at(defaults.container(), "env");
+        Map<String, Object> cpus = env.stream().filter(e -> "JAVA_ACTIVE_PROCESSORS".equals(e.get("name"))).findFirst()
+                .orElseThrow();
+        assertThat((String) at(cpus, "valueFrom", "resourceFieldRef", "resource")).isEqualTo("requests.cpu");
+        assertThat((String) at(cpus, "valueFrom", "resourceFieldRef", "divisor")).isEqualTo("1");
+        assertThat((String) at(defaults.container(), "resources", "requests", "memory"))
+                .isEqualTo(at(defaults.container(), "resources", "limits", "memory"));
+    }
+
+    @Test
+    void theNetworkPolicyAdmitsBoshFromAnyoneManagementOnlyFromTheListedPeersAndLetsOutOnlyDnsAndTheLinks() {
+        Map<String, Object> policy = defaults.one("NetworkPolicy");
+        assertThat((Map<String, Object>) at(policy, "spec", "podSelector", "matchLabels")).isEqualTo(SELECTOR);
+        List<Map<String, Object>> ingress = at(policy, "spec", "ingress");
+        assertThat(ingress).hasSize(1);
+        assertThat((Object) at(ingress.get(0), "ports", 0, "port")).isEqualTo("bosh");
+        assertThat((Object) at(ingress.get(0), "from")).isNull();
+        List<Map<String, Object>> egress = at(policy, "spec", "egress");
+        assertThat(egress).extracting(rule -> at(rule, "ports", 0, "port")).containsExactly(53, 5290);
+
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/networkpolicy-values.yaml"));
+        Map<String, Object> ecm = rendered.all("NetworkPolicy").stream()
+                .filter(p -> "megaphone".equals(at(p, "metadata", "name"))).findFirst().orElseThrow();
+        List<Map<String, Object>> ecmIngress = at(ecm, "spec", "ingress");
+        assertThat(ecmIngress).extracting(rule -> at(rule, "ports", 0, "port")).containsExactly("bosh", "management");
+        assertThat((String) at(ecmIngress.get(1), "from", 0, "namespaceSelector", "matchLabels",
+                "kubernetes.io/metadata.name")).isEqualTo("monitoring");
+        assertThat((List<Map<String, Object>>) at(ecm, "spec", "egress", 1, "ports"))
+                .extracting(p -> p.get("port")).containsExactly(5290, 5291);
+
+        Map<String, Object> link = rendered.all("NetworkPolicy").stream()
+                .filter(p -> "megaphone-link".equals(at(p, "metadata", "name"))).findFirst().orElseThrow();
+        assertThat((String) at(link, "metadata", "namespace")).isEqualTo("chat");
+        assertThat((String) at(link, "spec", "podSelector", "matchLabels", "app.kubernetes.io/name")).isEqualTo("ejabberd");
+        assertThat((Map<String, Object>) at(link, "spec", "ingress", 0, "from", 0, "podSelector", "matchLabels"))
+                .isEqualTo(SELECTOR);
+        assertThat((String) at(link, "spec", "ingress", 0, "from", 0, "namespaceSelector", "matchLabels",
+                "kubernetes.io/metadata.name")).isEqualTo(HelmChart.NAMESPACE);
+        assertThat((Object) at(link, "spec", "ingress", 1, "ports", 0, "port")).isEqualTo(5222);
+    }
+
+    @Test
+    void theIngressRoutesTheBoshPathsWithAReadTimeoutAboveTheLongestWait() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/ingress-values.yaml"));
+        Map<String, Object> ingress = rendered.one("Ingress");
+
+        assertThat((String) at(ingress, "spec", "ingressClassName")).isEqualTo("nginx");
+        assertThat((String) at(ingress, "metadata", "annotations", "nginx.ingress.kubernetes.io/proxy-read-timeout"))
+                .isEqualTo("150");
+        assertThat((String) at(ingress, "spec", "rules", 0, "host")).isEqualTo("chat.example.org");
+        List<Map<String, Object>> paths = at(ingress, "spec", "rules", 0, "http", "paths");
+        assertThat(paths).extracting(p -> p.get("path")).containsExactly("/http-bind", "/bosh");
+        assertThat((String) at(paths.get(0), "backend", "service", "name")).isEqualTo("megaphone");
+        assertThat((String) at(paths.get(0), "backend", "service", "port", "name")).isEqualTo("bosh");
+        assertThat(defaults.all("Ingress")).isEmpty();
+    }
+
+    @Test
+    void anIngressReadTimeoutNotAboveTheLongestWaitIsRefused(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("short-ingress.yaml");
+        Files.writeString(values, "ingress:\n  enabled: true\n  readTimeoutSeconds: 60\n");
+
+        assertThatThrownBy(() -> HelmChart.template(values))
+                .hasMessageContaining("ingress.readTimeoutSeconds: 60 (expected: > drain.longestWaitSeconds 60");
+    }
+
+    @Test
+    void thePrometheusRuleAlertsOnLinksUpstreamErrorsAndTheHeldLimit() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/prometheusrule-values.yaml"));
+        Map<String, Object> rule = rendered.one("PrometheusRule");
+
+        List<Map<String, Object>> rules = at(rule, "spec", "groups", 0, "rules");
+        assertThat(rules).extracting(r -> r.get("alert")).containsExactly("MegaphoneNoLinkToEjabberd",
+                "MegaphonePodWithoutLinks", "MegaphoneLinksDying", "MegaphoneUpstreamErrors",
+                "MegaphoneHeldRequestsNearLimit", "MegaphoneHeapPerHeldRequestHigh");
+        assertThat((String) at(rules.get(0), "expr"))
+                .isEqualTo("max(megaphone_link_up{job=\"megaphone-management\", namespace=\"xmpp\"}) == 0");
+        assertThat((String) at(rules.get(4), "expr")).endsWith("> 63000");
+        assertThat((String) at(rules.get(1), "labels", "team")).isEqualTo("chat");
+        assertThat((String) at(rule, "metadata", "labels", "release")).isEqualTo("kube-prometheus-stack");
+        assertThat(defaults.all("PrometheusRule")).isEmpty();
+    }
+
+    @Test
+    void aMisspeltValueIsRefusedByTheValuesSchema(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("typo.yaml");
+        Files.writeString(values, "drain:\n  gracePeriodSecond: 120\n");
+
+        assertThatThrownBy(() -> HelmChart.template(values)).hasMessageContaining("gracePeriodSecond");
+    }
+
+    private static Map<String, Object> service(Rendered rendered, String name) {
+        return rendered.all("Service").stream().filter(s -> name.equals(at(s, "metadata", "name"))).findFirst()
+                .orElseThrow(() -> new AssertionError("no Service " + name));
     }
 
     private static void assertSecurePod(Rendered rendered) {

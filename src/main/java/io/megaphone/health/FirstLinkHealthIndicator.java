@@ -1,0 +1,43 @@
+package io.megaphone.health;
+
+import io.megaphone.link.LinkPool;
+import java.util.function.IntSupplier;
+import org.springframework.beans.factory.annotation.Autowired;
+import org.springframework.boot.health.contributor.Health;
+import org.springframework.boot.health.contributor.HealthIndicator;
+import org.springframework.stereotype.Component;
+
+/**
+ * {@code firstLink}: DOWN until this ECM has had its first authenticated link, UP from then on, whatever happens
+ * to the links later.
+ *
+ * <p>It is the readiness of the Helm chart (docs/operations.md, "Readiness and a shared ejabberd"): a new pod joins
+ * the Service only once it has proved it can reach ejabberd (a wrong secret or address stalls the rollout instead
+ * of replacing working pods), but a restart of the ejabberd that every pod shares no longer takes every pod out of
+ * the Service at once. While it has no link, a pod stays in the Service and answers BOSH clients with a retryable
+ * 503 + Retry-After, which clients understand, instead of the load balancer's own HTML error page.
+ */
+@Component("firstLink")
+class FirstLinkHealthIndicator implements HealthIndicator {
+
+    private final IntSupplier readyLinks;
+    private volatile boolean linked;
+
+    @Autowired
+    FirstLinkHealthIndicator(LinkPool pool) {
+        this(pool::readyLinks);
+    }
+
+    FirstLinkHealthIndicator(IntSupplier readyLinks) {
+        this.readyLinks = readyLinks;
+    }
+
+    @Override
+    public Health health() {
+        int ready = readyLinks.getAsInt();
+        if (ready > 0) {
+            linked = true;
+        }
+        return (linked ? Health.up() : Health.down()).withDetail("ready", ready).build();
+    }
+}
