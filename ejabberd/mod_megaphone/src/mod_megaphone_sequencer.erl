@@ -120,6 +120,7 @@ process(Body, IP, Port, Sid, Rid) ->
         {ok, Bosh} when node(Bosh) == node() ->
             call(Sid, Bosh, Rid, Body, IP, Port);
         {ok, Bosh} ->
+            mod_megaphone_stats:incr(requests_forwarded_total),
             remote(node(Bosh), [Sid, Bosh, Rid, Body, IP, Port], Body, IP, Port);
         error ->
             bosh(Body, IP, Port) % unknown sid: ejabberd answers item-not-found

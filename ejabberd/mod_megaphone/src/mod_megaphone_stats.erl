@@ -24,7 +24,8 @@
                    requests_rejected_total | cancels_total |
                    protocol_errors_total | gc_collections_total |
                    requests_reordered_total | requests_order_timeout_total |
-                   requests_stale_total | requests_host_unknown_total.
+                   requests_stale_total | requests_host_unknown_total |
+                   requests_forwarded_total.
 -type name() :: counter() | requests_inflight.
 -export_type([counter/0, name/0]).
 
@@ -39,7 +40,7 @@ names() ->
      requests_rejected_total, cancels_total, protocol_errors_total,
      gc_collections_total, requests_reordered_total,
      requests_order_timeout_total, requests_stale_total,
-     requests_host_unknown_total].
+     requests_host_unknown_total, requests_forwarded_total].
 
 %% Fresh counters, all zero (module start).
 -spec new() -> ok.
@@ -99,4 +100,5 @@ index(gc_collections_total) -> 9;
 index(requests_reordered_total) -> 10;
 index(requests_order_timeout_total) -> 11;
 index(requests_stale_total) -> 12;
-index(requests_host_unknown_total) -> 13.
+index(requests_host_unknown_total) -> 13;
+index(requests_forwarded_total) -> 14.

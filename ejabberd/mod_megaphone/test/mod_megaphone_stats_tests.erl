@@ -14,7 +14,8 @@
                 <<"requests_rejected_total">>, <<"cancels_total">>,
                 <<"protocol_errors_total">>, <<"gc_collections_total">>,
                 <<"requests_reordered_total">>, <<"requests_order_timeout_total">>,
-                <<"requests_stale_total">>, <<"requests_host_unknown_total">>]).
+                <<"requests_stale_total">>, <<"requests_host_unknown_total">>,
+                <<"requests_forwarded_total">>]).
 
 stats_test_() ->
     {foreach,

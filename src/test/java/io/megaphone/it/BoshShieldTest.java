@@ -32,7 +32,7 @@ class BoshShieldTest extends RealEcmTest {
         assertThat(stale.status()).isEqualTo(200);
         assertThat(stale.body()).contains("type='terminate'").contains("condition='item-not-found'");
         // a stale copy must not end a live session (it may be a late duplicate of an answered request)
-        BoshTestClient.Answer after = client.postAsync(client.wrap(next, RidOrderTest.ping("still")))
+        BoshTestClient.Answer after = client.postAsync(client.wrap(next, RidRace.ping("still")))
                 .get(WAIT + 2, TimeUnit.SECONDS);
         assertThat(after.body()).doesNotContain("type='terminate'");
 
