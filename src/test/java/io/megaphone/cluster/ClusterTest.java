@@ -168,14 +168,17 @@ class ClusterTest {
         RidRace.Outcome direct = RidRace.run(cluster.directBoshUrl(0), cluster.directBoshUrl(1),
                 cluster.directBoshUrl(0), user, EjabberdCluster.PASSWORD, DOMAIN, "direct", gaps, 2);
         System.out.printf("[cluster test] N+1 via node 2 0-50 ms before an empty poll N via node 1, %d sessions"
-                + " each: megaphone stuck %d, answered correctly %d, survived %d (node 2 forwarded %d requests to"
-                + " node 1); ejabberd direct stuck %d (gaps %s)%n", gaps.length, viaMegaphone.stuck().size(),
-                viaMegaphone.correct(), viaMegaphone.survived(), forwarded, direct.stuck().size(), direct.stuck());
+                + " each: megaphone stuck %d, answered correctly %d, survived %d, lost %d (node 2 forwarded %d"
+                + " requests to node 1); ejabberd direct stuck %d (gaps %s), answered correctly %d, survived %d,"
+                + " lost %d %s%n", gaps.length, viaMegaphone.stuck().size(), viaMegaphone.correct(),
+                viaMegaphone.survived(), viaMegaphone.lost(gaps.length), forwarded, direct.stuck().size(),
+                direct.stuck(), direct.correct(), direct.survived(), direct.lost(gaps.length),
+                direct.wrong().stream().distinct().toList());
         assertThat(viaMegaphone.stuck()).as("sessions stuck through megaphone (gaps in ms)").isEmpty();
         assertThat(viaMegaphone.correct()).isEqualTo(gaps.length);
         assertThat(viaMegaphone.survived()).isEqualTo(gaps.length);
         assertThat(forwarded).as("N+1 and the next ping ran on the session's node").isGreaterThanOrEqualTo(2L * gaps.length);
-        assertThat(direct.stuck()).filteredOn(gap -> gap >= 10).hasSize(10);
+        // ejabberd direct is measured for docs/reliability.md, not asserted: RidOrderTest shows its loss.
         for (int node = 0; node < 2; node++) {
             assertThat(cluster.log(node)).as("no ejabberd BOSH session crashed on node " + (node + 1))
                     .doesNotContain("key_exists");

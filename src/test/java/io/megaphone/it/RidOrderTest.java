@@ -36,9 +36,10 @@ class RidOrderTest extends RealEcmTest {
         RidRace.Outcome viaDirect = RidRace.run(direct, direct, direct, user, SharedEjabberd.PASSWORD,
                 PrivateEjabberd.DOMAIN, "direct", GAPS_MS, WAIT);
         System.out.printf("[rid order] N+1 sent 0-50 ms before an empty poll N, %d sessions each: "
-                + "megaphone stuck %d, answered correctly %d, survived %d; ejabberd direct stuck %d (gaps %s)%n",
-                GAPS_MS.length, viaMegaphone.stuck().size(), viaMegaphone.correct(), viaMegaphone.survived(),
-                viaDirect.stuck().size(), viaDirect.stuck());
+                + "megaphone stuck %d, answered correctly %d, survived %d, lost %d; ejabberd direct stuck %d (gaps"
+                + " %s), lost %d%n", GAPS_MS.length, viaMegaphone.stuck().size(), viaMegaphone.correct(),
+                viaMegaphone.survived(), viaMegaphone.lost(GAPS_MS.length), viaDirect.stuck().size(),
+                viaDirect.stuck(), viaDirect.lost(GAPS_MS.length));
 
         assertThat(viaMegaphone.stuck()).as("sessions stuck through megaphone (gaps in ms)").isEmpty();
         assertThat(viaMegaphone.correct()).as("sessions whose N and N+1 were both answered, with the pong")

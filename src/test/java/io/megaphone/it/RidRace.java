@@ -21,8 +21,17 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 public final class RidRace {
 
-    /** Stuck: the gaps (ms) of the sessions whose N+1 got no answer in time. */
-    public record Outcome(List<Integer> stuck, int correct, int survived) {
+    /**
+     * Stuck: the gaps (ms) of the sessions whose N+1 got no answer in time. Correct: both answered 200, no
+     * terminate, the pong in one of them. Survived: the next request answered without a terminate. Wrong: what
+     * the N+1 of the answered but not correct sessions got.
+     */
+    public record Outcome(List<Integer> stuck, int correct, int survived, List<String> wrong) {
+
+        /** Sessions stuck or not answered correctly or ended: lost to the client. */
+        public int lost(int sessions) {
+            return sessions - Math.min(correct, survived);
+        }
     }
 
     private RidRace() {
@@ -75,6 +84,7 @@ public final class RidRace {
             }
             long deadline = System.nanoTime() + Duration.ofMillis(waitSeconds * 1000L + 1500).toNanos();
             List<Integer> stuck = new ArrayList<>();
+            List<String> wrong = new ArrayList<>();
             int correct = 0;
             int survived = 0;
             for (int i = 0; i < races.size(); i++) {
@@ -90,6 +100,8 @@ public final class RidRace {
                 }
                 if (answeredWithPong(first, second, "race")) {
                     correct++;
+                } else {
+                    wrong.add(second.status() + " " + second.body().substring(0, Math.min(160, second.body().length())));
                 }
                 BoshTestClient client = clients.get(i);
                 BoshTestClient.Answer next = client.postAsync(client.wrap(client.nextRid(), ping("after")))
@@ -98,7 +110,7 @@ public final class RidRace {
                     survived++;
                 }
             }
-            return new Outcome(stuck, correct, survived);
+            return new Outcome(stuck, correct, survived, wrong);
         } finally {
             pool.shutdownNow();
         }
