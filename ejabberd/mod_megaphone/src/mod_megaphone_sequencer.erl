@@ -115,6 +115,8 @@ shard_names() ->
               non_neg_integer()) -> result().
 process(Body, IP, Port, <<>>, Rid) ->
     create(Body, IP, Port, Rid);
+process(Body, IP, Port, _Sid, 0) ->
+    bosh(Body, IP, Port); % no rid read from the start tag: nothing to order by
 process(Body, IP, Port, Sid, Rid) ->
     case find_session(Sid) of
         {ok, Bosh} when node(Bosh) == node() ->
