@@ -13,7 +13,7 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -define(REPORTER, mod_megaphone_fake_bosh).
--define(ORDER_TIMEOUT, 150).
+-define(ORDER_TIMEOUT, 300).
 -define(OK(Rid), {200, <<"OK">>, [{<<"Content-Type">>, <<"text/xml">>}],
                   <<"<body rid='", Rid/binary, "'/>">>}).
 
@@ -113,7 +113,7 @@ a_cancelled_waiting_request_leaves_without_calling_ejabberd() ->
     %% no call, and does not hold up the rids after it.
     seed(<<"s6">>, 10),
     P12 = send(<<"s6">>, 12),
-    timer:sleep(20),
+    wait_until(fun() -> element(4, mod_megaphone_sequencer:session_state(<<"s6">>)) == #{12 => waiting} end),
     P12 ! megaphone_cancel,
     ?assertEqual(cancelled, result(P12)),
     P11 = send(<<"s6">>, 11),
@@ -234,6 +234,14 @@ answer(W, Rid) ->
 
 stat(Name) ->
     proplists:get_value(atom_to_binary(Name, utf8), mod_megaphone_stats:get()).
+
+wait_until(Cond) -> wait_until(Cond, 100).
+wait_until(Cond, 0) -> ?assert(Cond());
+wait_until(Cond, N) ->
+    case Cond() of
+        true -> ok;
+        false -> timer:sleep(5), wait_until(Cond, N - 1)
+    end.
 
 receive_all() ->
     receive _ -> receive_all() after 0 -> ok end.
