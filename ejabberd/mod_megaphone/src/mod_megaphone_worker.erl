@@ -1,8 +1,9 @@
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_worker.erl
 %%% Purpose : One process per REQUEST: calls ejabberd's BOSH handler
-%%%           (which blocks for the whole long poll) and sends the
-%%%           RESPONSE to every recipient.
+%%%           (which blocks for the whole long poll) through
+%%%           mod_megaphone_sequencer (rid order per session, on the
+%%%           session's node) and sends the RESPONSE to every recipient.
 %%%
 %%% A recipient is {LinkPid, Socket, Id, Ref}. For each live recipient the
 %%% worker first tells the link the id is done, then writes the RESPONSE
