@@ -21,7 +21,7 @@
 %%% a session meets in one place, whichever ECM, link or node it came
 %%% through. The BOSH process is local to that caller, and a caller's
 %%% call message is in the session's mailbox once the caller waits inside
-%%% gen:do_call/4 (local sends are enqueued at once).
+%%% ejabberd_bosh's call (local sends are enqueued at once).
 %%%
 %%% The state of a session lives in one row of an ETS table of one shard
 %%% (one gen_server per scheduler, chosen by phash2 of the sid); only the
@@ -34,11 +34,11 @@
 %%%   * a rid already waiting or released: the copy joins that call (one
 %%%     call into ejabberd per (sid, rid) at any time, cluster-wide);
 %%%   * cont + 1 is released once the caller of cont has entered ejabberd
-%%%     (it waits inside gen:do_call/4, or it has ended);
-%%%   * a rid above cont + 1 waits for its predecessor at most
-%%%     order_timeout ms; then every waiting rid up to it goes, in order,
-%%%     and the missing rids below them are remembered as skipped (one that
-%%%     arrives later goes at once, as it does today);
+%%%     (it waits in a receive under ejabberd_bosh, or it has ended);
+%%%   * a rid waits for its predecessor at most order_timeout ms; then
+%%%     every waiting rid up to it goes, in order, and the missing rids
+%%%     below them are remembered as skipped (one that arrives later goes
+%%%     at once, as it does today);
 %%%   * a rid at or below cont, not skipped, not running, not among the
 %%%     last two answered and not below the session's first rid seen:
 %%%     ejabberd has no answer for it and would hold it until the session
@@ -447,16 +447,14 @@ arrive(Rid, Caller, #session{cont = Cont, floor = Floor, skipped = Skipped,
             end
     end;
 arrive(Rid, Caller, #session{sid = Sid, cont = Cont, calls = Calls} = S) ->
-    C = new_call(Caller, Sid, Rid),
-    C1 = case Rid > Cont + 1 of
-             true ->
-                 mod_megaphone_stats:incr(requests_reordered_total),
-                 C#call{timer = erlang:start_timer(mod_megaphone:order_timeout(),
-                                                   self(), {order, Sid, Rid})};
-             false ->
-                 C
-         end,
-    {wait, S#session{calls = Calls#{Rid => C1}}}.
+    case Rid > Cont + 1 of
+        true -> mod_megaphone_stats:incr(requests_reordered_total);
+        false -> ok
+    end,
+    %% Every waiting call has the bounded wait, also one whose predecessor
+    %% is released but not seen inside ejabberd yet.
+    Timer = erlang:start_timer(mod_megaphone:order_timeout(), self(), {order, Sid, Rid}),
+    {wait, S#session{calls = Calls#{Rid => (new_call(Caller, Sid, Rid))#call{timer = Timer}}}}.
 
 new_call(Caller, Sid, Rid) ->
     #call{caller = Caller, state = waiting,
@@ -468,7 +466,7 @@ pump(#session{sid = Sid, cont = Cont, calls = Calls, skip_to = SkipTo,
     Next = Cont + 1,
     case Calls of
         #{Next := #call{state = waiting} = C} ->
-            case entered(Cont, Calls) of
+            case Next =< SkipTo orelse entered(Cont, Calls) of
                 true ->
                     pump(release(Next, C, S#session{cont = Next}));
                 false ->
@@ -491,16 +489,19 @@ release(Rid, #call{caller = Caller} = C, #session{sid = Sid, calls = Calls} = S)
     Caller ! {megaphone_go, Sid, Rid},
     S#session{calls = Calls#{Rid => C#call{state = released, timer = undefined}}}.
 
-%% Whether the call of Rid (if any) has entered ejabberd: its caller waits
-%% inside the BOSH call (gen:do_call/4 under p1_fsm:sync_send_event/3; the
-%% tests' double of ejabberd_bosh waits in process_request/3) or is gone.
+%% Whether the call of Rid (if any) has entered ejabberd: its caller is gone,
+%% or waits in a receive with ejabberd_bosh on its stack (in 23.01:
+%% gen:do_call/4 under p1_fsm:sync_send_event/3 under the catch of
+%% process_request/4, so that frame stays; the tests' double of
+%% ejabberd_bosh waits in process_request/3 itself). Waiting elsewhere (for
+%% its go, or in a call to this shard) is not entered.
 entered(Rid, Calls) ->
     case Calls of
         #{Rid := #call{state = released, caller = Caller}} ->
-            case erlang:process_info(Caller, [status, current_function]) of
+            case erlang:process_info(Caller, [status, current_stacktrace]) of
                 undefined -> true;
-                [{status, waiting}, {current_function, {M, _, _}}]
-                  when M == gen; M == p1_fsm; M == ejabberd_bosh -> true;
+                [{status, waiting}, {current_stacktrace, Stack}] ->
+                    lists:keymember(ejabberd_bosh, 1, Stack);
                 _ -> false
             end;
         #{Rid := #call{state = waiting}} ->
