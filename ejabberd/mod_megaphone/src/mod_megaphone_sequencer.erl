@@ -214,12 +214,21 @@ seed_created(_, _) ->
     ok.
 
 wait_go(Shard, Sid, Rid, Body, IP, Port) ->
+    %% A shard that dies (its sessions' state with it) sends no go: go on
+    %% without it, as the request would have without the sequencer.
+    Mon = monitor(process, Shard),
     receive
         {megaphone_go, Sid, Rid} ->
+            demonitor(Mon, [flush]),
+            run(Shard, Sid, Rid, Body, IP, Port);
+        {'DOWN', Mon, process, _, _} ->
             run(Shard, Sid, Rid, Body, IP, Port);
         megaphone_cancel ->
+            demonitor(Mon, [flush]),
             case shard_call(Shard, {withdraw, Sid, Rid, self()}) of
                 ok ->
+                    cancelled;
+                unavailable ->
                     cancelled;
                 released ->
                     %% go crossed the CANCEL: the shard counts this rid as

@@ -27,6 +27,7 @@ sequencer_test_() ->
       fun a_rid_below_the_window_is_item_not_found_at_once/0,
       fun a_cancelled_waiting_request_leaves_without_calling_ejabberd/0,
       fun a_session_first_seen_late_starts_at_its_first_rid/0,
+      fun a_waiting_request_goes_on_when_the_shards_die/0,
       fun a_request_of_an_unknown_session_goes_straight_to_ejabberd/0]}.
 
 %%%===================================================================
@@ -157,6 +158,17 @@ a_session_first_seen_late_starts_at_its_first_rid() ->
     {W19, <<"19">>} = called(),
     [answer(W, integer_to_binary(R)) || {W, R} <- [{W19, 19}, {W20, 20}, {W21, 21}, {W22, 22}]],
     [_ = result(P) || P <- [P19, P20, P21, P22]].
+
+a_waiting_request_goes_on_when_the_shards_die() ->
+    %% Ensures a request never waits forever for a go that a dead shard
+    %% cannot send: it goes to ejabberd as it would without the sequencer.
+    seed(<<"s10">>, 10),
+    P12 = send(<<"s10">>, 12),
+    wait_until(fun() -> element(4, mod_megaphone_sequencer:session_state(<<"s10">>)) == #{12 => waiting} end),
+    [exit(whereis(Name), kill) || Name <- mod_megaphone_sequencer:shard_names()],
+    {W12, <<"12">>} = called(),
+    answer(W12, <<"12">>),
+    ?assertEqual(?OK(<<"12">>), result(P12)).
 
 a_request_of_an_unknown_session_goes_straight_to_ejabberd() ->
     %% Ensures an unknown sid is left to ejabberd (its item-not-found).
