@@ -69,6 +69,10 @@
 -define(SWEEP, 30000).
 %% answered rids kept per session: ejabberd 23.01 buffers hold + 1 <= 2
 -define(ANSWERED, 2).
+%% order_timeouts a request waits behind a predecessor that went to ejabberd
+%% but is not seen inside it (a scheduler stall; or an ejabberd whose call
+%% this module cannot see: then the order is given up after this many)
+-define(UNSEEN_WAITS, 10).
 %% skipped rids kept per session (a gap is at most 'requests' = 2 wide)
 -define(SKIPPED, 8).
 %% how often a waiting remote request looks for a CANCEL
@@ -80,7 +84,10 @@
                mon :: reference(),
                state :: waiting | released,
                waiters = [] :: [pid()],
-               timer :: reference() | undefined}).
+               timer :: reference() | undefined,
+               %% order_timeouts spent behind a predecessor that went to
+               %% ejabberd but is not seen inside it yet
+               waits = 0 :: non_neg_integer()}).
 
 -record(session, {sid :: binary(),
                   bosh :: pid(),
@@ -89,6 +96,7 @@
                   answered = [] :: [non_neg_integer()],
                   skipped = [] :: [non_neg_integer()],
                   skip_to = 0 :: non_neg_integer(),
+                  force_to = 0 :: non_neg_integer(),
                   calls = #{} :: #{non_neg_integer() => #call{}}}).
 
 -type bosh_result() :: {non_neg_integer(), binary(), list(), iodata()}.
@@ -409,17 +417,37 @@ handle_info(_Info, T) ->
 %%%===================================================================
 %%% Internal functions (a shard)
 %%%===================================================================
-%% Rid waited order_timeout for its predecessor: it goes, and every rid
-%% waiting below it goes first, in order.
-order_timeout(Rid, Timer, #session{calls = Calls, skip_to = SkipTo} = S) ->
+%% Rid waited order_timeout for its predecessor. A predecessor that has
+%% not arrived is given up: Rid goes, and every rid waiting below it goes
+%% first, in order. A predecessor that went to ejabberd but is not seen
+%% inside it yet is waited for again, up to UNSEEN_WAITS times.
+order_timeout(Rid, Timer, #session{sid = Sid, calls = Calls, skip_to = SkipTo,
+                                   force_to = ForceTo} = S) ->
+    Pred = Rid - 1,
     case Calls of
-        #{Rid := #call{state = waiting, timer = Timer} = C} ->
-            mod_megaphone_stats:incr(requests_order_timeout_total),
-            pump(S#session{calls = Calls#{Rid := C#call{timer = undefined}},
-                           skip_to = max(SkipTo, Rid)});
+        #{Rid := #call{state = waiting, timer = Timer, waits = W} = C} ->
+            case Calls of
+                #{Pred := #call{state = released}} when W + 1 < ?UNSEEN_WAITS ->
+                    C1 = C#call{waits = W + 1, timer = start_timer(Sid, Rid)},
+                    pump(S#session{calls = Calls#{Rid := C1}});
+                #{Pred := #call{state = released}} ->
+                    ?WARNING_MSG("mod_megaphone: a BOSH request waited ~B ms for its "
+                                 "predecessor to be seen inside ejabberd; it goes now",
+                                 [?UNSEEN_WAITS * mod_megaphone:order_timeout()]),
+                    mod_megaphone_stats:incr(requests_order_timeout_total),
+                    pump(S#session{calls = Calls#{Rid := C#call{timer = undefined}},
+                                   skip_to = max(SkipTo, Rid), force_to = max(ForceTo, Rid)});
+                #{} ->
+                    mod_megaphone_stats:incr(requests_order_timeout_total),
+                    pump(S#session{calls = Calls#{Rid := C#call{timer = undefined}},
+                                   skip_to = max(SkipTo, Rid)})
+            end;
         #{} ->
             S
     end.
+
+start_timer(Sid, Rid) ->
+    erlang:start_timer(mod_megaphone:order_timeout(), self(), {order, Sid, Rid}).
 
 %% A caller ended without done/4 (withdrawn after a CANCEL, killed).
 caller_down(Rid, Pid, Mon, #session{calls = Calls} = S) ->
@@ -462,8 +490,8 @@ arrive(Rid, Caller, #session{sid = Sid, cont = Cont, calls = Calls} = S) ->
     end,
     %% Every waiting call has the bounded wait, also one whose predecessor
     %% is released but not seen inside ejabberd yet.
-    Timer = erlang:start_timer(mod_megaphone:order_timeout(), self(), {order, Sid, Rid}),
-    {wait, S#session{calls = Calls#{Rid => (new_call(Caller, Sid, Rid))#call{timer = Timer}}}}.
+    {wait, S#session{calls = Calls#{Rid => (new_call(Caller, Sid, Rid))#call{
+                                                timer = start_timer(Sid, Rid)}}}}.
 
 new_call(Caller, Sid, Rid) ->
     #call{caller = Caller, state = waiting,
@@ -471,11 +499,14 @@ new_call(Caller, Sid, Rid) ->
 
 %% Releases every rid that may go now, in rid order.
 pump(#session{sid = Sid, cont = Cont, calls = Calls, skip_to = SkipTo,
-              skipped = Skipped} = S) ->
+              force_to = ForceTo, skipped = Skipped} = S) ->
     Next = Cont + 1,
     case Calls of
         #{Next := #call{state = waiting} = C} ->
-            case Next =< SkipTo orelse entered(Cont, Calls) of
+            %% Given up waiting (SkipTo) goes only past a missing predecessor,
+            %% never past one on its way into ejabberd (ForceTo: the cap).
+            case entered(Cont, Calls) orelse Next =< ForceTo
+                 orelse (Next =< SkipTo andalso not is_map_key(Cont, Calls)) of
                 true ->
                     pump(release(Next, C, S#session{cont = Next}));
                 false ->
