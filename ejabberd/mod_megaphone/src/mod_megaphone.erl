@@ -164,7 +164,7 @@ mod_doc() ->
            {heartbeat_interval, #{value => "timeout()", desc => ?T("PING interval suggested to clients; a link silent for 3 intervals is closed. Default: 15 seconds.")}},
            {handshake_timeout, #{value => "timeout()", desc => ?T("Time a new link has to send AUTH (and, with 'tls', to finish the TLS handshake before that). Default: 5 seconds.")}},
            {gc_heap_threshold, #{value => ?T("Words"), desc => ?T("After answering a request of a session, garbage-collect that session's BOSH and c2s processes (local ones) whose heap is above this many words. 0 disables. Default: 4096.")}},
-           {order_timeout, #{value => "timeout()", desc => ?T("How long a request of a session waits for its predecessor (rid - 1) to reach ejabberd before it goes on without it (ejabberd 23.01 loses the session when rid N+1 reaches it before an empty poll N). Default: 300 ms.")}},
+           {order_timeout, #{value => "timeout()", desc => ?T("How long a request of a session waits for a predecessor (rid - 1) that has not arrived before it goes on without it (ejabberd 23.01 loses the session when rid N+1 reaches it before an empty poll N); behind a predecessor that has arrived it waits until that one is inside ejabberd, at most 10 times this. Default: 300 ms.")}},
            {tls, #{value => "true | false", desc => ?T("Run every link inside TLS (1.2 or 1.3); needs 'certfile' and 'keyfile'. Default: false.")}},
            {certfile, #{value => ?T("Path"), desc => ?T("PEM file of the server certificate (chain) for 'tls'.")}},
            {keyfile, #{value => ?T("Path"), desc => ?T("PEM file of the private key of 'certfile'.")}},

@@ -35,10 +35,12 @@
 %%%     call into ejabberd per (sid, rid) at any time, cluster-wide);
 %%%   * cont + 1 is released once the caller of cont has entered ejabberd
 %%%     (it waits in a receive under ejabberd_bosh, or it has ended);
-%%%   * a rid waits for its predecessor at most order_timeout ms; then
-%%%     every waiting rid up to it goes, in order, and the missing rids
-%%%     below them are remembered as skipped (one that arrives later goes
-%%%     at once, as it does today);
+%%%   * a rid waits for a predecessor that has not arrived at most
+%%%     order_timeout ms; then every waiting rid up to it goes, in order,
+%%%     and the missing rids below them are remembered as skipped (one that
+%%%     arrives later goes at once, as it does today); behind a predecessor
+%%%     that has arrived it waits until that one is seen inside ejabberd,
+%%%     at most UNSEEN_WAITS order_timeouts;
 %%%   * a rid at or below cont, not skipped, not running, not among the
 %%%     last two answered and not below the session's first rid seen:
 %%%     ejabberd has no answer for it and would hold it until the session
