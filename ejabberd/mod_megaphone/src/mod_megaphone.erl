@@ -20,7 +20,8 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1,
          mod_options/1, mod_doc/0]).
--export([config/0, gc_heap_threshold/0, get_commands_spec/0, megaphone_stats/0]).
+-export([config/0, gc_heap_threshold/0, order_timeout/0, get_commands_spec/0,
+         megaphone_stats/0]).
 
 -include("logger.hrl").
 -include("translate.hrl").
@@ -38,6 +39,7 @@
                     heartbeat_interval := pos_integer(),
                     handshake_timeout := pos_integer(),
                     gc_heap_threshold := non_neg_integer(),
+                    order_timeout := pos_integer(),
                     tls := boolean(),
                     %% with tls = true only:
                     certfile => binary(),
@@ -120,6 +122,7 @@ mod_opt_type(max_inflight) -> econf:pos_int();
 mod_opt_type(heartbeat_interval) -> econf:timeout(millisecond);
 mod_opt_type(handshake_timeout) -> econf:timeout(millisecond);
 mod_opt_type(gc_heap_threshold) -> econf:non_neg_int();
+mod_opt_type(order_timeout) -> econf:timeout(millisecond);
 mod_opt_type(tls) -> econf:bool();
 mod_opt_type(certfile) -> econf:path();
 mod_opt_type(keyfile) -> econf:path();
@@ -137,6 +140,7 @@ mod_options(_Host) ->
      {heartbeat_interval, timer:seconds(15)},
      {handshake_timeout, timer:seconds(5)},
      {gc_heap_threshold, 4096},
+     {order_timeout, 300},
      {tls, false},
      {certfile, undefined},
      {keyfile, undefined},
@@ -160,6 +164,7 @@ mod_doc() ->
            {heartbeat_interval, #{value => "timeout()", desc => ?T("PING interval suggested to clients; a link silent for 3 intervals is closed. Default: 15 seconds.")}},
            {handshake_timeout, #{value => "timeout()", desc => ?T("Time a new link has to send AUTH (and, with 'tls', to finish the TLS handshake before that). Default: 5 seconds.")}},
            {gc_heap_threshold, #{value => ?T("Words"), desc => ?T("After answering a request of a session, garbage-collect that session's BOSH and c2s processes (local ones) whose heap is above this many words. 0 disables. Default: 4096.")}},
+           {order_timeout, #{value => "timeout()", desc => ?T("How long a request of a session waits for a predecessor (rid - 1) that has not arrived before it goes on without it (ejabberd 23.01 loses the session when rid N+1 reaches it before an empty poll N); behind a predecessor that has arrived it waits until that one is inside ejabberd, at most 10 times this. Default: 300 ms.")}},
            {tls, #{value => "true | false", desc => ?T("Run every link inside TLS (1.2 or 1.3); needs 'certfile' and 'keyfile'. Default: false.")}},
            {certfile, #{value => ?T("Path"), desc => ?T("PEM file of the server certificate (chain) for 'tls'.")}},
            {keyfile, #{value => ?T("Path"), desc => ?T("PEM file of the private key of 'certfile'.")}},
@@ -181,6 +186,15 @@ gc_heap_threshold() ->
     case persistent_term:get(?CONFIG_KEY, undefined) of
         #{gc_heap_threshold := Words} -> Words;
         _ -> 0
+    end.
+
+%% The order_timeout of the running module, in ms; 300 when the module
+%% does not run (tests).
+-spec order_timeout() -> pos_integer().
+order_timeout() ->
+    case persistent_term:get(?CONFIG_KEY, undefined) of
+        #{order_timeout := Ms} -> Ms;
+        _ -> 300
     end.
 
 %%%===================================================================
@@ -275,7 +289,8 @@ base_config(Host, Secret, Opts) ->
       max_inflight => gen_mod:get_opt(max_inflight, Opts),
       heartbeat_interval => gen_mod:get_opt(heartbeat_interval, Opts),
       handshake_timeout => gen_mod:get_opt(handshake_timeout, Opts),
-      gc_heap_threshold => gen_mod:get_opt(gc_heap_threshold, Opts)}.
+      gc_heap_threshold => gen_mod:get_opt(gc_heap_threshold, Opts),
+      order_timeout => gen_mod:get_opt(order_timeout, Opts)}.
 
 %% TLS options: checked here, at start and reload, so a missing or bad
 %% file fails the start (naming the option) instead of every handshake.

@@ -394,7 +394,7 @@ dispatch(Key, Request, Recipient, New) ->
 cancel(Id, {Ref, Key, _Worker, Mon}, #state{socket = Socket}) ->
     demonitor(Mon, [flush]),
     case mod_megaphone_registry:cancel(Key, {self(), Socket, Id, Ref}) of
-        {kill, Worker} -> exit(Worker, kill);
+        {stop, Worker} -> mod_megaphone_worker:cancel(Worker);
         ok -> true
     end.
 

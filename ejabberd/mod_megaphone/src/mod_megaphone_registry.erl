@@ -11,7 +11,7 @@
 %%%
 %%% So every running worker has exactly one row, and whoever deletes it
 %%% owns the end of that worker: the worker itself (take, it answers),
-%%% the CANCEL of its last copy (cancel, the link kills it) or a link that
+%%% the CANCEL of its last copy (cancel, the link stops it) or a link that
 %%% saw it die (purge). The table size is the requests_inflight gauge.
 %%%
 %%% No call goes through this process: links and workers update the public
@@ -71,14 +71,15 @@ take(Key, Worker) ->
             []
     end.
 
-%% CANCEL of one copy: returns {kill, Worker} when Recipient was the only
-%% one (the row is gone then), ok otherwise.
--spec cancel(key(), recipient()) -> {kill, pid()} | ok.
+%% CANCEL of one copy: returns {stop, Worker} when Recipient was the only
+%% one (the row is gone then; see mod_megaphone_worker:cancel/1), ok
+%% otherwise.
+-spec cancel(key(), recipient()) -> {stop, pid()} | ok.
 cancel(Key, Recipient) ->
     case ets:lookup(?TABLE, Key) of
         [{Key, Worker, [Recipient]} = Old] ->
             case ets:select_delete(?TABLE, [{Old, [], [true]}]) of
-                1 -> {kill, Worker};
+                1 -> {stop, Worker};
                 0 -> cancel(Key, Recipient)
             end;
         [{Key, _, _} = Old] ->

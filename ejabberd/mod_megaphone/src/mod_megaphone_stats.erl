@@ -22,7 +22,10 @@
 -type counter() :: links_active | links_accepted_total | links_refused_total |
                    requests_total | requests_deduplicated_total |
                    requests_rejected_total | cancels_total |
-                   protocol_errors_total | gc_collections_total.
+                   protocol_errors_total | gc_collections_total |
+                   requests_reordered_total | requests_order_timeout_total |
+                   requests_stale_total | requests_host_unknown_total |
+                   requests_forwarded_total.
 -type name() :: counter() | requests_inflight.
 -export_type([counter/0, name/0]).
 
@@ -35,7 +38,9 @@ names() ->
     [links_active, links_accepted_total, links_refused_total,
      requests_total, requests_deduplicated_total, requests_inflight,
      requests_rejected_total, cancels_total, protocol_errors_total,
-     gc_collections_total].
+     gc_collections_total, requests_reordered_total,
+     requests_order_timeout_total, requests_stale_total,
+     requests_host_unknown_total, requests_forwarded_total].
 
 %% Fresh counters, all zero (module start).
 -spec new() -> ok.
@@ -91,4 +96,9 @@ index(requests_deduplicated_total) -> 5;
 index(requests_rejected_total) -> 6;
 index(cancels_total) -> 7;
 index(protocol_errors_total) -> 8;
-index(gc_collections_total) -> 9.
+index(gc_collections_total) -> 9;
+index(requests_reordered_total) -> 10;
+index(requests_order_timeout_total) -> 11;
+index(requests_stale_total) -> 12;
+index(requests_host_unknown_total) -> 13;
+index(requests_forwarded_total) -> 14.

@@ -1,9 +1,11 @@
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_sup.erl
 %%% Purpose : Supervision of mod_megaphone, ordered by dependency
-%%%           (rest_for_one): the registry ETS table, then the links, then
-%%%           the listener that starts links. Stopping goes in reverse:
-%%%           stop accepting, GOAWAY + close every link, drop the table.
+%%%           (rest_for_one): the registry ETS table, the sequencer shards
+%%%           (mod_megaphone_sequencer, one per scheduler), then the links,
+%%%           then the listener that starts links. Stopping goes in
+%%%           reverse: stop accepting, GOAWAY + close every link, drop the
+%%%           shards and the table.
 %%%
 %%% The same module also runs the links supervisor (simple_one_for_one of
 %%% temporary mod_megaphone_link children), as ranch_conns_sup does.
@@ -56,6 +58,11 @@ init(top) ->
                  start => {mod_megaphone_registry, start_link, []},
                  restart => permanent, shutdown => 5000, type => worker,
                  modules => [mod_megaphone_registry]},
+    Shards = [#{id => Name,
+                start => {mod_megaphone_sequencer, start_link, [I]},
+                restart => permanent, shutdown => 5000, type => worker,
+                modules => [mod_megaphone_sequencer]}
+              || {I, Name} <- lists:enumerate(mod_megaphone_sequencer:shard_names())],
     Links = #{id => ?LINKS_SUP,
               start => {?MODULE, start_link_links, []},
               restart => permanent, shutdown => infinity, type => supervisor,
@@ -65,7 +72,7 @@ init(top) ->
                  restart => permanent, shutdown => 5000, type => worker,
                  modules => [mod_megaphone_listener]},
     {ok, {#{strategy => rest_for_one, intensity => 10, period => 10},
-          [Registry, Links, Listener]}};
+          [Registry | Shards] ++ [Links, Listener]}};
 init(links) ->
     %% temporary: a link that dies is gone; its ECM reconnects.
     Link = #{id => mod_megaphone_link,

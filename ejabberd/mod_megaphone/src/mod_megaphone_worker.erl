@@ -1,8 +1,9 @@
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_worker.erl
 %%% Purpose : One process per REQUEST: calls ejabberd's BOSH handler
-%%%           (which blocks for the whole long poll) and sends the
-%%%           RESPONSE to every recipient.
+%%%           (which blocks for the whole long poll) through
+%%%           mod_megaphone_sequencer (rid order per session, on the
+%%%           session's node) and sends the RESPONSE to every recipient.
 %%%
 %%% A recipient is {LinkPid, Socket, Id, Ref}. For each live recipient the
 %%% worker first tells the link the id is done, then writes the RESPONSE
@@ -40,7 +41,7 @@
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_worker).
 
--export([start/2, start/3, go/1, abandon/1, failure/1]).
+-export([start/2, start/3, go/1, abandon/1, cancel/1, failure/1]).
 -export([collect_session/2, session_processes/1]).
 
 -include("logger.hrl").
@@ -77,6 +78,18 @@ go(Worker) ->
 -spec abandon(pid()) -> ok.
 abandon(Worker) ->
     Worker ! abandon,
+    ok.
+
+%% CANCEL of the last copy (its registry row is gone): a worker that has
+%% not entered ejabberd yet (waiting for its predecessor, for a twin, or
+%% for a remote node) ends without calling it; one that has entered
+%% finishes the call, and its answer is dropped. It is never killed: a
+%% copy inside ejabberd stays known to mod_megaphone_sequencer until
+%% ejabberd answers it, so a re-sent copy joins it instead of becoming a
+%% second live copy (docs/protocol.md, section 4).
+-spec cancel(pid()) -> ok.
+cancel(Worker) ->
+    Worker ! megaphone_cancel,
     ok.
 
 %% The RESPONSE for a request whose BOSH call failed or whose worker died:
@@ -121,6 +134,7 @@ is_proc_lib(P) ->
 init(Request, Key, GoTimeout) ->
     receive
         abandon -> ok;
+        megaphone_cancel -> ok;
         go -> finish(Key, run(Request)), collect_garbage(Key)
     after GoTimeout ->
             %% Only the registered worker of Key may call ejabberd: an
@@ -176,22 +190,31 @@ finish(Key, Frame) ->
     Recipients = try mod_megaphone_registry:take(Key, self())
                  catch error:badarg -> [] % module stopped: table gone
                  end,
-    reply(Recipients, Frame).
+    case Frame of
+        cancelled -> ok; % the row went with the CANCEL: nobody to answer
+        _ -> reply(Recipients, Frame)
+    end.
 
-run(#{id := Id, body := Body, ip := IP, port := Port}) ->
-    %% Counted here, at the call: abandoned twins and attached copies
-    %% never reach ejabberd.
-    mod_megaphone_stats:incr(requests_total),
-    try ejabberd_bosh:process_request(Body, {IP, Port}, xml) of
+%% The BOSH call goes through mod_megaphone_sequencer (rid order, one
+%% live copy per (sid, rid) in the cluster); requests_total is counted
+%% there, where ejabberd is called.
+run(#{id := Id, body := Body, ip := IP, port := Port, sid := Sid, rid := Rid}) ->
+    try mod_megaphone_sequencer:process(Body, IP, Port, Sid, Rid) of
+        cancelled ->
+            cancelled;
         {Status, _Reason, Headers, RespBody} ->
             #{type => response, id => Id, status => Status,
               content_type => content_type(Headers),
-              body => iolist_to_binary(RespBody)}
+              body => iolist_to_binary(RespBody)};
+        {error, Why} ->
+            failed(Id, IP, Why)
     catch Class:Reason:Stack ->
-            ?ERROR_MSG("mod_megaphone: BOSH request from ~ts failed: ~p",
-                       [inet:ntoa(IP), {Class, Reason, Stack}]),
-            failure(Id)
+            failed(Id, IP, {Class, Reason, Stack})
     end.
+
+failed(Id, IP, Why) ->
+    ?ERROR_MSG("mod_megaphone: BOSH request from ~ts failed: ~p", [inet:ntoa(IP), Why]),
+    failure(Id).
 
 content_type(Headers) ->
     case [V || {K, V} <- Headers,

@@ -70,7 +70,7 @@ cancel_of_the_only_copy_stops_the_worker() ->
     %% Ensures CANCEL of the only copy removes the row and names the worker.
     Key = {<<"s2">>, 1}, W = self(),
     true = mod_megaphone_registry:insert_new(Key, W, r1),
-    ?assertEqual({kill, W}, mod_megaphone_registry:cancel(Key, r1)),
+    ?assertEqual({stop, W}, mod_megaphone_registry:cancel(Key, r1)),
     ?assertEqual(not_found, mod_megaphone_registry:attach(Key, r2)).
 
 cancel_of_one_of_two_copies_keeps_the_worker() ->
@@ -117,7 +117,7 @@ a_session_creation_never_attaches_to_another() ->
     ?assertEqual(not_found, mod_megaphone_registry:attach(K2, r2)),
     true = mod_megaphone_registry:insert_new(K2, W, r2),
     ?assertEqual(2, mod_megaphone_registry:count()),
-    ?assertEqual({kill, W}, mod_megaphone_registry:cancel(K1, r1)),
+    ?assertEqual({stop, W}, mod_megaphone_registry:cancel(K1, r1)),
     ?assertEqual([r2], mod_megaphone_registry:take(K2, W)),
     ?assertEqual(0, mod_megaphone_registry:count()).
 

@@ -124,6 +124,21 @@ public final class EjabberdCluster implements AutoCloseable {
         return ecm;
     }
 
+    /**
+     * Starts an ECM (as {@link #startEcm}) linked to node {@code index} only ({@code --megaphone.link.nodes}), so
+     * a test knows which node each of its requests reaches.
+     */
+    public EcmProcess startEcmOn(String name, int index, int links) throws Exception {
+        EcmProcess ecm = EcmProcess.builder().name(name).maxHeap("128m")
+                .jvmOptions("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+                .args("--megaphone.link.nodes=" + IPS.get(index) + ":" + linkPort,
+                        "--megaphone.link.links-per-node=" + links,
+                        "--megaphone.link.name=" + name)
+                .waitForReadyLinks(links).start();
+        System.out.println("[ecm " + name + "] port " + ecm.port + ", linked to node " + (index + 1) + " only");
+        return ecm;
+    }
+
     /** Node {@code index}'s own BOSH endpoint (ejabberd's HTTP listener, not through an ECM). */
     public String directBoshUrl(int index) {
         return "http://" + IPS.get(index) + ":" + httpPort + "/http-bind";

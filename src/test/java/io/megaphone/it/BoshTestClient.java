@@ -77,6 +77,20 @@ public final class BoshTestClient {
 
     /** Session creation, SASL PLAIN, restart, bind, initial presence. */
     public BoshTestClient login(String user, String password, int waitSeconds) throws Exception {
+        return login(user, password, waitSeconds, "it");
+    }
+
+    /** {@link #login(String, String, int)} binding {@code resource}: several sessions of one user. */
+    public BoshTestClient login(String user, String password, int waitSeconds, String resource) throws Exception {
+        return login(user, password, waitSeconds, resource, true);
+    }
+
+    /**
+     * {@link #login(String, String, int, String)}; without {@code presence} the session stays unavailable, so the
+     * presence of the user's other sessions never reaches it (nothing arrives for it unasked).
+     */
+    public BoshTestClient login(String user, String password, int waitSeconds, String resource, boolean presence)
+            throws Exception {
         Answer created = post("<body content='text/xml; charset=utf-8' hold='1' rid='" + nextRid() + "' to='" + domain
                 + "' ver='1.6' wait='" + waitSeconds + "' xml:lang='en' xmlns='" + NS
                 + "' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>");
@@ -100,10 +114,12 @@ public final class BoshTestClient {
                 + "' xml:lang='en' xmpp:restart='true' xmlns='" + NS + "' xmlns:xmpp='urn:xmpp:xbosh'/>").body()));
         awaitStanza(e -> e.getLocalName().equals("features"));
         send("<iq type='set' id='bind_1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-                + "<resource>it</resource></bind></iq>");
+                + "<resource>" + resource + "</resource></bind></iq>");
         Element bound = awaitStanza(e -> e.getLocalName().equals("iq") && "bind_1".equals(e.getAttribute("id")));
         jid = bound.getElementsByTagNameNS("urn:ietf:params:xml:ns:xmpp-bind", "jid").item(0).getTextContent();
-        send("<presence xmlns='jabber:client'/>");
+        if (presence) {
+            send("<presence xmlns='jabber:client'/>");
+        }
         return this;
     }
 

@@ -344,6 +344,7 @@ public final class LoadGenerator {
         j.field("answers", stats.answers);
         j.field("polls_answered", stats.pollsAnswered);
         j.field("resends", stats.resends);
+        j.field("pipelined_pairs", stats.pipelined);
         j.field("connections_opened", stats.connectionsOpened);
         j.object("messages");
         j.field("queued", stats.messagesQueued);

@@ -35,6 +35,10 @@ final class Options {
               --hold N                 BOSH hold                                      (1)
               --drain S                after the steady state, wait up to S s for messages in flight (10)
               --no-terminate           do not end the sessions at the end (just close connections)
+              --pipeline               senders hold their messages until their poll is answered, then send
+                                       them as rid N+1 on the send connection *before* the new poll N on
+                                       the poll connection (requests='2' pipelining, worst order; use a
+                                       short --wait so queued messages go out at least every wait seconds)
               --login-timeout S        a user not online S s after it started counts as a login error (60)
               --progress S             seconds between progress lines                 (5)
               --out PATH               result file (JSON)                             (loadgen-result.json)
@@ -64,6 +68,7 @@ final class Options {
     int hold = 1;
     double drain = 10;
     boolean terminate = true;
+    boolean pipeline;
     double loginTimeout = 60;
     double progress = 5;
     String out = "loadgen-result.json";
@@ -94,6 +99,7 @@ final class Options {
             }
             switch (name) {
                 case "no-terminate" -> { o.terminate = false; o.echo.put(name, true); continue; }
+                case "pipeline" -> { o.pipeline = true; o.echo.put(name, true); continue; }
                 case "epoll" -> { o.epoll = true; continue; }
                 case "nio" -> { o.epoll = false; continue; }
                 default -> { }

@@ -28,6 +28,7 @@ final class Stats {
     long answers;
     long pollsAnswered;
     long resends;
+    long pipelined;
     long messagesQueued;
     long messagesSent;
     long messagesReceived;

@@ -125,7 +125,11 @@ final class User implements Conn.Listener {
             case Req.LOGIN -> loginAnswer(body);
             case Req.POLL -> {
                 if (state == State.ONLINE) {
-                    poll();
+                    if (gen.options.pipeline) {
+                        pipelinedPoll();
+                    } else {
+                        poll();
+                    }
                 }
             }
             case Req.SEND -> {
@@ -217,6 +221,31 @@ final class User implements Conn.Listener {
         poll.send(new Req(Req.POLL, ++rid, wrap(rid, ""), 0));
     }
 
+    /**
+     * {@code --pipeline}: the new poll takes rid N and the queued messages rid N+1, and N+1 is written first, on
+     * the other connection: the order in which a requests='2' client's two requests can reach the server when
+     * they leave microseconds apart. ejabberd 23.01 parks N+1 behind the empty poll N and loses the session
+     * unless its requests are put back in rid order (issue 13).
+     */
+    private void pipelinedPoll() {
+        if (send == null || !send.idle() || sendBackoff || outbox.isEmpty()) {
+            poll();
+            return;
+        }
+        long pollRid = ++rid;
+        long sendRid = ++rid;
+        StringBuilder payload = new StringBuilder();
+        int n = 0;
+        while (!outbox.isEmpty() && n < 50) {
+            payload.append(outbox.poll());
+            n++;
+        }
+        stats.pipelined++;
+        send.send(new Req(Req.SEND, sendRid, wrap(sendRid, payload.toString()), n));
+        stats.heldPolls++;
+        poll.send(new Req(Req.POLL, pollRid, wrap(pollRid, ""), 0));
+    }
+
     /** Queues a chat message to {@code to} and sends it (with whatever else is queued) when the send connection is free. */
     void chat(User to) {
         long seq = ++messageSeq;
@@ -227,6 +256,9 @@ final class User implements Conn.Listener {
     }
 
     private void flushOutbox() {
+        if (gen.options.pipeline) {
+            return; // the messages go with the next poll (pipelinedPoll)
+        }
         if (state != State.ONLINE || send == null || !send.idle() || sendBackoff || outbox.isEmpty()) {
             return;
         }
