@@ -82,7 +82,12 @@ class EdgeConfiguration {
         configuration.setMaxAge(cors.maxAge());
         UrlBasedCorsConfigurationSource source = new UrlBasedCorsConfigurationSource();
         properties.edge().paths().forEach(path -> source.registerCorsConfiguration(path, configuration));
-        return new CorsWebFilter(source);
+        return new CorsWebFilter(source) {
+            @Override
+            public String toString() {
+                return "CorsWebFilter(BOSH paths)"; // WebFlux names every request's checkpoint with it
+            }
+        };
     }
 
     /** Replaces Boot's error handler (which renders HTML error pages for browsers), at its order. */

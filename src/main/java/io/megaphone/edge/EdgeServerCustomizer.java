@@ -11,12 +11,11 @@ import reactor.netty.http.server.ProxyProtocolSupportType;
 /**
  * Options of the BOSH port's server (Boot's Reactor Netty server):
  * <ul>
- *   <li>Reactor Netty's {@code idleTimeout}: a connection with no request in it closes after
- *       {@code megaphone.edge.idle-timeout};</li>
- *   <li>{@link RequestDeadline}: a request head not complete within the idle timeout closes the connection, a body
- *       not complete within {@code megaphone.edge.request-read-timeout} of its head gets 408 (slowloris); neither
- *       ever limits how long a request is held (the handler says why Reactor Netty's own request timeout is not
- *       used);</li>
+ *   <li>{@link RequestDeadline}: a connection whose next request head is not complete within
+ *       {@code megaphone.edge.idle-timeout} of its start or its previous answer closes (an idle keep-alive
+ *       connection, a silent one, one that trickles its headers), a body not complete within
+ *       {@code megaphone.edge.request-read-timeout} of its head gets 408 (slowloris); neither ever limits how long a
+ *       request is held. The handler says why Reactor Netty's own idle and request timeouts are not used;</li>
  *   <li>the PROXY protocol (v1/v2) when {@code megaphone.edge.proxy-protocol} is on: the proxied source is then the
  *       request's remote address;</li>
  *   <li>client connections counted for the {@code megaphone.edge.connections.*} meters, with one shared close
@@ -41,7 +40,7 @@ final class EdgeServerCustomizer implements NettyServerCustomizer {
     public HttpServer apply(HttpServer server) {
         long headNanos = edge.idleTimeout().toNanos();
         long bodyNanos = edge.requestReadTimeout().toNanos();
-        HttpServer configured = server.idleTimeout(edge.idleTimeout())
+        HttpServer configured = server
                 .doOnChannelInit((observer, channel, remoteAddress) -> {
                     metrics.connectionOpened();
                     channel.closeFuture().addListener(countClose);

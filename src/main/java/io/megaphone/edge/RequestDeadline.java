@@ -22,18 +22,21 @@ import java.nio.charset.StandardCharsets;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Slowloris protection of the BOSH port: how long a client may take to send a request, never how long one is held.
+ * Idle connections and slowloris protection of the BOSH port: how long a client may take to send a request, never
+ * how long one is held.
  * <ul>
  *   <li>the <b>head</b> (request line and headers) must be complete within {@code headNanos} of the connection's
- *       start or of the previous answer, else the connection closes (a silent or header-trickling client);</li>
+ *       start or of the previous answer, else the connection closes (an idle keep-alive connection, a silent or a
+ *       header-trickling client);</li>
  *   <li>the <b>body</b> must be complete within {@code bodyNanos} of the head, else 408 and close.</li>
  * </ul>
  * Once the whole request is in, no timer runs until its answer is written, so a held request costs no timer.
  *
- * <p>Why not Reactor Netty's own: its idle timeout resets on every byte (a trickled head never trips it), and its
- * {@code requestTimeout} (1.3.6) is not cancelled for a request without a body, so the pending task keeps each such
- * closed connection in memory for the whole timeout (a GET flood of 10,000 requests kept about 60 MB; DemoPageTest).
- * Reactor Netty's {@code idleTimeout} still closes idle keep-alive connections. Sits right after the HTTP codec.
+ * <p>Why not Reactor Netty's own: its idle timeout resets on every byte (a trickled head never trips it), and it
+ * adds and removes a handler with a timer of its own on every request; its {@code requestTimeout} (1.3.6) is not
+ * cancelled for a request without a body, so the pending task keeps each such closed connection in memory for the
+ * whole timeout (a GET flood of 10,000 requests kept about 60 MB; DemoPageTest). Here a small POST that arrives
+ * whole schedules no body timer, and the head deadline is one timer per answer. Sits right after the HTTP codec.
  */
 final class RequestDeadline extends ChannelDuplexHandler {
 
@@ -73,15 +76,25 @@ final class RequestDeadline extends ChannelDuplexHandler {
         if (msg instanceof HttpRequest) {
             outstanding++;
             headNanosAt = System.nanoTime();
-            if (msg instanceof LastHttpContent) {
-                disarm(); // a request with no body is complete with its head
-            } else {
-                arm(ctx, bodyNanos, true);
-            }
+            disarm();
+            readingBody = !(msg instanceof LastHttpContent); // a request with no body is complete with its head
         } else if (msg instanceof LastHttpContent && readingBody) {
             disarm();
         }
         ctx.fireChannelRead(msg);
+    }
+
+    /**
+     * The body timer starts only when a read ends with the body incomplete: a small BOSH POST arrives whole in one
+     * read, and then no timer is scheduled for it at all.
+     */
+    @Override
+    public void channelReadComplete(ChannelHandlerContext ctx) {
+        if (readingBody && timer == null) {
+            long left = bodyNanos - (System.nanoTime() - headNanosAt);
+            arm(ctx, Math.max(1, left), true);
+        }
+        ctx.fireChannelReadComplete();
     }
 
     @Override

@@ -3,12 +3,14 @@ package io.megaphone.link;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoop;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.nio.NioSocketChannel;
 import java.net.InetSocketAddress;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -48,6 +50,7 @@ public final class LinkPool implements AutoCloseable {
     static final int AFFINITY_SLACK = 64;
 
     private final EventLoopGroup group;
+    private final List<EventLoop> loops;
     /** False when the group is the web server's (shared): closing the pool then leaves it running. */
     private final boolean ownsGroup;
     private volatile ScheduledFuture<?> parkedExpiry;
@@ -110,6 +113,8 @@ public final class LinkPool implements AutoCloseable {
         this.linksPerNode = linksPerNode;
         this.minBackoff = minBackoff;
         this.maxBackoff = maxBackoff;
+        this.loops = new ArrayList<>();
+        group.forEach(executor -> loops.add((EventLoop) executor));
         this.bootstrap = new Bootstrap().group(group).channel(channelClass)
                 .option(ChannelOption.TCP_NODELAY, true)
                 .option(ChannelOption.SO_KEEPALIVE, true)
@@ -121,7 +126,9 @@ public final class LinkPool implements AutoCloseable {
 
     private void addNode(InetSocketAddress node) {
         for (int i = 0; i < linksPerNode; i++) {
-            LinkSlot slot = new LinkSlot(bootstrap, node, i, settings, listener, minBackoff, maxBackoff);
+            // Each link of a node on its own event loop (round robin), so that every loop has links to offer.
+            LinkSlot slot = new LinkSlot(bootstrap.clone(loops.get(i % loops.size())), node, i, settings, listener,
+                    minBackoff, maxBackoff);
             slots.add(slot);
             membershipListeners.forEach(l -> l.added(slot));
             if (started) {
