@@ -225,7 +225,7 @@ cleanup(Shards) ->
     _ = persistent_term:erase({mod_megaphone, config}),
     _ = persistent_term:erase({mod_megaphone_sequencer, shards}),
     mod_megaphone_stats:delete(),
-    catch unregister(?REPORTER),
+    try unregister(?REPORTER) catch error:badarg -> ok end, % not registered
     [begin code:purge(M), code:delete(M) end || M <- [ejabberd_bosh, mod_bosh, mod_megaphone_fake_hide]],
     receive_all().
 
@@ -278,16 +278,9 @@ nothing_called(Ms) ->
 answer(W, Rid) ->
     W ! {bosh_answer, ?OK(Rid)}.
 
-stat(Name) ->
-    proplists:get_value(atom_to_binary(Name, utf8), mod_megaphone_stats:get()).
+stat(Name) -> mod_megaphone_test_util:stat(Name).
 
-wait_until(Cond) -> wait_until(Cond, 100).
-wait_until(Cond, 0) -> ?assert(Cond());
-wait_until(Cond, N) ->
-    case Cond() of
-        true -> ok;
-        false -> timer:sleep(5), wait_until(Cond, N - 1)
-    end.
+wait_until(Cond) -> mod_megaphone_test_util:wait_until(Cond, 100).
 
 receive_all() ->
     receive _ -> receive_all() after 0 -> ok end.

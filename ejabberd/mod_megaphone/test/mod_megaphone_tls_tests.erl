@@ -353,16 +353,9 @@ called() ->
 answer(W) ->
     W ! {bosh_answer, {200, <<"OK">>, [{<<"Content-Type">>, <<"text/xml">>}], <<"<body/>">>}}.
 
-stat(Name) ->
-    proplists:get_value(atom_to_binary(Name, utf8), mod_megaphone_stats:get()).
+stat(Name) -> mod_megaphone_test_util:stat(Name).
 
-wait_until(Cond) -> wait_until(Cond, 150).
-wait_until(Cond, 0) -> ?assert(Cond());
-wait_until(Cond, N) ->
-    case Cond() of
-        true -> ok;
-        false -> timer:sleep(20), wait_until(Cond, N - 1)
-    end.
+wait_until(Cond) -> mod_megaphone_test_util:wait_until(Cond, 300).
 
 %% The double of ejabberd_bosh: reports {bosh_called, Worker} and waits.
 load_fake_bosh() ->
