@@ -151,6 +151,12 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         inflightCount = inflight.size();
         request.id = id;
         request.link = this;
+        // PendingRequest.cancel() writes cancelled, then reads link; this wrote link, now reads cancelled (both
+        // volatile): at least one of the two sees the other. A cancel that read link before it was set is seen here.
+        if (request.cancelled) {
+            remove(id);
+            return;
+        }
         send(new Frame.Request(id, request.envelope));
     }
 
