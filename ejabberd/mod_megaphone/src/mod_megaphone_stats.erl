@@ -22,7 +22,8 @@
 -type counter() :: links_active | links_accepted_total | links_refused_total |
                    requests_total | requests_deduplicated_total |
                    requests_rejected_total | cancels_total |
-                   protocol_errors_total | gc_collections_total.
+                   protocol_errors_total | gc_collections_total |
+                   responses_too_large_total.
 -type name() :: counter() | requests_inflight.
 -export_type([counter/0, name/0]).
 
@@ -35,7 +36,7 @@ names() ->
     [links_active, links_accepted_total, links_refused_total,
      requests_total, requests_deduplicated_total, requests_inflight,
      requests_rejected_total, cancels_total, protocol_errors_total,
-     gc_collections_total].
+     gc_collections_total, responses_too_large_total].
 
 %% Fresh counters, all zero (module start).
 -spec new() -> ok.
@@ -91,4 +92,5 @@ index(requests_deduplicated_total) -> 5;
 index(requests_rejected_total) -> 6;
 index(cancels_total) -> 7;
 index(protocol_errors_total) -> 8;
-index(gc_collections_total) -> 9.
+index(gc_collections_total) -> 9;
+index(responses_too_large_total) -> 10.

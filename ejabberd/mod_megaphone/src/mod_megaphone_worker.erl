@@ -176,7 +176,25 @@ finish(Key, Frame) ->
     Recipients = try mod_megaphone_registry:take(Key, self())
                  catch error:badarg -> [] % module stopped: table gone
                  end,
-    reply(Recipients, Frame).
+    reply(Recipients, fit(Frame)).
+
+%% An answer over max_frame_size would make the ECM close the link (and
+%% a re-sent rid gets the same answer from ejabberd's buffer, closing the
+%% next one): it becomes the "answer too large" RESPONSE, counted.
+fit(Frame) ->
+    MaxFrame = try mod_megaphone:config() of
+                   #{max_frame_size := Max} -> Max
+               catch error:badarg -> 16#FFFFFFFF % module stopped
+               end,
+    case mod_megaphone_codec:fit_response(Frame, MaxFrame) of
+        {too_large, TooLarge} ->
+            mod_megaphone_stats:incr(responses_too_large_total),
+            ?WARNING_MSG("mod_megaphone: answer of ~B bytes is over max_frame_size ~B: "
+                         "answered as too large", [iolist_size(maps:get(body, Frame)), MaxFrame]),
+            TooLarge;
+        Fits ->
+            Fits
+    end.
 
 run(#{id := Id, body := Body, ip := IP, port := Port}) ->
     %% Counted here, at the call: abandoned twins and attached copies

@@ -122,6 +122,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param inlineSecretAllowed whether {@code secret} may come from a configuration file; the prod profile sets
      *     false, so the secret comes only from the environment ({@code MEGAPHONE_LINK_SECRET}) or a file
      * @param tls TLS on the links (mod_megaphone's {@code tls} option must match)
+     * @param maxFrameBytes the largest frame read from a link (an answer over it fails that one request, the link
+     *     stays up); what the ECM sends is bounded by the server's {@code max_frame} from WELCOME
      */
     public record Link(
             @DefaultValue("127.0.0.1:5290") List<@Pattern(regexp = ".+:\\d{1,5}",

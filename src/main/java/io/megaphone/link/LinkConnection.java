@@ -54,6 +54,8 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private byte[] clientNonce;
     private byte[] serverNonce;
     private long maxInflight = Long.MAX_VALUE;
+    /** The server's max_frame from WELCOME: no frame over it is sent. */
+    private long serverMaxFrame = Long.MAX_VALUE;
     private long heartbeatNanos;
     private long lastReadNanos;
     private long lastPingNanos;
@@ -146,6 +148,12 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             listener.redispatch(request, this);
             return;
         }
+        int length = request.envelope.bytes().length + 1 + 4; // type, id, envelope
+        if (length > serverMaxFrame) {
+            request.fail(new FrameTooLargeException(false, "request frame of " + length
+                    + " bytes is over the max_frame of " + serverMaxFrame + " that " + target + " accepts"));
+            return;
+        }
         int id = allocateId();
         inflight.put(id, request);
         inflightCount = inflight.size();
@@ -233,6 +241,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             return;
         }
         maxInflight = welcome.maxInflight() == 0 ? Long.MAX_VALUE : welcome.maxInflight();
+        serverMaxFrame = welcome.maxFrame() == 0 ? Long.MAX_VALUE : welcome.maxFrame();
         if (welcome.heartbeatMillis() > 0) {
             heartbeatNanos = Math.min(heartbeatNanos, TimeUnit.MILLISECONDS.toNanos(welcome.heartbeatMillis()));
         }
@@ -249,6 +258,9 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             PendingRequest request = remove(response.id());
             if (request != null && isServerRefusal(response)) {
                 listener.redispatch(request, this); // another link (or, past the re-send limit, a 503 at the edge)
+            } else if (request != null && LinkFrameDecoder.isTooLargeAnswer(response)) {
+                // A re-send would get the same answer from ejabberd's buffer: fail this request only.
+                request.fail(new FrameTooLargeException(true, "ejabberd's answer is too large for " + target));
             } else if (request != null) {
                 request.complete(response);
             }
