@@ -54,7 +54,7 @@ final class BoshHandler {
         this.maxBodyBytes = edge.maxBodyBytes();
         this.answers = new BoshAnswers(edge.retryAfterSeconds());
         this.clientAddresses = new ClientAddressResolver(edge.trustedProxies(), edge.forwardedHeader());
-        this.admission = new AdmissionControl(edge.admission(), pool::inflight, System::nanoTime);
+        this.admission = new AdmissionControl(edge.admission(), pool::inflight, pool::capacity, System::nanoTime);
         MegaphoneProperties.PerClient perClient = edge.admission().perClient();
         this.perClientAlways = perClient == MegaphoneProperties.PerClient.ON;
         this.perClientKnown = perClient == MegaphoneProperties.PerClient.AUTO

@@ -53,7 +53,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private int nextId;
     private byte[] clientNonce;
     private byte[] serverNonce;
-    private long maxInflight = Long.MAX_VALUE;
+    private volatile long maxInflight = Long.MAX_VALUE;
     /** The server's max_frame from WELCOME: no frame over it is sent. */
     private long serverMaxFrame = Long.MAX_VALUE;
     private long heartbeatNanos;
@@ -78,6 +78,11 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
 
     int inflightCount() {
         return inflightCount;
+    }
+
+    /** The server's max_inflight for this link (WELCOME), Long.MAX_VALUE when it set none or before WELCOME. */
+    long maxInflight() {
+        return maxInflight;
     }
 
     String target() {

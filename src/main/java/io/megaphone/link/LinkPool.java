@@ -219,6 +219,22 @@ public final class LinkPool implements AutoCloseable {
         return slots.size();
     }
 
+    /**
+     * Requests the ready links can carry at once: the sum of their {@code max_inflight} (mod_megaphone's, from
+     * WELCOME; a link without one counts as {@link Integer#MAX_VALUE}). Past it no link can take a request. 0 while
+     * no link is ready.
+     */
+    public int capacity() {
+        long total = 0;
+        for (LinkSlot slot : slots) {
+            LinkConnection link = slot.current();
+            if (link != null && link.state() == LinkConnection.State.READY) {
+                total += Math.min(link.maxInflight(), Integer.MAX_VALUE);
+            }
+        }
+        return (int) Math.min(total, Integer.MAX_VALUE);
+    }
+
     /** Requests in flight on all links. */
     public int inflight() {
         int total = 0;
