@@ -15,7 +15,7 @@
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_stats).
 
--export([new/0, delete/0, incr/1, decr/1, get/0, names/0]).
+-export([new/0, delete/0, incr/1, decr/1, get/0, names/0, value/1]).
 
 -define(KEY, {?MODULE, counters}).
 
@@ -23,7 +23,7 @@
                    requests_total | requests_deduplicated_total |
                    requests_rejected_total | cancels_total |
                    protocol_errors_total | gc_collections_total |
-                   responses_too_large_total.
+                   responses_too_large_total | links_refused_pending_total.
 -type name() :: counter() | requests_inflight.
 -export_type([counter/0, name/0]).
 
@@ -36,7 +36,8 @@ names() ->
     [links_active, links_accepted_total, links_refused_total,
      requests_total, requests_deduplicated_total, requests_inflight,
      requests_rejected_total, cancels_total, protocol_errors_total,
-     gc_collections_total, responses_too_large_total].
+     gc_collections_total, responses_too_large_total,
+     links_refused_pending_total].
 
 %% Fresh counters, all zero (module start).
 -spec new() -> ok.
@@ -64,6 +65,11 @@ decr(links_active) ->
 get() ->
     Ref = persistent_term:get(?KEY, undefined),
     [{atom_to_binary(Name, utf8), value(Name, Ref)} || Name <- names()].
+
+%% One stat's value now (0 without a running module).
+-spec value(name()) -> integer().
+value(Name) ->
+    value(Name, persistent_term:get(?KEY, undefined)).
 
 %%%===================================================================
 %%% Internal functions
@@ -93,4 +99,5 @@ index(requests_rejected_total) -> 6;
 index(cancels_total) -> 7;
 index(protocol_errors_total) -> 8;
 index(gc_collections_total) -> 9;
-index(responses_too_large_total) -> 10.
+index(responses_too_large_total) -> 10;
+index(links_refused_pending_total) -> 11.

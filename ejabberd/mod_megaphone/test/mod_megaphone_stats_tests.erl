@@ -13,7 +13,8 @@
                 <<"requests_deduplicated_total">>, <<"requests_inflight">>,
                 <<"requests_rejected_total">>, <<"cancels_total">>,
                 <<"protocol_errors_total">>, <<"gc_collections_total">>,
-                <<"responses_too_large_total">>]).
+                <<"responses_too_large_total">>,
+                <<"links_refused_pending_total">>]).
 
 stats_test_() ->
     {foreach,
@@ -26,7 +27,7 @@ stats_test_() ->
       fun requests_inflight_is_the_number_of_registered_workers/0]}.
 
 fresh_counters_list_every_stat_at_zero() ->
-    %% Ensures get/0 lists the ten documented stats, in order, all zero.
+    %% Ensures get/0 lists the eleven documented stats, in order, all zero.
     ?assertEqual([{N, 0} || N <- ?NAMES], mod_megaphone_stats:get()),
     ?assertEqual(?NAMES, [atom_to_binary(N, utf8) || N <- mod_megaphone_stats:names()]).
 

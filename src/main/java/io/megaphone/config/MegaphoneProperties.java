@@ -115,8 +115,9 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      *
      * @param nodes mod_megaphone addresses ({@code host:port}) of the ejabberd nodes
      * @param linksPerNode how many links (TCP connections) to keep to each node
-     * @param secret the shared secret (prefer {@code MEGAPHONE_LINK_SECRET} or {@code secret-file})
-     * @param secretFile a file holding the shared secret (trailing whitespace is ignored)
+     * @param secret the shared secret, at least 32 bytes (prefer {@code MEGAPHONE_LINK_SECRET} or {@code secret-file})
+     * @param secretFile a file holding the shared secret (surrounding whitespace is ignored), or one per line for a
+     *     rotation: the first proves, a server proving any of them is accepted
      * @param name this ECM's name in ejabberd's logs (default: the host name)
      * @param discovery find ejabberd nodes from one DNS name instead of the {@code nodes} list
      * @param inlineSecretAllowed whether {@code secret} may come from a configuration file; the prod profile sets

@@ -240,8 +240,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             fail(Frame.Error.PROTOCOL_ERROR, "expected WELCOME, got " + frame.getClass().getSimpleName());
             return;
         }
-        byte[] expected = settings.proof().welcomeMac(PROTOCOL_VERSION, clientNonce, serverNonce);
-        if (!HandshakeProof.matches(expected, welcome.mac())) {
+        if (!settings.proof().welcomeMatches(PROTOCOL_VERSION, clientNonce, serverNonce, welcome.mac())) {
             fail(Frame.Error.AUTH_FAILED, "server's WELCOME proof is wrong (the two sides' secrets differ)");
             return;
         }

@@ -16,7 +16,7 @@ import reactor.core.publisher.Mono;
 /** The link pool against a Java fake of mod_megaphone: handshake, failover, cancel, unavailability. */
 class LinkPoolTest {
 
-    private static final byte[] SECRET = "pool-test-secret".getBytes(StandardCharsets.UTF_8);
+    private static final byte[] SECRET = "pool-test-secret-pool-test-secret-pool".getBytes(StandardCharsets.UTF_8);
     private FakeMegaphoneServer server;
     private LinkPool pool;
 
@@ -65,7 +65,7 @@ class LinkPoolTest {
     @Test
     void aWrongSecretNeverGetsALinkReady() throws Exception {
         server = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo);
-        pool("not-the-secret".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
+        pool("not-the-secret-not-the-secret-not-the".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
         Thread.sleep(500);
         assertThat(pool.readyLinks()).isZero();
         assertThat(server.links).isEmpty();
@@ -74,7 +74,7 @@ class LinkPoolTest {
     @Test
     void withNoLinkReadyARequestFailsAsUnavailableAtOnce() throws Exception {
         server = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo);
-        pool("not-the-secret".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
+        pool("not-the-secret-not-the-secret-not-the".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
         AtomicReference<Throwable> error = new AtomicReference<>();
         pool.forward(envelope(1, "<body/>")).doOnError(error::set).onErrorResume(e -> Mono.empty())
                 .block(Duration.ofSeconds(1));

@@ -20,7 +20,7 @@ import org.junit.jupiter.api.Test;
  */
 class NodeDiscoveryTest {
 
-    private static final byte[] SECRET = "discovery-secret".getBytes(StandardCharsets.UTF_8);
+    private static final byte[] SECRET = "discovery-secret-discovery-secret-disc".getBytes(StandardCharsets.UTF_8);
     private FakeMegaphoneServer first;
     private FakeMegaphoneServer second;
     private LinkPool pool;
