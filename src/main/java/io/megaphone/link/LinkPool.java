@@ -52,6 +52,11 @@ public final class LinkPool implements AutoCloseable {
     private final boolean ownsGroup;
     private volatile ScheduledFuture<?> parkedExpiry;
     private final List<LinkSlot> slots = new CopyOnWriteArrayList<>();
+    /**
+     * Links of nodes that discovery dropped, draining: no new requests, but theirs still count as held (for the
+     * gauge, admission and the drain) until each link has closed.
+     */
+    private final List<LinkSlot> retiring = new CopyOnWriteArrayList<>();
     private final List<MembershipListener> membershipListeners = new CopyOnWriteArrayList<>();
     private final Bootstrap bootstrap;
     private final LinkSettings settings;
@@ -141,8 +146,11 @@ public final class LinkPool implements AutoCloseable {
             present.add(slot.address());
             if (!wanted.contains(slot.address())) {
                 log.info("node {} is gone: draining link {}", slot.address(), slot.name());
-                slot.retire();
                 slots.remove(slot);
+                if (slot.current() != null) {
+                    retiring.add(slot);
+                }
+                slot.retire();
                 membershipListeners.forEach(l -> l.removed(slot));
             }
         }
@@ -237,8 +245,12 @@ public final class LinkPool implements AutoCloseable {
 
     /** Requests in flight on all links. */
     public int inflight() {
+        return inflight(slots) + inflight(retiring);
+    }
+
+    private static int inflight(List<LinkSlot> of) {
         int total = 0;
-        for (LinkSlot slot : slots) {
+        for (LinkSlot slot : of) {
             LinkConnection link = slot.current();
             if (link != null) {
                 total += link.inflightCount();
@@ -369,6 +381,7 @@ public final class LinkPool implements AutoCloseable {
     public void close() {
         closing = true;
         slots.forEach(LinkSlot::stop);
+        retiring.forEach(LinkSlot::stop);
         PendingRequest request;
         while ((request = parked.poll()) != null) {
             request.fail(new UpstreamUnavailableException("the ECM is shutting down"));
@@ -406,6 +419,9 @@ public final class LinkPool implements AutoCloseable {
 
         @Override
         public void onClosed(LinkConnection link, List<PendingRequest> orphans) {
+            if (!retiring.isEmpty()) {
+                retiring.removeIf(slot -> slot.current() == null); // a retired slot never reconnects
+            }
             if (!orphans.isEmpty()) {
                 log.info("re-sending {} requests of {} on other links", orphans.size(), link);
             }
