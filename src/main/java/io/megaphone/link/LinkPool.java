@@ -22,7 +22,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-import reactor.core.publisher.Mono;
 
 /**
  * The links of one ECM: {@code linksPerNode} links to each configured ejabberd node. Each request goes to the
@@ -191,24 +190,6 @@ public final class LinkPool implements AutoCloseable {
                 countClientGone);
         dispatch(request, null);
         return request;
-    }
-
-    /** {@link #submit} as a Mono: cancelling it cancels the request. For callers that are not on the hot path. */
-    public Mono<Frame.Response> forward(RequestEnvelope envelope) {
-        return Mono.create(sink -> {
-            PendingRequest request = submit(envelope, new Exchange() {
-                @Override
-                public void onResponse(Frame.Response response) {
-                    sink.success(response);
-                }
-
-                @Override
-                public void onFailure(Throwable error) {
-                    sink.error(error);
-                }
-            });
-            sink.onCancel(request::cancel);
-        });
     }
 
     /** Ready links, for readiness and metrics. */
