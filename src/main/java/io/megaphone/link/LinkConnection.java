@@ -72,8 +72,23 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
 
     // ---- read by the pool from any thread ----
 
-    boolean canTake() {
+    /** Authenticated and below the server's max_inflight: the link counts as up (health, metrics). */
+    boolean ready() {
         return state == State.READY && inflightCount < maxInflight;
+    }
+
+    /**
+     * {@link #ready()} and writable: its outbound buffer is below the high water mark ({@link LinkPool#WATER_MARK}),
+     * so a server that reads slowly gets no more requests on this link until it catches up.
+     */
+    boolean canTake() {
+        return ready() && channel.isWritable();
+    }
+
+    /** Bytes written to this link and not yet taken by the kernel. */
+    long pendingOutboundBytes() {
+        Channel ch = channel;
+        return ch == null || ch.unsafe().outboundBuffer() == null ? 0 : ch.unsafe().outboundBuffer().totalPendingWriteBytes();
     }
 
     int inflightCount() {
@@ -151,6 +166,12 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         }
         if (state != State.READY) {
             listener.redispatch(request, this);
+            return;
+        }
+        if (!channel.isWritable()) {
+            // Picked while it was writable, full since: the outbound bytes stay bounded by the high water mark.
+            request.fail(new UpstreamUnavailableException("link " + target + ": ejabberd reads too slowly"
+                    + " (outbound buffer over " + LinkPool.WATER_MARK.high() + " bytes)"));
             return;
         }
         int length = request.envelope.bytes().length + 1 + 4; // type, id, envelope

@@ -5,6 +5,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.nio.NioSocketChannel;
 import java.net.InetSocketAddress;
@@ -45,6 +46,12 @@ public final class LinkPool implements AutoCloseable {
      * that one link takes everything when they are not.
      */
     static final int AFFINITY_SLACK = 64;
+    /**
+     * Outbound buffer of one link: above 4 MiB it is unwritable and takes no new request until it is back under
+     * 1 MiB. A REQUEST is at most max-body-bytes, so a link never buffers much more than 4 MiB for an ejabberd that
+     * reads slowly; requests find another link, or get 503 with Retry-After.
+     */
+    static final WriteBufferWaterMark WATER_MARK = new WriteBufferWaterMark(1 << 20, 4 << 20);
 
     private final EventLoopGroup group;
     /** False when the group is the web server's (shared): closing the pool then leaves it running. */
@@ -117,6 +124,7 @@ public final class LinkPool implements AutoCloseable {
         this.bootstrap = new Bootstrap().group(group).channel(channelClass)
                 .option(ChannelOption.TCP_NODELAY, true)
                 .option(ChannelOption.SO_KEEPALIVE, true)
+                .option(ChannelOption.WRITE_BUFFER_WATER_MARK, WATER_MARK)
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000);
         for (InetSocketAddress node : nodes) {
             addNode(node);
@@ -197,7 +205,7 @@ public final class LinkPool implements AutoCloseable {
         int ready = 0;
         for (LinkSlot slot : slots) {
             LinkConnection link = slot.current();
-            if (link != null && link.canTake()) {
+            if (link != null && link.ready()) {
                 ready++;
             }
         }
