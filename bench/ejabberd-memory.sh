@@ -12,7 +12,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 POINTS=${POINTS:-2000 5000}; RAMP=${RAMP:-400}; WAIT=${WAIT:-60}; LINKS=${LINKS:-1}; SETTLE=${SETTLE:-15}
-SECRET=bench-secret-$$
+SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-ejabberd-memory}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 EJ_A=$(mktemp -d /tmp/ejmem-direct.XXXXXX); EJ_B=$(mktemp -d /tmp/ejmem-megaphone.XXXXXX)

@@ -16,7 +16,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-2}; WRK_CONNS=${WRK_CONNS:-64}; WRK_THREADS=${WRK_THREADS:-1}; WRK_SECONDS=${WRK_SECONDS:-10}
 RATES=${RATES:-5000 20000}; RAW_SECONDS=${RAW_SECONDS:-20}; RAW_CONNS=${RAW_CONNS:-64}; LINKS=${LINKS:-2}
 WARMUP_SECONDS=${WARMUP_SECONDS:-40}
-SECRET=bench-secret-$$
+SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-forwarding}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 trap 'stop_all; [[ -n "${KEEP_WORK:-}" ]] || rm -rf "${WORK:-/nonexistent}"' EXIT

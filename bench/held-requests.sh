@@ -38,7 +38,7 @@ SOURCE=${SOURCE:-head}
 UPSTREAM_PORT=${UPSTREAM_PORT:-15290}
 HTTP_PORT=${HTTP_PORT:-15280}
 MGMT_PORT=${MGMT_PORT:-19090}
-SECRET=bench-secret-$$
+SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
 PER_CLIENT=8000
 JV=$("$JAVA" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-java$JV}

@@ -12,7 +12,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 N=${N:-50000}; ECMS=${ECMS:-4}; LOADGENS=${LOADGENS:-4}; RAMP=${RAMP:-500}; WAIT=${WAIT:-60}
 SENDERS=${SENDERS:-25}; MSG_RATE=${MSG_RATE:-5}; HOLD=${HOLD:-60}; LINKS=${LINKS:-2}
-SECRET=bench-secret-$$
+SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-open-files-$N}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 EJ=$(mktemp -d /tmp/ejopen.XXXXXX)

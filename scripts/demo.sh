@@ -37,7 +37,7 @@ mkdir -p "$RUN"
 [ -f "$RUN/ecm.pid" ] || [ -f "$RUN/ejabberd/instance.env" ] && stop > /dev/null
 
 if [ ! -s "$RUN/link.secret" ]; then
-    (umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=' > "$RUN/link.secret")
+    (umask 077; head -c 48 /dev/urandom | base64 | tr -d '/+=' > "$RUN/link.secret")
 fi
 SECRET=$(cat "$RUN/link.secret")
 

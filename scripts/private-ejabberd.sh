@@ -12,11 +12,12 @@
 # start prints one line:
 #   ejabberd <version> started: node=<node> c2s=<port> bosh=http://<ip>:<port>/http-bind link=<ip>:<port>
 #
-# Environment for start (optional unless noted): MEGAPHONE_SECRET (required),
+# Environment for start (optional unless noted): MEGAPHONE_SECRET (required;
+# at least 32 bytes; several lines for a rotation), EJ_MAX_PENDING_LINKS,
 # EJ_DOMAIN (localhost), EJ_NODE (megaphone<linkport>@localhost), EJ_DIST_PORT,
 # EJ_C2S_PORT, EJ_HTTP_PORT, EJ_LINK_PORT (a free loopback port when unset;
 # a restart of the same DIR reuses the ports saved in DIR/instance.env),
-# EJ_MAX_INFLIGHT, EJ_IP (127.0.0.1: the address every listener and the
+# EJ_MAX_INFLIGHT, EJ_MAX_FRAME (mod_megaphone's max_frame_size), EJ_IP (127.0.0.1: the address every listener and the
 # Erlang distribution bind to), EJ_COOKIE (the Erlang cookie, written to
 # DIR/.erlang.cookie; unset: a random one per DIR).
 #
@@ -208,6 +209,12 @@ YML
         echo "    secret_file: \"$secret_file\""
         if [ -n "${EJ_MAX_INFLIGHT:-}" ]; then
             echo "    max_inflight: $EJ_MAX_INFLIGHT"
+        fi
+        if [ -n "${EJ_MAX_FRAME:-}" ]; then
+            echo "    max_frame_size: $EJ_MAX_FRAME"
+        fi
+        if [ -n "${EJ_MAX_PENDING_LINKS:-}" ]; then
+            echo "    max_pending_links: $EJ_MAX_PENDING_LINKS"
         fi
     } > "$mod/conf/mod_megaphone.yml"
     write_link_tls "$mod/conf/mod_megaphone.yml"

@@ -21,7 +21,7 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1,
          mod_options/1, mod_doc/0]).
 -export([config/0, gc_heap_threshold/0, order_timeout/0, get_commands_spec/0,
-         megaphone_stats/0]).
+         megaphone_stats/0, format_error/1]).
 
 -include("logger.hrl").
 -include("translate.hrl").
@@ -29,11 +29,15 @@
 
 -define(SUP, mod_megaphone_sup).
 -define(CONFIG_KEY, {?MODULE, config}).
+%% Shortest secret accepted, in bytes (as the ECM's megaphone.link.secret).
+-define(MIN_SECRET, 32).
 
 -type config() :: #{host := binary(),
                     ip := inet:ip_address(),
                     port := inet:port_number(),
                     secret := binary(),
+                    secrets := [binary(), ...],
+                    max_pending_links := pos_integer(),
                     max_frame_size := pos_integer(),
                     max_inflight := pos_integer(),
                     heartbeat_interval := pos_integer(),
@@ -115,10 +119,11 @@ depends(_Host, _Opts) ->
 -spec mod_opt_type(atom()) -> econf:validator().
 mod_opt_type(ip) -> econf:ip();
 mod_opt_type(port) -> econf:port();
-mod_opt_type(secret) -> econf:binary();
+mod_opt_type(secret) -> econf:either(econf:binary(), econf:list(econf:binary()));
 mod_opt_type(secret_file) -> econf:path();
 mod_opt_type(max_frame_size) -> econf:pos_int();
 mod_opt_type(max_inflight) -> econf:pos_int();
+mod_opt_type(max_pending_links) -> econf:pos_int();
 mod_opt_type(heartbeat_interval) -> econf:timeout(millisecond);
 mod_opt_type(handshake_timeout) -> econf:timeout(millisecond);
 mod_opt_type(gc_heap_threshold) -> econf:non_neg_int();
@@ -137,6 +142,7 @@ mod_options(_Host) ->
      {secret_file, undefined},
      {max_frame_size, 1048576},
      {max_inflight, 10000},
+     {max_pending_links, 64},
      {heartbeat_interval, timer:seconds(15)},
      {handshake_timeout, timer:seconds(5)},
      {gc_heap_threshold, 4096},
@@ -157,8 +163,9 @@ mod_doc() ->
       opts =>
           [{ip, #{value => ?T("IP"), desc => ?T("Address to listen on. Default: 127.0.0.1.")}},
            {port, #{value => ?T("Port"), desc => ?T("TCP port of the link listener. Default: 5290.")}},
-           {secret, #{value => ?T("String"), desc => ?T("Shared secret of the link handshake.")}},
-           {secret_file, #{value => ?T("Path"), desc => ?T("File holding the secret (trimmed). Takes precedence over 'secret'.")}},
+           {secret, #{value => ?T("String | [String]"), desc => ?T("Shared secret of the link handshake, at least 32 bytes; or a list of them for a rotation: an ECM that proves any of them is accepted.")}},
+           {secret_file, #{value => ?T("Path"), desc => ?T("File holding the secret (trimmed), or one secret per line for a rotation. Takes precedence over 'secret'.")}},
+           {max_pending_links, #{value => ?T("Number"), desc => ?T("Connections that have not finished the handshake at most; more are closed at once. Default: 64.")}},
            {max_frame_size, #{value => ?T("Bytes"), desc => ?T("Largest frame accepted after the handshake. Default: 1048576.")}},
            {max_inflight, #{value => ?T("Number"), desc => ?T("Requests run at once per link; more get 503. Default: 10000.")}},
            {heartbeat_interval, #{value => "timeout()", desc => ?T("PING interval suggested to clients; a link silent for 3 intervals is closed. Default: 15 seconds.")}},
@@ -284,7 +291,9 @@ base_config(Host, Secret, Opts) ->
     #{host => Host,
       ip => gen_mod:get_opt(ip, Opts),
       port => gen_mod:get_opt(port, Opts),
-      secret => Secret,
+      secret => hd(Secret),
+      secrets => Secret,
+      max_pending_links => gen_mod:get_opt(max_pending_links, Opts),
       max_frame_size => gen_mod:get_opt(max_frame_size, Opts),
       max_inflight => gen_mod:get_opt(max_inflight, Opts),
       heartbeat_interval => gen_mod:get_opt(heartbeat_interval, Opts),
@@ -347,16 +356,31 @@ check_pem_files([{Opt, File, _} | Rest]) ->
 
 secret(undefined, undefined) ->
     {error, no_secret};
+secret(undefined, Secrets) when is_list(Secrets) ->
+    check_secrets(Secrets);
 secret(undefined, Secret) ->
-    check_secret(Secret);
+    check_secrets([Secret]);
 secret(File, _) ->
     case file:read_file(File) of
-        {ok, Data} -> check_secret(string:trim(Data));
+        {ok, Data} ->
+            %% One secret per line (a rotation); a file of one secret, with
+            %% or without its newline, is the usual case.
+            check_secrets([S || Line <- binary:split(Data, [<<"\n">>, <<"\r\n">>], [global]),
+                                S <- [string:trim(Line)], S /= <<>>]);
         {error, Why} -> {error, {secret_file, File, Why}}
     end.
 
-check_secret(<<>>) -> {error, empty_secret};
-check_secret(Secret) when is_binary(Secret) -> {ok, Secret}.
+%% Every secret of the list: at least ?MIN_SECRET bytes (the HMAC key of
+%% the handshake; a short one can be guessed offline from one recorded
+%% handshake). The first proves nothing here (the ECM proves), but it is
+%% the one kept as `secret'. The secrets themselves are never in an error.
+check_secrets([]) -> {error, empty_secret};
+check_secrets(Secrets) ->
+    case [byte_size(S) || S <- Secrets, byte_size(S) < ?MIN_SECRET] of
+        [] -> {ok, Secrets};
+        [0 | _] -> {error, empty_secret};
+        [Short | _] -> {error, {short_secret, Short}}
+    end.
 
 %% Digs the listen error out of the supervisor's start error.
 listener_error({shutdown, {failed_to_start_child, _, Reason}}) -> listener_error(Reason);
@@ -368,6 +392,10 @@ format_error(no_secret) ->
     "no secret: set option 'secret' or 'secret_file'";
 format_error(empty_secret) ->
     "the secret is empty: set option 'secret' or 'secret_file'";
+format_error({short_secret, Bytes}) ->
+    io_lib:format("a secret of ~B bytes: at least ~B are required "
+                  "(e.g. openssl rand -hex 32), in 'secret' or 'secret_file'",
+                  [Bytes, ?MIN_SECRET]);
 format_error({secret_file, File, Why}) ->
     io_lib:format("secret_file: ~ts (~ts)", [File, file:format_error(Why)]);
 format_error({tls_option_missing, cafile}) ->

@@ -16,7 +16,8 @@
 
 -export([decode/1, decode_frame/1, encode/1, frame/1,
          auth_mac/5, welcome_mac/4, verify_mac/2,
-         error_code/1, error_name/1, version/0, magic/0]).
+         error_code/1, error_name/1, version/0, magic/0,
+         fit_response/2, answer_too_large/1, answer_too_large_status/0]).
 
 -define(HELLO, 16#01).
 -define(AUTH, 16#02).
@@ -28,6 +29,9 @@
 -define(PONG, 16#21).
 -define(GOAWAY, 16#30).
 -define(ERROR, 16#3F).
+%% RESPONSE status that stands for an answer too large for the link
+%% (with no content type and an empty body; docs/protocol.md section 3).
+-define(ANSWER_TOO_LARGE, 502).
 -define(MAGIC, <<"MGPH">>).
 
 -type ip() :: inet:ip4_address() | inet:ip6_address().
@@ -217,3 +221,24 @@ type_name(?PING) -> ping;
 type_name(?PONG) -> pong;
 type_name(?GOAWAY) -> goaway;
 type_name(?ERROR) -> error.
+
+%% The RESPONSE Frame itself when its frame length (type byte and payload)
+%% is at most MaxFrame; else {too_large, Substitute}: the "answer too
+%% large" RESPONSE for its id, which fails that one request at the ECM
+%% instead of a frame the ECM would refuse by closing the link.
+-spec fit_response(frame(), pos_integer()) -> frame() | {too_large, frame()}.
+fit_response(#{type := response, id := Id, content_type := Ct, body := Body} = Frame,
+             MaxFrame) ->
+    case 1 + 4 + 2 + 1 + iolist_size(Ct) + iolist_size(Body) of
+        Length when Length =< MaxFrame -> Frame;
+        _ -> {too_large, answer_too_large(Id)}
+    end.
+
+-spec answer_too_large(non_neg_integer()) -> frame().
+answer_too_large(Id) ->
+    #{type => response, id => Id, status => ?ANSWER_TOO_LARGE,
+      content_type => <<>>, body => <<>>}.
+
+-spec answer_too_large_status() -> pos_integer().
+answer_too_large_status() ->
+    ?ANSWER_TOO_LARGE.

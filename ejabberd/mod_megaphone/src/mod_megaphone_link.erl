@@ -237,13 +237,12 @@ auth(#{version := Version}, State) when Version /= 1 ->
     refuse(unsupported_version, {unsupported_version, Version}, State);
 auth(#{nonce := ClientNonce, mac := Mac, name := Name},
      #state{socket = Socket, nonce = ServerNonce} = State) ->
-    #{secret := Secret, max_frame_size := MaxFrame, max_inflight := MaxInflight,
+    #{secrets := Secrets, max_frame_size := MaxFrame, max_inflight := MaxInflight,
       heartbeat_interval := Hb} = mod_megaphone:config(),
-    Expected = mod_megaphone_codec:auth_mac(Secret, 1, ServerNonce, ClientNonce, Name),
-    case mod_megaphone_codec:verify_mac(Expected, Mac) of
+    case proving_secret(Secrets, ServerNonce, ClientNonce, Name, Mac) of
         false ->
             refuse(auth_failed, {auth_failed, printable(Name)}, State);
-        true ->
+        {value, Secret} ->
             Welcome = #{type => welcome,
                         mac => mod_megaphone_codec:welcome_mac(Secret, 1, ClientNonce, ServerNonce),
                         max_frame => MaxFrame, max_inflight => MaxInflight,
@@ -275,6 +274,15 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
                                                     name = printable(Name)})
             end
     end.
+
+%% The secret of the list (a rotation: any is accepted) that the ECM's
+%% AUTH mac proves, or false. WELCOME is then proved with that same one.
+proving_secret(Secrets, ServerNonce, ClientNonce, Name, Mac) ->
+    lists:search(
+      fun(Secret) ->
+              Expected = mod_megaphone_codec:auth_mac(Secret, 1, ServerNonce, ClientNonce, Name),
+              mod_megaphone_codec:verify_mac(Expected, Mac)
+      end, Secrets).
 
 %%%===================================================================
 %%% Frames

@@ -74,7 +74,18 @@ family(_) -> [inet6].
 accept_loop(LSocket) ->
     case gen_tcp:accept(LSocket) of
         {ok, Socket} ->
-            start_link(Socket),
+            case pending_full() of
+                false ->
+                    start_link(Socket);
+                true ->
+                    %% Pre-auth connections cost a process and a file each:
+                    %% past max_pending_links (a flood, a scan) new ones are
+                    %% closed before HELLO; each pending one has at most
+                    %% handshake_timeout left.
+                    mod_megaphone_stats:incr(links_refused_total),
+                    mod_megaphone_stats:incr(links_refused_pending_total),
+                    gen_tcp:close(Socket)
+            end,
             accept_loop(LSocket);
         {error, closed} ->
             exit(normal);
@@ -88,6 +99,18 @@ accept_loop(LSocket) ->
             %% A peer that reset before accept() completed, and the like.
             ?DEBUG("mod_megaphone accept failed: ~p", [Why]),
             accept_loop(LSocket)
+    end.
+
+%% Whether max_pending_links connections are in their handshake: the link
+%% processes alive, less the authenticated ones (links_active). One that
+%% is ending may count a moment longer: the bound errs on the safe side.
+pending_full() ->
+    try
+        #{max_pending_links := Max} = mod_megaphone:config(),
+        Links = proplists:get_value(active, supervisor:count_children(mod_megaphone_links_sup), 0),
+        Links - mod_megaphone_stats:value(links_active) >= Max
+    catch _:_ ->
+            false % module stopping: the listener goes too
     end.
 
 start_link(Socket) ->

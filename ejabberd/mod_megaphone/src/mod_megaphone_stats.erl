@@ -15,7 +15,7 @@
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_stats).
 
--export([new/0, delete/0, incr/1, decr/1, get/0, names/0]).
+-export([new/0, delete/0, incr/1, decr/1, get/0, names/0, value/1]).
 
 -define(KEY, {?MODULE, counters}).
 
@@ -25,7 +25,8 @@
                    protocol_errors_total | gc_collections_total |
                    requests_reordered_total | requests_order_timeout_total |
                    requests_stale_total | requests_host_unknown_total |
-                   requests_forwarded_total.
+                   requests_forwarded_total | responses_too_large_total |
+                   links_refused_pending_total.
 -type name() :: counter() | requests_inflight.
 -export_type([counter/0, name/0]).
 
@@ -40,7 +41,8 @@ names() ->
      requests_rejected_total, cancels_total, protocol_errors_total,
      gc_collections_total, requests_reordered_total,
      requests_order_timeout_total, requests_stale_total,
-     requests_host_unknown_total, requests_forwarded_total].
+     requests_host_unknown_total, requests_forwarded_total,
+     responses_too_large_total, links_refused_pending_total].
 
 %% Fresh counters, all zero (module start).
 -spec new() -> ok.
@@ -68,6 +70,11 @@ decr(links_active) ->
 get() ->
     Ref = persistent_term:get(?KEY, undefined),
     [{atom_to_binary(Name, utf8), value(Name, Ref)} || Name <- names()].
+
+%% One stat's value now (0 without a running module).
+-spec value(name()) -> integer().
+value(Name) ->
+    value(Name, persistent_term:get(?KEY, undefined)).
 
 %%%===================================================================
 %%% Internal functions
@@ -101,4 +108,6 @@ index(requests_reordered_total) -> 10;
 index(requests_order_timeout_total) -> 11;
 index(requests_stale_total) -> 12;
 index(requests_host_unknown_total) -> 13;
-index(requests_forwarded_total) -> 14.
+index(requests_forwarded_total) -> 14;
+index(responses_too_large_total) -> 15;
+index(links_refused_pending_total) -> 16.

@@ -192,7 +192,25 @@ finish(Key, Frame) ->
                  end,
     case Frame of
         cancelled -> ok; % the row went with the CANCEL: nobody to answer
-        _ -> reply(Recipients, Frame)
+        _ -> reply(Recipients, fit(Frame))
+    end.
+
+%% An answer over max_frame_size would make the ECM close the link (and
+%% a re-sent rid gets the same answer from ejabberd's buffer, closing the
+%% next one): it becomes the "answer too large" RESPONSE, counted.
+fit(Frame) ->
+    MaxFrame = try mod_megaphone:config() of
+                   #{max_frame_size := Max} -> Max
+               catch error:badarg -> 16#FFFFFFFF % module stopped
+               end,
+    case mod_megaphone_codec:fit_response(Frame, MaxFrame) of
+        {too_large, TooLarge} ->
+            mod_megaphone_stats:incr(responses_too_large_total),
+            ?WARNING_MSG("mod_megaphone: answer of ~B bytes is over max_frame_size ~B: "
+                         "answered as too large", [iolist_size(maps:get(body, Frame)), MaxFrame]),
+            TooLarge;
+        Fits ->
+            Fits
     end.
 
 %% The BOSH call goes through mod_megaphone_sequencer (rid order, one

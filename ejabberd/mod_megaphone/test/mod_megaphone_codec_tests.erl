@@ -174,3 +174,22 @@ vectors_file() ->
     end.
 
 hex(Hex) -> binary:decode_hex(Hex).
+
+fit_response_keeps_an_answer_that_fits_test() ->
+    %% Ensures an answer whose frame is exactly max_frame goes out as is.
+    Frame = #{type => response, id => 7, status => 200,
+              content_type => <<"text/xml">>, body => binary:copy(<<"x">>, 100)},
+    Length = 1 + 4 + 2 + 1 + 8 + 100,
+    ?assertEqual(Frame, mod_megaphone_codec:fit_response(Frame, Length)).
+
+fit_response_replaces_an_answer_over_max_frame_test() ->
+    %% Ensures an answer one byte over max_frame becomes the "answer too
+    %% large" RESPONSE for the same id: 502, no content type, empty body.
+    Frame = #{type => response, id => 7, status => 200,
+              content_type => <<"text/xml">>, body => binary:copy(<<"x">>, 101)},
+    Length = 1 + 4 + 2 + 1 + 8 + 100,
+    {too_large, TooLarge} = mod_megaphone_codec:fit_response(Frame, Length),
+    ?assertEqual(#{type => response, id => 7, status => 502,
+                   content_type => <<>>, body => <<>>}, TooLarge),
+    ?assertEqual(<<16#11, 7:32, 502:16, 0>>,
+                 iolist_to_binary(mod_megaphone_codec:encode(TooLarge))).

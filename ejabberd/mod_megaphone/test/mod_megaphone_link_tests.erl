@@ -15,7 +15,9 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--define(SECRET, <<"eunit-secret">>).
+-define(SECRET, <<"eunit-secret-eunit-secret-eunit-secret">>).
+%% The secret before a rotation: still accepted, no longer the first.
+-define(PREVIOUS, <<"eunit-previous-secret-eunit-previous">>).
 -define(REPORTER, mod_megaphone_fake_bosh).
 -define(LISTEN, {?MODULE, listen}).
 -define(TERMINATE, <<"<body type='terminate' condition='internal-server-error' "
@@ -28,7 +30,8 @@ link_test_() ->
       fun cancel_answers_nothing_and_lets_a_call_inside_ejabberd_finish/0,
       fun a_finished_request_is_counted_once_per_call_into_ejabberd/0,
       fun refused_handshakes_and_errors_after_it_are_counted/0,
-      fun over_max_inflight_is_503_and_counted/0]}.
+      fun over_max_inflight_is_503_and_counted/0,
+      fun an_ecm_proving_any_secret_of_the_list_is_welcomed/0]}.
 
 %%%===================================================================
 %%% Cases
@@ -98,7 +101,7 @@ a_finished_request_is_counted_once_per_call_into_ejabberd() ->
 refused_handshakes_and_errors_after_it_are_counted() ->
     %% Ensures a wrong mac is a refused link (never active), and an ERROR
     %% after the handshake a protocol error.
-    Bad = connect(<<"wrong-secret">>),
+    Bad = connect(<<"wrong-secret-wrong-secret-wrong-secret">>),
     ?assertMatch({ok, #{type := error, reason := <<"auth_failed">>}}, recv(Bad)),
     C = connect(),
     ok = gen_tcp:send(C, <<16#7E, 0>>),
@@ -107,6 +110,16 @@ refused_handshakes_and_errors_after_it_are_counted() ->
     ?assertEqual(1, stat(protocol_errors_total)),
     ?assertEqual(1, stat(links_accepted_total)),
     ?assertEqual(0, stat(requests_total)).
+
+an_ecm_proving_any_secret_of_the_list_is_welcomed() ->
+    %% Ensures a rotation: an ECM that still proves the previous secret
+    %% (second in the list) is welcomed, and one with neither is refused.
+    Old = connect(?PREVIOUS),
+    ?assertMatch({ok, #{type := welcome}}, recv(Old)),
+    Bad = connect(<<"neither-secret-neither-secret-neither">>),
+    ?assertMatch({ok, #{type := error, reason := <<"auth_failed">>}}, recv(Bad)),
+    ?assertEqual(1, stat(links_accepted_total)),
+    ?assertEqual(1, stat(links_refused_total)).
 
 over_max_inflight_is_503_and_counted() ->
     %% Ensures a REQUEST above max_inflight (2 here) gets 503 and is
@@ -130,7 +143,8 @@ setup() ->
     mod_megaphone_stats:new(),
     persistent_term:put({mod_megaphone, config},
                         #{host => <<"localhost">>, ip => {127, 0, 0, 1}, port => 0,
-                          secret => ?SECRET, max_frame_size => 65536,
+                          secret => ?SECRET, secrets => [?SECRET, ?PREVIOUS],
+                          max_pending_links => 64, max_frame_size => 65536,
                           max_inflight => 2, heartbeat_interval => 60000,
                           handshake_timeout => 5000}),
     {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),

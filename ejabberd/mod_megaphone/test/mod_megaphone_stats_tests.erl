@@ -15,7 +15,8 @@
                 <<"protocol_errors_total">>, <<"gc_collections_total">>,
                 <<"requests_reordered_total">>, <<"requests_order_timeout_total">>,
                 <<"requests_stale_total">>, <<"requests_host_unknown_total">>,
-                <<"requests_forwarded_total">>]).
+                <<"requests_forwarded_total">>, <<"responses_too_large_total">>,
+                <<"links_refused_pending_total">>]).
 
 stats_test_() ->
     {foreach,

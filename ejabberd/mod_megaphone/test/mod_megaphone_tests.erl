@@ -31,6 +31,28 @@ empty_secret_refuses_to_start_test() ->
                  mod_megaphone:start(<<"localhost">>,
                                      opts(#{secret_file => list_to_binary(File)}))).
 
+short_secret_refuses_to_start_test() ->
+    %% Ensures a secret under 32 bytes is refused with its length (never
+    %% the secret itself), and the message names the fix.
+    ?assertEqual({error, {short_secret, 31}},
+                 mod_megaphone:start(<<"localhost">>,
+                                     opts(#{secret => binary:copy(<<"s">>, 31)}))),
+    ?assertEqual("a secret of 31 bytes: at least 32 are required (e.g. openssl rand -hex 32), "
+                 "in 'secret' or 'secret_file'",
+                 lists:flatten(mod_megaphone:format_error({short_secret, 31}))).
+
+every_secret_of_a_rotation_is_checked_test() ->
+    %% Ensures a list of secrets (option or file lines) is checked whole:
+    %% one short secret in it refuses the start.
+    ?assertEqual({error, {short_secret, 5}},
+                 mod_megaphone:start(<<"localhost">>,
+                                     opts(#{secret => [binary:copy(<<"n">>, 32), <<"short">>]}))),
+    File = filename:join(temp_dir(), "rotation.secret"),
+    ok = file:write_file(File, [binary:copy(<<"n">>, 40), "\n", "short2\n"]),
+    ?assertEqual({error, {short_secret, 6}},
+                 mod_megaphone:start(<<"localhost">>,
+                                     opts(#{secret_file => list_to_binary(File)}))).
+
 every_option_has_a_validator_and_a_default_test() ->
     %% Ensures mod_options/1 and mod_opt_type/1 cover the same options.
     [?assert(is_function(mod_megaphone:mod_opt_type(Opt)))

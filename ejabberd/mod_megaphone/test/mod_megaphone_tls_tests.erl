@@ -12,7 +12,7 @@
 -include_lib("eunit/include/eunit.hrl").
 -include_lib("public_key/include/public_key.hrl").
 
--define(SECRET, <<"eunit-tls-secret">>).
+-define(SECRET, <<"eunit-tls-secret-eunit-tls-secret-eunit">>).
 -define(REPORTER, mod_megaphone_fake_bosh).
 -define(LISTEN, {?MODULE, listen}).
 -define(PKI, {?MODULE, pki}).
@@ -22,7 +22,7 @@
 %%%===================================================================
 opts(Extra) ->
     maps:merge(maps:from_list(mod_megaphone:mod_options(<<"localhost">>)),
-               maps:merge(#{secret => <<"s">>}, Extra)).
+               maps:merge(#{secret => ?SECRET}, Extra)).
 
 start(Extra) ->
     mod_megaphone:start(<<"localhost">>, opts(Extra)).
@@ -230,7 +230,8 @@ setup(VerifyClient) ->
     #{cert := Cert, key := Key, cafile := CaFile} = pem_files(),
     persistent_term:put({mod_megaphone, config},
                         #{host => <<"localhost">>, ip => {127, 0, 0, 1}, port => 0,
-                          secret => ?SECRET, max_frame_size => 65536,
+                          secret => ?SECRET, secrets => [?SECRET],
+                          max_pending_links => 64, max_frame_size => 65536,
                           max_inflight => 10, heartbeat_interval => 60000,
                           handshake_timeout => 5000,
                           tls => true, certfile => Cert, keyfile => Key,

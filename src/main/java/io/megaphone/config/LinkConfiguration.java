@@ -38,7 +38,7 @@ class LinkConfiguration {
     LinkPool linkPool(MegaphoneProperties properties, ReactorResourceFactory reactorResources) {
         MegaphoneProperties.Link link = properties.link();
         MegaphoneProperties.Tls tls = link.tls();
-        LinkSettings settings = new LinkSettings(new HandshakeProof(secret(link)), ecmName(link), link.heartbeat(),
+        LinkSettings settings = new LinkSettings(new HandshakeProof(secrets(link)), ecmName(link), link.heartbeat(),
                 link.handshakeTimeout(), link.maxFrameBytes(), sslContext(tls),
                 tls.enabled() && !tls.serverName().isBlank() ? tls.serverName() : null);
         boolean discovery = !link.discovery().dnsName().isBlank();
@@ -64,6 +64,32 @@ class LinkConfiguration {
                 InetAddress::getAllByName);
         nodes.start(discovery.refreshInterval());
         return nodes;
+    }
+
+    /** Shortest secret accepted, in bytes (as mod_megaphone's). */
+    static final int MIN_SECRET_BYTES = 32;
+
+    /**
+     * The link secrets: {@code secret}, or the non-empty lines of {@code secret-file} (a rotation: the first proves,
+     * any is accepted from the server), each at least {@link #MIN_SECRET_BYTES} bytes.
+     */
+    static List<byte[]> secrets(MegaphoneProperties.Link link) {
+        String where = link.secret() != null && !link.secret().isEmpty() ? "megaphone.link.secret"
+                : "megaphone.link.secret-file";
+        List<byte[]> secrets = new java.util.ArrayList<>();
+        for (String line : new String(secret(link), StandardCharsets.UTF_8).split("\\R")) {
+            String secret = line.strip();
+            if (secret.isEmpty()) {
+                continue;
+            }
+            byte[] bytes = secret.getBytes(StandardCharsets.UTF_8);
+            if (bytes.length < MIN_SECRET_BYTES) {
+                throw new IllegalStateException(where + ": a secret of " + bytes.length + " bytes (expected: at least "
+                        + MIN_SECRET_BYTES + ", the same as mod_megaphone's secret; e.g. openssl rand -hex 32)");
+            }
+            secrets.add(bytes);
+        }
+        return secrets;
     }
 
     static byte[] secret(MegaphoneProperties.Link link) {

@@ -115,13 +115,16 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      *
      * @param nodes mod_megaphone addresses ({@code host:port}) of the ejabberd nodes
      * @param linksPerNode how many links (TCP connections) to keep to each node
-     * @param secret the shared secret (prefer {@code MEGAPHONE_LINK_SECRET} or {@code secret-file})
-     * @param secretFile a file holding the shared secret (trailing whitespace is ignored)
+     * @param secret the shared secret, at least 32 bytes (prefer {@code MEGAPHONE_LINK_SECRET} or {@code secret-file})
+     * @param secretFile a file holding the shared secret (surrounding whitespace is ignored), or one per line for a
+     *     rotation: the first proves, a server proving any of them is accepted
      * @param name this ECM's name in ejabberd's logs (default: the host name)
      * @param discovery find ejabberd nodes from one DNS name instead of the {@code nodes} list
      * @param inlineSecretAllowed whether {@code secret} may come from a configuration file; the prod profile sets
      *     false, so the secret comes only from the environment ({@code MEGAPHONE_LINK_SECRET}) or a file
      * @param tls TLS on the links (mod_megaphone's {@code tls} option must match)
+     * @param maxFrameBytes the largest frame read from a link (an answer over it fails that one request, the link
+     *     stays up); what the ECM sends is bounded by the server's {@code max_frame} from WELCOME
      */
     public record Link(
             @DefaultValue("127.0.0.1:5290") List<@Pattern(regexp = ".+:\\d{1,5}",

@@ -7,11 +7,15 @@ import java.net.InetAddress;
 import java.time.Duration;
 import java.util.function.IntSupplier;
 import java.util.function.LongSupplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Protects the ECM and ejabberd from reconnect storms. Two rules, checked before a request is forwarded:
  * <ul>
- *   <li>a cap on held requests (memory is the budget): any request over it is refused;</li>
+ *   <li>a cap on held requests: {@code max-held} (memory is the budget), and the links' capacity (the sum of
+ *       mod_megaphone's {@code max_inflight} over the ready links), whichever is lower; any request over it is
+ *       refused, and a capacity below {@code max-held} is logged (at most once a minute) with the fix;</li>
  *   <li>token buckets on session creations, one global and one per client (an IPv4 address, or an IPv6 /64, which
  *       is what one subscriber usually gets): only requests that create a session (no {@code sid}) are refused by
  *       them, so existing sessions never pay for new-session pressure.</li>
@@ -24,8 +28,10 @@ import java.util.function.LongSupplier;
  */
 final class AdmissionControl {
 
+    private static final Logger log = LoggerFactory.getLogger(AdmissionControl.class);
+
     /** Why a request was refused; a closed set, used as a metric tag. */
-    enum Refusal { HELD_LIMIT, SESSION_RATE, SESSION_RATE_PER_CLIENT }
+    enum Refusal { HELD_LIMIT, LINK_CAPACITY, SESSION_RATE, SESSION_RATE_PER_CLIENT }
 
     /** Per-client buckets kept at most (about 200 B each). */
     static final int MAX_TRACKED_CLIENTS = 100_000;
@@ -33,15 +39,24 @@ final class AdmissionControl {
     private static final long IPV4_KEY = 0xFFFF_FFFF_0000_0000L;
 
     private final IntSupplier held;
+    private final IntSupplier capacity;
     private final int maxHeld;
+    private volatile long lastCapacityWarningNanos;
     private final LongSupplier nanoClock;
     private final TokenBucket sessions;
     private final double perClientRate;
     private final double perClientBurst;
     private final Cache<Long, TokenBucket> perClient;
 
-    AdmissionControl(MegaphoneProperties.Admission admission, IntSupplier held, LongSupplier nanoClock) {
+    /**
+     * @param held requests held now
+     * @param capacity requests the links can carry at once (0: no link is ready, the request will fail as
+     *     unavailable)
+     */
+    AdmissionControl(MegaphoneProperties.Admission admission, IntSupplier held, IntSupplier capacity,
+                     LongSupplier nanoClock) {
         this.held = held;
+        this.capacity = capacity;
         this.maxHeld = admission.maxHeld();
         this.nanoClock = nanoClock;
         this.sessions = new TokenBucket(admission.sessionsPerSecond(), admission.sessionsBurst(), nanoClock.getAsLong());
@@ -63,20 +78,39 @@ final class AdmissionControl {
      * @param perClientApplies whether the per-client rate applies to this address (it is known to be the client's)
      */
     Refusal check(boolean createsSession, InetAddress client, boolean perClientApplies) {
-        if (held.getAsInt() >= maxHeld) {
+        int now = held.getAsInt();
+        if (now >= maxHeld) {
             return Refusal.HELD_LIMIT;
+        }
+        int links = capacity.getAsInt();
+        if (links > 0 && now >= links) {
+            warnCapacity(links);
+            return Refusal.LINK_CAPACITY;
         }
         if (!createsSession) {
             return null;
         }
-        long now = nanoClock.getAsLong();
+        long nanos = nanoClock.getAsLong();
         if (perClientApplies) {
-            TokenBucket mine = perClient.get(key(client), k -> new TokenBucket(perClientRate, perClientBurst, now));
-            if (!mine.tryTake(now)) {
+            TokenBucket mine = perClient.get(key(client), k -> new TokenBucket(perClientRate, perClientBurst, nanos));
+            if (!mine.tryTake(nanos)) {
                 return Refusal.SESSION_RATE_PER_CLIENT;
             }
         }
-        return sessions.tryTake(now) ? null : Refusal.SESSION_RATE;
+        return sessions.tryTake(nanos) ? null : Refusal.SESSION_RATE;
+    }
+
+    private void warnCapacity(int links) {
+        long nanos = nanoClock.getAsLong();
+        long last = lastCapacityWarningNanos;
+        if (last != 0 && nanos - last < 60_000_000_000L) {
+            return;
+        }
+        lastCapacityWarningNanos = nanos;
+        log.warn("held requests reached the links' capacity: {} (the sum of mod_megaphone's max_inflight over the"
+                + " ready links), below megaphone.edge.admission.max-held: {}; requests over it get 503. Raise"
+                + " mod_megaphone's max_inflight or megaphone.link.links-per-node so that links x max_inflight >="
+                + " max-held, or lower max-held (docs/operations.md, Capacity)", links, maxHeld);
     }
 
     /** The per-client key: an IPv4 address, or the /64 of an IPv6 address. */

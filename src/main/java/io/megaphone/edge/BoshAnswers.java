@@ -58,6 +58,20 @@ final class BoshAnswers {
         return new BoshAnswer(413, XML, terminate("policy-violation"), 0, true);
     }
 
+    /**
+     * ejabberd's answer does not fit the link (over {@code max_frame}): the session cannot go on, since ejabberd
+     * answers a re-sent rid from its buffer with the same bytes. A terminate (HTTP 200, as XEP-0124 sends terminal
+     * conditions) tells the client at once to log in again, instead of re-sending until its retries run out; the
+     * child says why.
+     */
+    static BoshAnswer answerTooLarge() {
+        return new BoshAnswer(200, XML, ANSWER_TOO_LARGE, 0, false);
+    }
+
+    private static final byte[] ANSWER_TOO_LARGE = ("<body type='terminate' condition='undefined-condition'"
+            + " xmlns='http://jabber.org/protocol/httpbind'><answer-too-large xmlns='urn:megaphone:link'/></body>")
+            .getBytes(StandardCharsets.UTF_8);
+
     /** A retryable 503: clients (Strophe.js) re-send the same rid after it, losing nothing. */
     BoshAnswer unavailable(String why) {
         return new BoshAnswer(503, TEXT, (why + "; retry\n").getBytes(StandardCharsets.UTF_8), retryAfter(), false);

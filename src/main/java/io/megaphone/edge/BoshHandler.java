@@ -2,6 +2,7 @@ package io.megaphone.edge;
 
 import io.megaphone.config.MegaphoneProperties;
 import io.megaphone.link.Frame;
+import io.megaphone.link.FrameTooLargeException;
 import io.megaphone.link.LinkPool;
 import io.megaphone.link.RequestEnvelope;
 import io.megaphone.link.UpstreamTimeoutException;
@@ -53,7 +54,7 @@ final class BoshHandler {
         this.maxBodyBytes = edge.maxBodyBytes();
         this.answers = new BoshAnswers(edge.retryAfterSeconds());
         this.clientAddresses = new ClientAddressResolver(edge.trustedProxies(), edge.forwardedHeader());
-        this.admission = new AdmissionControl(edge.admission(), pool::inflight, System::nanoTime);
+        this.admission = new AdmissionControl(edge.admission(), pool::inflight, pool::capacity, System::nanoTime);
         MegaphoneProperties.PerClient perClient = edge.admission().perClient();
         this.perClientAlways = perClient == MegaphoneProperties.PerClient.ON;
         this.perClientKnown = perClient == MegaphoneProperties.PerClient.AUTO
@@ -162,6 +163,13 @@ final class BoshHandler {
         if (error instanceof UpstreamTimeoutException) {
             metrics.finished(Outcome.UPSTREAM_TIMEOUT, start);
             answer = answers.upstreamTimeout();
+        } else if (error instanceof FrameTooLargeException tooLarge && tooLarge.answer()) {
+            metrics.finished(Outcome.ANSWER_TOO_LARGE, start);
+            metrics.terminate("undefined-condition");
+            return new EdgeAnswerException(BoshAnswers.answerTooLarge());
+        } else if (error instanceof FrameTooLargeException) {
+            metrics.finished(Outcome.TOO_LARGE, start);
+            return new EdgeAnswerException(BoshAnswers.tooLarge());
         } else if (error instanceof UpstreamUnavailableException) {
             metrics.finished(Outcome.UPSTREAM_UNAVAILABLE, start);
             answer = answers.unavailable("ejabberd cannot be reached");

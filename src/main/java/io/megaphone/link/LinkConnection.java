@@ -53,7 +53,9 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private int nextId;
     private byte[] clientNonce;
     private byte[] serverNonce;
-    private long maxInflight = Long.MAX_VALUE;
+    private volatile long maxInflight = Long.MAX_VALUE;
+    /** The server's max_frame from WELCOME: no frame over it is sent. */
+    private long serverMaxFrame = Long.MAX_VALUE;
     private long heartbeatNanos;
     private long lastReadNanos;
     private long lastPingNanos;
@@ -70,12 +72,32 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
 
     // ---- read by the pool from any thread ----
 
-    boolean canTake() {
+    /** Authenticated and below the server's max_inflight: the link counts as up (health, metrics). */
+    boolean ready() {
         return state == State.READY && inflightCount < maxInflight;
+    }
+
+    /**
+     * {@link #ready()} and writable: its outbound buffer is below the high water mark ({@link LinkPool#WATER_MARK}),
+     * so a server that reads slowly gets no more requests on this link until it catches up.
+     */
+    boolean canTake() {
+        return ready() && channel.isWritable();
+    }
+
+    /** Bytes written to this link and not yet taken by the kernel. */
+    long pendingOutboundBytes() {
+        Channel ch = channel;
+        return ch == null || ch.unsafe().outboundBuffer() == null ? 0 : ch.unsafe().outboundBuffer().totalPendingWriteBytes();
     }
 
     int inflightCount() {
         return inflightCount;
+    }
+
+    /** The server's max_inflight for this link (WELCOME), Long.MAX_VALUE when it set none or before WELCOME. */
+    long maxInflight() {
+        return maxInflight;
     }
 
     String target() {
@@ -146,11 +168,29 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             listener.redispatch(request, this);
             return;
         }
+        if (!channel.isWritable()) {
+            // Picked while it was writable, full since: the outbound bytes stay bounded by the high water mark.
+            request.fail(new UpstreamUnavailableException("link " + target + ": ejabberd reads too slowly"
+                    + " (outbound buffer over " + LinkPool.WATER_MARK.high() + " bytes)"));
+            return;
+        }
+        int length = request.envelope.bytes().length + 1 + 4; // type, id, envelope
+        if (length > serverMaxFrame) {
+            request.fail(new FrameTooLargeException(false, "request frame of " + length
+                    + " bytes is over the max_frame of " + serverMaxFrame + " that " + target + " accepts"));
+            return;
+        }
         int id = allocateId();
         inflight.put(id, request);
         inflightCount = inflight.size();
         request.id = id;
         request.link = this;
+        // PendingRequest.cancel() writes cancelled, then reads link; this wrote link, now reads cancelled (both
+        // volatile): at least one of the two sees the other. A cancel that read link before it was set is seen here.
+        if (request.cancelled) {
+            remove(id);
+            return;
+        }
         send(new Frame.Request(id, request.envelope));
     }
 
@@ -221,12 +261,12 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             fail(Frame.Error.PROTOCOL_ERROR, "expected WELCOME, got " + frame.getClass().getSimpleName());
             return;
         }
-        byte[] expected = settings.proof().welcomeMac(PROTOCOL_VERSION, clientNonce, serverNonce);
-        if (!HandshakeProof.matches(expected, welcome.mac())) {
+        if (!settings.proof().welcomeMatches(PROTOCOL_VERSION, clientNonce, serverNonce, welcome.mac())) {
             fail(Frame.Error.AUTH_FAILED, "server's WELCOME proof is wrong (the two sides' secrets differ)");
             return;
         }
         maxInflight = welcome.maxInflight() == 0 ? Long.MAX_VALUE : welcome.maxInflight();
+        serverMaxFrame = welcome.maxFrame() == 0 ? Long.MAX_VALUE : welcome.maxFrame();
         if (welcome.heartbeatMillis() > 0) {
             heartbeatNanos = Math.min(heartbeatNanos, TimeUnit.MILLISECONDS.toNanos(welcome.heartbeatMillis()));
         }
@@ -243,6 +283,9 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             PendingRequest request = remove(response.id());
             if (request != null && isServerRefusal(response)) {
                 listener.redispatch(request, this); // another link (or, past the re-send limit, a 503 at the edge)
+            } else if (request != null && LinkFrameDecoder.isTooLargeAnswer(response)) {
+                // A re-send would get the same answer from ejabberd's buffer: fail this request only.
+                request.fail(new FrameTooLargeException(true, "ejabberd's answer is too large for " + target));
             } else if (request != null) {
                 request.complete(response);
             }

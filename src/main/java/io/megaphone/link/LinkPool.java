@@ -6,6 +6,7 @@ import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoop;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.nio.NioSocketChannel;
 import java.net.InetSocketAddress;
@@ -24,7 +25,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-import reactor.core.publisher.Mono;
 
 /**
  * The links of one ECM: {@code linksPerNode} links to each configured ejabberd node. Each request goes to the
@@ -48,6 +48,12 @@ public final class LinkPool implements AutoCloseable {
      * that one link takes everything when they are not.
      */
     static final int AFFINITY_SLACK = 64;
+    /**
+     * Outbound buffer of one link: above 4 MiB it is unwritable and takes no new request until it is back under
+     * 1 MiB. A REQUEST is at most max-body-bytes, so a link never buffers much more than 4 MiB for an ejabberd that
+     * reads slowly; requests find another link, or get 503 with Retry-After.
+     */
+    static final WriteBufferWaterMark WATER_MARK = new WriteBufferWaterMark(1 << 20, 4 << 20);
 
     private final EventLoopGroup group;
     private final List<EventLoop> loops;
@@ -55,6 +61,11 @@ public final class LinkPool implements AutoCloseable {
     private final boolean ownsGroup;
     private volatile ScheduledFuture<?> parkedExpiry;
     private final List<LinkSlot> slots = new CopyOnWriteArrayList<>();
+    /**
+     * Links of nodes that discovery dropped, draining: no new requests, but theirs still count as held (for the
+     * gauge, admission and the drain) until each link has closed.
+     */
+    private final List<LinkSlot> retiring = new CopyOnWriteArrayList<>();
     private final List<MembershipListener> membershipListeners = new CopyOnWriteArrayList<>();
     private final Bootstrap bootstrap;
     private final LinkSettings settings;
@@ -118,6 +129,7 @@ public final class LinkPool implements AutoCloseable {
         this.bootstrap = new Bootstrap().group(group).channel(channelClass)
                 .option(ChannelOption.TCP_NODELAY, true)
                 .option(ChannelOption.SO_KEEPALIVE, true)
+                .option(ChannelOption.WRITE_BUFFER_WATER_MARK, WATER_MARK)
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000);
         for (InetSocketAddress node : nodes) {
             addNode(node);
@@ -148,8 +160,11 @@ public final class LinkPool implements AutoCloseable {
             present.add(slot.address());
             if (!wanted.contains(slot.address())) {
                 log.info("node {} is gone: draining link {}", slot.address(), slot.name());
-                slot.retire();
                 slots.remove(slot);
+                if (slot.current() != null) {
+                    retiring.add(slot);
+                }
+                slot.retire();
                 membershipListeners.forEach(l -> l.removed(slot));
             }
         }
@@ -192,30 +207,12 @@ public final class LinkPool implements AutoCloseable {
         return request;
     }
 
-    /** {@link #submit} as a Mono: cancelling it cancels the request. For callers that are not on the hot path. */
-    public Mono<Frame.Response> forward(RequestEnvelope envelope) {
-        return Mono.create(sink -> {
-            PendingRequest request = submit(envelope, new Exchange() {
-                @Override
-                public void onResponse(Frame.Response response) {
-                    sink.success(response);
-                }
-
-                @Override
-                public void onFailure(Throwable error) {
-                    sink.error(error);
-                }
-            });
-            sink.onCancel(request::cancel);
-        });
-    }
-
     /** Ready links, for readiness and metrics. */
     public int readyLinks() {
         int ready = 0;
         for (LinkSlot slot : slots) {
             LinkConnection link = slot.current();
-            if (link != null && link.canTake()) {
+            if (link != null && link.ready()) {
                 ready++;
             }
         }
@@ -226,10 +223,30 @@ public final class LinkPool implements AutoCloseable {
         return slots.size();
     }
 
+    /**
+     * Requests the ready links can carry at once: the sum of their {@code max_inflight} (mod_megaphone's, from
+     * WELCOME; a link without one counts as {@link Integer#MAX_VALUE}). Past it no link can take a request. 0 while
+     * no link is ready.
+     */
+    public int capacity() {
+        long total = 0;
+        for (LinkSlot slot : slots) {
+            LinkConnection link = slot.current();
+            if (link != null && link.state() == LinkConnection.State.READY) {
+                total += Math.min(link.maxInflight(), Integer.MAX_VALUE);
+            }
+        }
+        return (int) Math.min(total, Integer.MAX_VALUE);
+    }
+
     /** Requests in flight on all links. */
     public int inflight() {
+        return inflight(slots) + inflight(retiring);
+    }
+
+    private static int inflight(List<LinkSlot> of) {
         int total = 0;
-        for (LinkSlot slot : slots) {
+        for (LinkSlot slot : of) {
             LinkConnection link = slot.current();
             if (link != null) {
                 total += link.inflightCount();
@@ -360,6 +377,7 @@ public final class LinkPool implements AutoCloseable {
     public void close() {
         closing = true;
         slots.forEach(LinkSlot::stop);
+        retiring.forEach(LinkSlot::stop);
         PendingRequest request;
         while ((request = parked.poll()) != null) {
             request.fail(new UpstreamUnavailableException("the ECM is shutting down"));
@@ -397,6 +415,9 @@ public final class LinkPool implements AutoCloseable {
 
         @Override
         public void onClosed(LinkConnection link, List<PendingRequest> orphans) {
+            if (!retiring.isEmpty()) {
+                retiring.removeIf(slot -> slot.current() == null); // a retired slot never reconnects
+            }
             if (!orphans.isEmpty()) {
                 log.info("re-sending {} requests of {} on other links", orphans.size(), link);
             }

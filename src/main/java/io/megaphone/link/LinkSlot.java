@@ -55,7 +55,7 @@ final class LinkSlot implements LinkView {
     @Override
     public boolean up() {
         LinkConnection link = current;
-        return link != null && link.canTake();
+        return link != null && link.ready();
     }
 
     @Override

@@ -43,6 +43,9 @@ class LinkMetricsBinder implements MeterBinder {
         Gauge.builder(MegaphoneMeters.EDGE_HELD.meterName(), pool, LinkPool::inflight)
                 .description(MegaphoneMeters.EDGE_HELD.description()).baseUnit(MegaphoneMeters.EDGE_HELD.baseUnit())
                 .register(registry);
+        Gauge.builder(MegaphoneMeters.LINK_CAPACITY.meterName(), pool, LinkPool::capacity)
+                .description(MegaphoneMeters.LINK_CAPACITY.description())
+                .baseUnit(MegaphoneMeters.LINK_CAPACITY.baseUnit()).register(registry);
         FunctionCounter.builder(MegaphoneMeters.LINK_RESENDS.meterName(), pool, LinkPool::resends)
                 .description(MegaphoneMeters.LINK_RESENDS.description()).register(registry);
         FunctionCounter.builder(MegaphoneMeters.EDGE_REQUESTS.meterName(), pool, LinkPool::clientGone)

@@ -26,6 +26,8 @@ public enum MegaphoneMeters {
     EDGE_CONNECTIONS_OPENED("megaphone.edge.connections.opened", null, "client connections accepted"),
     /** Counter: client TCP connections closed (by either side). */
     EDGE_CONNECTIONS_CLOSED("megaphone.edge.connections.closed", null, "client connections closed"),
+    /** Gauge: requests the ready links can carry at once (the sum of their max_inflight). */
+    LINK_CAPACITY("megaphone.link.capacity", "requests", "requests the ready links can carry at once"),
     /** Counter, tag {@code reason}: requests refused by admission control. */
     ADMISSION_REJECTED("megaphone.admission.rejected", "requests", "requests refused by admission control"),
     /** Gauge, tag {@code link}: 1 while the link is authenticated and takes requests, else 0. */

@@ -18,6 +18,8 @@ public enum Outcome {
     BAD_REQUEST,
     /** Body over the limit: 413. */
     TOO_LARGE,
+    /** ejabberd's answer was too large for the link: a BOSH terminate (undefined-condition). */
+    ANSWER_TOO_LARGE,
     /** The ECM failed: 500. */
     ERROR;
 

@@ -13,6 +13,8 @@ import org.springframework.boot.builder.SpringApplicationBuilder;
 /** A bad configuration value stops startup with a message naming the property, the value and what is expected. */
 class ConfigurationValidationTest {
 
+    private static final String LONG_SECRET = "config-test-secret-config-test-secret";
+
     /** Starts the ECM with these arguments and free ports; returns what the failure said. */
     private static String failedStartup(String... args) {
         return failedStartupRaw(withPorts(args));
@@ -28,14 +30,14 @@ class ConfigurationValidationTest {
 
     @Test
     void anOutOfRangeNumberNamesThePropertyTheValueAndTheRange() {
-        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.links-per-node=0");
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--megaphone.link.links-per-node=0");
         assertThat(message).contains("Property: megaphone.link.linksPerNode").contains("Value: \"0\"")
                 .contains("greater than or equal to 1");
     }
 
     @Test
     void aMalformedNodeAddressIsRefused() {
-        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.nodes=ejabberd.local");
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--megaphone.link.nodes=ejabberd.local");
         assertThat(message).contains("megaphone.link.nodes").contains("ejabberd.local").contains("host:port");
     }
 
@@ -49,7 +51,7 @@ class ConfigurationValidationTest {
     @Test
     void theProdProfileRefusesASecretWrittenInConfiguration() {
         // Structured logging would stay on for the rest of the test JVM: keep the logs plain.
-        String message = failedStartup("--spring.profiles.active=prod", "--megaphone.link.secret=inline",
+        String message = failedStartup("--spring.profiles.active=prod", "--megaphone.link.secret=" + LONG_SECRET,
                 "--logging.structured.format.console=");
         assertThat(message).contains("megaphone.link.secret").contains("MEGAPHONE_LINK_SECRET")
                 .doesNotContain("inline\"");
@@ -57,35 +59,52 @@ class ConfigurationValidationTest {
 
     @Test
     void aHostNameAsTrustedProxyIsRefused() {
-        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.edge.trusted-proxies=lb.example.com");
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--megaphone.edge.trusted-proxies=lb.example.com");
         assertThat(message).contains("lb.example.com").contains("expected");
     }
 
     @Test
     void actuatorOnTheBoshPortIsRefused() {
-        String message = failedStartupRaw("--megaphone.link.secret=s", "--server.port=0",
+        String message = failedStartupRaw("--megaphone.link.secret=" + LONG_SECRET, "--server.port=0",
                 "--management.server.port=");
         assertThat(message).contains("management.server.port").contains("expected: a port other than server.port");
     }
 
     @Test
     void tlsWithoutTrustCertificatesNamesTheProperty() {
-        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.tls.enabled=true");
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--megaphone.link.tls.enabled=true");
         assertThat(message).contains("megaphone.link.tls.trust-certificates: not set");
     }
 
     @Test
     void anUnreadableTlsFileNamesThePropertyAndTheFile() {
-        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.tls.enabled=true",
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--megaphone.link.tls.enabled=true",
                 "--megaphone.link.tls.trust-certificates=/nonexistent/ca.pem");
         assertThat(message).contains("megaphone.link.tls.trust-certificates: /nonexistent/ca.pem cannot be read");
     }
 
     @Test
     void aClientCertificateWithoutItsKeyIsRefused() {
-        String message = failedStartup("--megaphone.link.secret=s", "--megaphone.link.tls.enabled=true",
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--megaphone.link.tls.enabled=true",
                 "--megaphone.link.tls.trust-certificates=/etc/hostname", "--megaphone.link.tls.certificate=/etc/hostname");
         assertThat(message).contains("megaphone.link.tls.certificate / megaphone.link.tls.private-key: only certificate");
+    }
+
+    @Test
+    void aSecretShorterThan32BytesStopsStartupWithItsLengthNotItsValue() {
+        String message = failedStartup("--megaphone.link.secret=short-secret-31-bytes-long-xyz!");
+
+        assertThat(message).contains("megaphone.link.secret: a secret of 31 bytes (expected: at least 32")
+                .doesNotContain("short-secret-31-bytes-long-xyz!");
+    }
+
+    @Test
+    void everySecretOfARotationFileIsChecked() throws Exception {
+        java.nio.file.Path file = java.nio.file.Files.createTempFile("megaphone-rotation", ".secret");
+        java.nio.file.Files.writeString(file, LONG_SECRET + "\nold-and-short\n");
+        String message = failedStartup("--megaphone.link.secret-file=" + file);
+
+        assertThat(message).contains("megaphone.link.secret-file: a secret of 13 bytes (expected: at least 32");
     }
 
     /** Starts the ECM with exactly these arguments; returns what the failure said (exceptions and console). */

@@ -152,7 +152,7 @@ class LinkSecurityDrillTest {
                         case "no_secret" -> write(out, bytes(new Frame.Auth(1, clientNonce,
                                 authMac(new byte[0], hello.serverNonce(), clientNonce, "x"), "x")));
                         case "wrong_secret" -> write(out, bytes(new Frame.Auth(1, clientNonce,
-                                authMac("not-the-secret".getBytes(StandardCharsets.UTF_8), hello.serverNonce(),
+                                authMac("not-the-secret-not-the-secret-not-the".getBytes(StandardCharsets.UTF_8), hello.serverNonce(),
                                         clientNonce, "x"), "x")));
                         case "replayed_auth" -> write(out, recordedAuth);
                         case "request_before_auth" -> write(out, bytes(request(1, 1, "", SESSION_CREATE.formatted(1))));

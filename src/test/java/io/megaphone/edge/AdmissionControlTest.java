@@ -19,7 +19,7 @@ class AdmissionControlTest {
     private AdmissionControl admission(int maxHeld, double rate, double burst, double perClientRate,
                                        double perClientBurst, AtomicInteger held) {
         return new AdmissionControl(new MegaphoneProperties.Admission(maxHeld, rate, burst, perClientRate,
-                perClientBurst, PerClient.ON), held::get, clock::get);
+                perClientBurst, PerClient.ON), held::get, () -> 0, clock::get);
     }
 
     private static InetAddress ip(String literal) throws Exception {
@@ -117,5 +117,23 @@ class AdmissionControlTest {
         assertThat(admission.trackedClients()).as("refilling takes 2 s").isEqualTo(1);
         clock.addAndGet(2 * SECOND);
         assertThat(admission.trackedClients()).isZero();
+    }
+
+    @Test
+    void theLinksCapacityCapsHeldRequestsWhenItIsBelowMaxHeld() throws Exception {
+        AtomicInteger held = new AtomicInteger();
+        AtomicInteger capacity = new AtomicInteger(40_000); // 4 links x max_inflight 10,000
+        AdmissionControl admission = new AdmissionControl(new MegaphoneProperties.Admission(70_000, 1e9, 1e9, 1e9,
+                1e9, PerClient.ON), held::get, capacity::get, clock::get);
+
+        held.set(39_999);
+        assertThat(admission.check(false, ip("10.0.0.1"), true)).isNull();
+        held.set(40_000);
+        assertThat(admission.check(false, ip("10.0.0.1"), true)).isEqualTo(AdmissionControl.Refusal.LINK_CAPACITY);
+        capacity.set(0); // no link ready: the request goes on and fails as unavailable, not as a capacity refusal
+        assertThat(admission.check(false, ip("10.0.0.1"), true)).isNull();
+        capacity.set(100_000); // capacity above max-held: max-held rules
+        held.set(70_000);
+        assertThat(admission.check(false, ip("10.0.0.1"), true)).isEqualTo(AdmissionControl.Refusal.HELD_LIMIT);
     }
 }

@@ -172,7 +172,7 @@ class HelmChartTest {
         Map<String, Object> secret = rendered.one("Secret");
 
         assertThat(new String(Base64.getDecoder().decode((String) at(secret, "data", "link-secret")),
-                StandardCharsets.UTF_8)).isEqualTo("ci-secret");
+                StandardCharsets.UTF_8)).isEqualTo("ci-secret-ci-secret-ci-secret-ci-secret");
         assertThat((Object) at(secret, "metadata", "annotations", "helm.sh/resource-policy")).isNull();
     }
 

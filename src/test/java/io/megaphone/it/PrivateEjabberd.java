@@ -19,7 +19,7 @@ import java.util.regex.Pattern;
  */
 public final class PrivateEjabberd implements AutoCloseable {
 
-    public static final String SECRET = "it-secret-" + Long.toHexString(System.nanoTime());
+    public static final String SECRET = "it-secret-" + Long.toHexString(System.nanoTime()) + "-" + java.util.UUID.randomUUID();
     public static final String DOMAIN = "localhost";
     private static final Path SCRIPT = Path.of("scripts/private-ejabberd.sh").toAbsolutePath();
     private static final Pattern STARTED = Pattern.compile("ejabberd (\\S+) started: .*");

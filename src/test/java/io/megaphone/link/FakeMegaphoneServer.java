@@ -36,6 +36,8 @@ final class FakeMegaphoneServer implements AutoCloseable {
     final List<Channel> links = new CopyOnWriteArrayList<>();
     final Queue<Received> received = new ConcurrentLinkedQueue<>();
     final Queue<Frame.Cancel> cancels = new ConcurrentLinkedQueue<>();
+    /** AUTH frames refused (wrong mac): proof that a client tried and failed. */
+    final java.util.concurrent.atomic.AtomicInteger refusedAuths = new java.util.concurrent.atomic.AtomicInteger();
     /** When true the fake stops answering PINGs: a link that is up but stalled. */
     volatile boolean stalled;
     private final Channel server;
@@ -117,6 +119,7 @@ final class FakeMegaphoneServer implements AutoCloseable {
                             proof.welcomeMac(1, auth.clientNonce(), serverNonce), 1 << 20, 10_000, 15_000, "fake@node"),
                             ctx.alloc()));
                 } else {
+                    refusedAuths.incrementAndGet();
                     ctx.writeAndFlush(FrameCodec.encode(new Frame.Error(Frame.Error.AUTH_FAILED, "auth_failed"),
                             ctx.alloc())).addListener(f -> ctx.close());
                 }

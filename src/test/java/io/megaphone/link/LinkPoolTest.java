@@ -16,7 +16,7 @@ import reactor.core.publisher.Mono;
 /** The link pool against a Java fake of mod_megaphone: handshake, failover, cancel, unavailability. */
 class LinkPoolTest {
 
-    private static final byte[] SECRET = "pool-test-secret".getBytes(StandardCharsets.UTF_8);
+    private static final byte[] SECRET = "pool-test-secret-pool-test-secret-pool".getBytes(StandardCharsets.UTF_8);
     private FakeMegaphoneServer server;
     private LinkPool pool;
 
@@ -54,7 +54,7 @@ class LinkPoolTest {
         pool(SECRET, 2, Duration.ofSeconds(30));
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
 
-        Frame.Response response = pool.forward(envelope(5, "<body/>")).block(Duration.ofSeconds(5));
+        Frame.Response response = Submit.of(pool, envelope(5, "<body/>")).block(Duration.ofSeconds(5));
 
         assertThat(new String(response.body(), StandardCharsets.UTF_8)).isEqualTo("<body/>");
         FakeMegaphoneServer.Received received = server.received.poll();
@@ -65,8 +65,9 @@ class LinkPoolTest {
     @Test
     void aWrongSecretNeverGetsALinkReady() throws Exception {
         server = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo);
-        pool("not-the-secret".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
-        Thread.sleep(500);
+        pool("not-the-secret-not-the-secret-not-the".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
+        // The pool does try (and retries): only then does "no link" mean the secret was refused.
+        await().atMost(Duration.ofSeconds(5)).until(() -> server.refusedAuths.get() >= 2);
         assertThat(pool.readyLinks()).isZero();
         assertThat(server.links).isEmpty();
     }
@@ -74,9 +75,9 @@ class LinkPoolTest {
     @Test
     void withNoLinkReadyARequestFailsAsUnavailableAtOnce() throws Exception {
         server = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo);
-        pool("not-the-secret".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
+        pool("not-the-secret-not-the-secret-not-the".getBytes(StandardCharsets.UTF_8), 1, Duration.ofSeconds(30));
         AtomicReference<Throwable> error = new AtomicReference<>();
-        pool.forward(envelope(1, "<body/>")).doOnError(error::set).onErrorResume(e -> Mono.empty())
+        Submit.of(pool, envelope(1, "<body/>")).doOnError(error::set).onErrorResume(e -> Mono.empty())
                 .block(Duration.ofSeconds(1));
         assertThat(error.get()).isInstanceOf(UpstreamUnavailableException.class);
     }
@@ -88,7 +89,7 @@ class LinkPoolTest {
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
         RequestEnvelope envelope = envelope(77, "<body rid='77'/>");
         AtomicReference<Frame.Response> answer = new AtomicReference<>();
-        pool.forward(envelope).subscribe(answer::set);
+        Submit.of(pool, envelope).subscribe(answer::set);
         await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 1);
         FakeMegaphoneServer.Received first = server.received.poll();
 
@@ -110,7 +111,7 @@ class LinkPoolTest {
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
         RequestEnvelope envelope = envelope(78, "<body rid='78'/>");
         AtomicReference<Frame.Response> answer = new AtomicReference<>();
-        pool.forward(envelope).subscribe(answer::set);
+        Submit.of(pool, envelope).subscribe(answer::set);
         await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 1);
         FakeMegaphoneServer.Received first = server.received.poll();
 
@@ -133,7 +134,7 @@ class LinkPoolTest {
         pool(SECRET, 2, Duration.ofSeconds(30));
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
         AtomicReference<Throwable> failure = new AtomicReference<>();
-        pool.forward(envelope(79, "<body rid='79'/>")).subscribe(response -> { }, failure::set);
+        Submit.of(pool, envelope(79, "<body rid='79'/>")).subscribe(response -> { }, failure::set);
         await().atMost(Duration.ofSeconds(5)).until(() -> failure.get() != null);
         assertThat(failure.get()).isInstanceOf(UpstreamUnavailableException.class);
         assertThat(server.received).as("the first try and %d re-sends", LinkPool.MAX_RESENDS)
@@ -145,7 +146,7 @@ class LinkPoolTest {
         server = new FakeMegaphoneServer(SECRET, request -> null);
         pool(SECRET, 1, Duration.ofSeconds(30));
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
-        Disposable held = pool.forward(envelope(9, "<body/>")).subscribe();
+        Disposable held = Submit.of(pool, envelope(9, "<body/>")).subscribe();
         await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 1);
         int id = server.received.peek().request().id();
 
@@ -162,7 +163,7 @@ class LinkPoolTest {
         pool(SECRET, 1, Duration.ofMillis(600));
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
         AtomicReference<Throwable> error = new AtomicReference<>();
-        pool.forward(envelope(3, "<body/>")).subscribe(r -> { }, error::set);
+        Submit.of(pool, envelope(3, "<body/>")).subscribe(r -> { }, error::set);
         await().atMost(Duration.ofSeconds(5)).until(() -> error.get() != null);
         assertThat(error.get()).isInstanceOf(UpstreamTimeoutException.class);
         await().atMost(Duration.ofSeconds(2)).until(() -> !server.cancels.isEmpty());
@@ -174,7 +175,7 @@ class LinkPoolTest {
         pool(SECRET, 2, Duration.ofSeconds(30));
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
         for (int i = 1; i <= 10; i++) {
-            pool.forward(envelope(i, "<body/>")).subscribe(r -> { }, e -> { });
+            Submit.of(pool, envelope(i, "<body/>")).subscribe(r -> { }, e -> { });
             int expected = i;
             await().atMost(Duration.ofSeconds(2)).until(() -> server.received.size() == expected);
         }
@@ -188,7 +189,7 @@ class LinkPoolTest {
         pool(SECRET, 1, Duration.ofSeconds(30), Duration.ofMillis(300));
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
         AtomicReference<Frame.Response> answer = new AtomicReference<>();
-        pool.forward(envelope(11, "<body/>")).subscribe(answer::set, e -> { });
+        Submit.of(pool, envelope(11, "<body/>")).subscribe(answer::set, e -> { });
         await().atMost(Duration.ofSeconds(2)).until(() -> server.received.size() == 1);
         FakeMegaphoneServer.Received first = server.received.poll();
 
@@ -209,7 +210,7 @@ class LinkPoolTest {
         pool(SECRET, 1, Duration.ofSeconds(30));
         await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
         AtomicReference<Frame.Response> answer = new AtomicReference<>();
-        pool.forward(envelope(21, "<body/>")).subscribe(answer::set, e -> { });
+        Submit.of(pool, envelope(21, "<body/>")).subscribe(answer::set, e -> { });
         await().atMost(Duration.ofSeconds(2)).until(() -> server.received.size() == 1);
         FakeMegaphoneServer.Received held = server.received.poll();
 

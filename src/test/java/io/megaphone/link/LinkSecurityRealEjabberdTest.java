@@ -94,7 +94,7 @@ class LinkSecurityRealEjabberdTest {
             DataInputStream in = new DataInputStream(socket.getInputStream());
             Frame.Hello hello = (Frame.Hello) read(in);
             byte[] clientNonce = HandshakeProof.newNonce();
-            HandshakeProof wrong = new HandshakeProof("not-the-secret".getBytes(StandardCharsets.UTF_8));
+            HandshakeProof wrong = new HandshakeProof("not-the-secret-not-the-secret-not-the".getBytes(StandardCharsets.UTF_8));
             write(socket.getOutputStream(), new Frame.Auth(1, clientNonce,
                     wrong.authMac(1, hello.serverNonce(), clientNonce, "intruder"), "intruder"));
             try {

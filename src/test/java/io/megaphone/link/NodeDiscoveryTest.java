@@ -20,7 +20,7 @@ import org.junit.jupiter.api.Test;
  */
 class NodeDiscoveryTest {
 
-    private static final byte[] SECRET = "discovery-secret".getBytes(StandardCharsets.UTF_8);
+    private static final byte[] SECRET = "discovery-secret-discovery-secret-disc".getBytes(StandardCharsets.UTF_8);
     private FakeMegaphoneServer first;
     private FakeMegaphoneServer second;
     private LinkPool pool;
@@ -74,7 +74,7 @@ class NodeDiscoveryTest {
         assertThat(pool.readyLinks()).isEqualTo(2);
         assertThat(pool.nodes()).containsExactly(new InetSocketAddress(b, port));
         assertThat(pool.links()).extracting(LinkView::name).allMatch(name -> name.startsWith("127.0.0.3:"));
-        Frame.Response answer = pool.forward(RequestEnvelope.of(1, "s", a, 1, "<body/>".getBytes(StandardCharsets.UTF_8)))
+        Frame.Response answer = Submit.of(pool, RequestEnvelope.of(1, "s", a, 1, "<body/>".getBytes(StandardCharsets.UTF_8)))
                 .block(Duration.ofSeconds(5));
         assertThat(answer.status()).isEqualTo(200);
     }
