@@ -34,7 +34,8 @@ import reactor.core.publisher.Mono;
 final class BoshHandler {
 
     private static final Logger log = LoggerFactory.getLogger(BoshHandler.class);
-    private static final Set<HttpMethod> ALLOWED = Set.of(HttpMethod.POST, HttpMethod.GET, HttpMethod.OPTIONS);
+    private static final Set<HttpMethod> ALLOWED = Set.of(HttpMethod.POST, HttpMethod.GET, HttpMethod.HEAD,
+            HttpMethod.OPTIONS);
 
     final LinkPool pool;
     final EdgeMetrics metrics;
@@ -182,10 +183,10 @@ final class BoshHandler {
 
     /** OPTIONS that is not a CORS preflight (CorsWebFilter answers those): what the path allows. */
     Mono<ServerResponse> options(ServerRequest request) {
-        return ServerResponse.noContent().header(HttpHeaders.ALLOW, "POST, GET, OPTIONS").build();
+        return ServerResponse.noContent().header(HttpHeaders.ALLOW, "POST, GET, HEAD, OPTIONS").build();
     }
 
-    /** GET on a BOSH path: a short plain description, for people who open the URL in a browser. */
+    /** GET (and HEAD) on a BOSH path: a short plain description, for people who open the URL in a browser. */
     Mono<ServerResponse> describe(ServerRequest request) {
         return Mono.just(BoshAnswer.text(200, BoshAnswers.DESCRIPTION));
     }

@@ -46,7 +46,7 @@ class EdgeConfiguration {
         return new BoshHandler(properties.edge(), pool, new EdgeMetrics(registry));
     }
 
-    /** POST on each BOSH path is the BOSH endpoint; OPTIONS and GET get short answers, other methods 405. */
+    /** POST on each BOSH path is the BOSH endpoint; OPTIONS, GET and HEAD get short answers, other methods 405. */
     @Bean
     RouterFunction<ServerResponse> boshRoutes(BoshHandler handler, MegaphoneProperties properties) {
         RouterFunctions.Builder routes = RouterFunctions.route();
@@ -54,6 +54,7 @@ class EdgeConfiguration {
             routes.POST(path, handler::post)
                     .OPTIONS(path, handler::options)
                     .GET(path, handler::describe)
+                    .HEAD(path, handler::describe)
                     .route(RequestPredicates.path(path), handler::methodNotAllowed);
         }
         return routes.build();
