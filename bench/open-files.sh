@@ -3,10 +3,15 @@
 # (each ECM holds N/ECMS client connections; every process here may open at most 20,000 files), driven by
 # LOADGENS load generator processes with their own 127.0.x.y source addresses. Most users are poll only (one
 # connection each); SENDERS per load generator also hold a send connection and chat at MSG_RATE/s to random
-# users of their process (a sample of the N). Records ejabberd's open files, erlang:memory(), process count,
-# the ramp time, each ECM's RSS and held requests, and the messages sent/received.
+# users of their process (a sample of the N), during the ramp and after it; each load generator checks that
+# every message arrives exactly once (lost, duplicated). Records ejabberd's open files, erlang:memory() as is
+# and after a GC of every process, its process count, the ramp time, each ECM's RSS and live heap (after a full
+# GC) before and after the ramp, its held requests, and the messages.
+# ejabberd runs with ERL_PROCESSES (+P) = 4 x N + 100,000 (3 processes per user through Megaphone).
 #   bench/open-files.sh     # env: N (50000), ECMS (4), LOADGENS (4), RAMP (500 users/s in total), WAIT (60),
 #                           #      SENDERS (25 per load generator), MSG_RATE (5 per load generator), HOLD (60 s)
+# Bounded: the ramp gives up after 30 min, the load generators stop HOLD s after it, and everything started
+# (ejabberd, ECMs, load generators) is stopped on exit.
 # Writes bench/results/<date>-open-files-<N>/ (report.md, logs, loadgen JSON).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -31,7 +36,8 @@ build_loadgen
 machine_info | tee "$OUT/machine.txt" >&2
 echo "N=$N ECMS=$ECMS LOADGENS=$LOADGENS RAMP=$RAMP WAIT=$WAIT SENDERS=$SENDERS MSG_RATE=$MSG_RATE LINKS=$LINKS" >>"$OUT/machine.txt"
 
-MEGAPHONE_SECRET=$SECRET EJ_MAX_INFLIGHT=200000 "$REPO/scripts/private-ejabberd.sh" start "$EJ" | tee -a "$OUT/run.log" >&2
+MEGAPHONE_SECRET=$SECRET EJ_MAX_INFLIGHT=200000 EJ_MAX_PROCESSES=$((4 * N + 100000)) \
+    "$REPO/scripts/private-ejabberd.sh" start "$EJ" | tee -a "$OUT/run.log" >&2
 EJPID=$(cat "$EJ/ejabberd.pid")
 T=$SECONDS
 "$REPO/bench/ejabberd-rpc.sh" "$EJ" register-range 'lg%d' 1 "$N" secret-pw | tee -a "$OUT/run.log" >&2
@@ -46,6 +52,15 @@ for e in $(seq "$ECMS"); do
 done
 for m in "${MGMTS[@]}"; do wait_ready "$m" "$LINKS"; done
 log "$ECMS ECMs up, $LINKS links each"
+JCMD=$(dirname "$(readlink -f "$JAVA")")/jcmd
+# live heap after a full GC, in KB (jcmd GC.heap_info: the used of every generation)
+live_heap_kb() {
+    "$JCMD" "$1" GC.run >/dev/null
+    "$JCMD" "$1" GC.heap_info | grep -E 'generation|garbage-first heap' | grep -oE 'used [0-9]+K' | grep -oE '[0-9]+' | awk '{s += $1} END {print s}'
+}
+for i in "${!ECM_PIDS[@]}"; do
+    echo "ecm_${i}_before rss_kb $(awk '/VmRSS/ {print $2}' /proc/${ECM_PIDS[i]}/status) live_heap_kb $(live_heap_kb "${ECM_PIDS[i]}")" >>"$OUT/points.txt"
+done
 echo "fds_before $(ls /proc/$EJPID/fd | wc -l) memory_before $("$REPO/bench/ejabberd-rpc.sh" "$EJ" memory)" >>"$OUT/points.txt"
 
 PER=$((N / LOADGENS)); T0=$SECONDS
@@ -54,7 +69,7 @@ for k in $(seq 0 $((LOADGENS - 1))); do
     urls=$(IFS=,; echo "${URLS[*]}")
     "$JAVA" -Xmx1500m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --url "$urls" --users "$PER" --first $((k * PER + 1)) \
         --user-pattern 'lg%d' --password secret-pw --senders "$SENDERS" --msg-rate "$MSG_RATE" \
-        --ramp "$(python3 -c "print($RAMP / $LOADGENS)")" --wait "$WAIT" --duration 100000 --stop-file "$OUT/stop" \
+        --chat-during-ramp --ramp "$(python3 -c "print($RAMP / $LOADGENS)")" --wait "$WAIT" --duration 100000 --stop-file "$OUT/stop" \
         --ready-file "$OUT/ready-$k" --no-terminate --login-timeout 600 --drain 15 --progress 10 \
         --source "127.0.$((30 + k)).1,127.0.$((30 + k)).2,127.0.$((30 + k)).3,127.0.$((30 + k)).4" \
         --out "$OUT/loadgen-$k.json" >"$OUT/loadgen-$k.log" 2>&1 &
@@ -80,7 +95,7 @@ sleep 20
     echo "ejabberd_memory(total processes binary ets process_count) $("$REPO/bench/ejabberd-rpc.sh" "$EJ" memory)"
     echo "ejabberd_connected_users $("$REPO/scripts/private-ejabberd.sh" ctl "$EJ" connected_users_number)"
     for i in "${!ECM_PIDS[@]}"; do
-        echo "ecm_$i rss_kb $(awk '/VmRSS/ {print $2}' /proc/${ECM_PIDS[i]}/status) open_files $(ls /proc/${ECM_PIDS[i]}/fd | wc -l) inflight $(curl -s "http://127.0.0.1:${MGMTS[i]}/actuator/health" | jq -r '.components.links.details.inflight')"
+        echo "ecm_$i rss_kb $(awk '/VmRSS/ {print $2}' /proc/${ECM_PIDS[i]}/status) live_heap_kb $(live_heap_kb "${ECM_PIDS[i]}") open_files $(ls /proc/${ECM_PIDS[i]}/fd | wc -l) inflight $(curl -s "http://127.0.0.1:${MGMTS[i]}/actuator/health" | jq -r '.components.links.details.inflight')"
     done
 } | tee -a "$OUT/points.txt" >&2
 "$REPO/scripts/private-ejabberd.sh" ctl "$EJ" megaphone_stats >"$OUT/megaphone-stats.txt" 2>&1 || true
@@ -94,10 +109,20 @@ sleep "$HOLD"
 touch "$OUT/stop"
 for pid in "${PIDS[@]:$ECMS}"; do wait "$pid" 2>/dev/null || true; done
 jq -s '{logged_in: map(.users_logged_in) | add, failed: map(.users_failed) | add, sent: map(.messages.sent) | add,
-        received: map(.messages.received) | add, errors: map(.error_count) | add,
+        received: map(.messages.received) | add, duplicated: map(.messages.duplicated) | add, lost: map(.messages.lost) | add, errors: map(.error_count) | add,
         error_kinds: (map(.errors | to_entries) | add | group_by(.key) | map({(.[0].key): (map(.value) | add)}) | add),
         login_p50_ms: (map(.latency.login.p50) | max / 1000), login_p99_ms: (map(.latency.login.p99) | max / 1000),
         delivery_p50_ms: (map(.latency.delivery.p50 // 0) | max / 1000), delivery_p99_ms: (map(.latency.delivery.p99 // 0) | max / 1000)}' \
     "$OUT"/loadgen-*.json | tee "$OUT/summary.json" >&2
-{ echo '```'; cat "$OUT/machine.txt" "$OUT/points.txt"; echo; cat "$OUT/summary.json"; echo '```'; } >"$OUT/report.md"
+# per ECM: (after - before) / held requests, for RSS and live heap
+python3 - "$OUT/points.txt" <<'PY' >"$OUT/per-held.txt"
+import re, sys
+pts = open(sys.argv[1]).read()
+for m in re.finditer(r"^ecm_(\d+) rss_kb (\d+) live_heap_kb (\d+) .*inflight (\d+)", pts, re.M):
+    i, rss, heap, held = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
+    b = re.search(r"^ecm_%s_before rss_kb (\d+) live_heap_kb (\d+)" % i, pts, re.M)
+    print(f"ecm_{i} held {held}: RSS {(rss - int(b.group(1))) * 1024 / held:,.0f} B and live heap "
+          f"{(heap - int(b.group(2))) * 1024 / held:,.0f} B per held request")
+PY
+{ echo '```'; cat "$OUT/machine.txt" "$OUT/points.txt" "$OUT/per-held.txt"; echo; cat "$OUT/summary.json"; echo '```'; } >"$OUT/report.md"
 log "report: $OUT/report.md"

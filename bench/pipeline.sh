@@ -49,7 +49,7 @@ run() { # LABEL URL FIRST
         --out "$OUT/$label.json" > "$OUT/loadgen-$label.log" 2>&1 || true
     jq -c --arg name "$label" '{run: $name, users: .users, logged_in: .users_logged_in,
         lost: .users_failed, terminated: .users_terminated, pipelined_pairs: .pipelined_pairs,
-        messages_sent: .messages.sent, messages_received: .messages.received, errors: .errors}' \
+        messages_sent: .messages.sent, messages_received: .messages.received, messages_duplicated: .messages.duplicated, messages_lost: .messages.lost, errors: .errors}' \
         "$OUT/$label.json" | tee -a "$OUT/summary.jsonl"
 }
 

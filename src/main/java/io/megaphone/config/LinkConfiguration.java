@@ -19,7 +19,9 @@ import java.nio.file.Path;
 import java.util.List;
 import javax.net.ssl.SSLException;
 import io.netty.channel.EventLoopGroup;
+import io.netty.util.concurrent.EventExecutor;
 import io.netty.channel.socket.SocketChannel;
+import org.springframework.context.SmartLifecycle;
 import org.springframework.context.annotation.Bean;
 import org.springframework.http.client.ReactorResourceFactory;
 import reactor.netty.resources.LoopResources;
@@ -48,11 +50,54 @@ class LinkConfiguration {
         }
         LoopResources loops = reactorResources.getLoopResources();
         EventLoopGroup group = loops.onServer(true);
-        LinkPool pool = new LinkPool(discovery ? List.of() : addresses(link.nodes()), link.linksPerNode(), settings,
+        int linksPerNode = link.linksPerNode() != null ? link.linksPerNode() : loopCount(group);
+        LinkPool pool = new LinkPool(discovery ? List.of() : addresses(link.nodes()), linksPerNode, settings,
                 properties.edge().upstreamTimeout(), link.reconnectMinBackoff(), link.reconnectMaxBackoff(),
                 group, loops.onChannelClass(SocketChannel.class, group), false);
         pool.start();
         return pool;
+    }
+
+    private static int loopCount(EventLoopGroup group) {
+        int loops = 0;
+        for (EventExecutor ignored : group) {
+            loops++;
+        }
+        return loops;
+    }
+
+    /**
+     * Closes the pool while the server's event loops still run, after the web server's graceful shutdown: a bean's
+     * destroy method runs only after every lifecycle bean has stopped, and until then the links would keep
+     * reconnecting (to a node that is down, or after their GOAWAY) on loops that {@link ReactorResourceFactory}
+     * (phase 0) is shutting down, which never then see the quiet period they wait for (15 s more per stop).
+     */
+    @Bean
+    SmartLifecycle linkPoolShutdown(LinkPool pool) {
+        return new SmartLifecycle() {
+            private volatile boolean running;
+
+            @Override
+            public void start() {
+                running = true;
+            }
+
+            @Override
+            public void stop() {
+                running = false;
+                pool.close();
+            }
+
+            @Override
+            public boolean isRunning() {
+                return running;
+            }
+
+            @Override
+            public int getPhase() {
+                return 1; // stops before phase 0, after the web server's phases
+            }
+        };
     }
 
     /** With a DNS name configured, keeps the pool's nodes in step with it ({@code nodes} is then ignored). */

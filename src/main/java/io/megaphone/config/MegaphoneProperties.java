@@ -114,7 +114,9 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * The megaphone links to ejabberd.
      *
      * @param nodes mod_megaphone addresses ({@code host:port}) of the ejabberd nodes
-     * @param linksPerNode how many links (TCP connections) to keep to each node
+     * @param linksPerNode how many links (TCP connections) to keep to each node; unset: one per event loop of the web
+     *     server (Reactor Netty's {@code reactor.netty.ioWorkerCount}, by default the number of cores and at least 4),
+     *     so that every client connection's loop has a link of its own and no request or answer changes threads
      * @param secret the shared secret, at least 32 bytes (prefer {@code MEGAPHONE_LINK_SECRET} or {@code secret-file})
      * @param secretFile a file holding the shared secret (surrounding whitespace is ignored), or one per line for a
      *     rotation: the first proves, a server proving any of them is accepted
@@ -129,7 +131,7 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
     public record Link(
             @DefaultValue("127.0.0.1:5290") List<@Pattern(regexp = ".+:\\d{1,5}",
                     message = "must be host:port") String> nodes,
-            @DefaultValue("2") @Min(1) @Max(64) int linksPerNode,
+            @Min(1) @Max(64) Integer linksPerNode,
             String secret,
             String secretFile,
             String name,

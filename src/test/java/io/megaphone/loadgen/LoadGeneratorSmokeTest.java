@@ -105,6 +105,9 @@ class LoadGeneratorSmokeTest {
         assertThat(messages.get("received").asLong()).as("messages received = sent\n%s", json)
                 .isEqualTo(messages.get("sent").asLong());
         assertThat(messages.get("queued").asLong()).isEqualTo(messages.get("sent").asLong());
+        assertThat(messages.get("duplicated").asLong()).as("messages received twice\n%s", json).isZero();
+        assertThat(messages.get("unexpected").asLong()).as("messages nobody sent\n%s", json).isZero();
+        assertThat(messages.get("lost").asLong()).as("messages never received\n%s", json).isZero();
         assertThat(json.get("users_terminated").asInt()).as("sessions ended cleanly").isEqualTo(USERS);
         assertThat(json.get("latency").get("delivery").get("count").asLong())
                 .isEqualTo(messages.get("received").asLong());

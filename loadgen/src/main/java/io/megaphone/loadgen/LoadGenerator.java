@@ -280,7 +280,8 @@ public final class LoadGenerator {
                 users.get(started++).start();
             }
         }
-        if (phase.equals("steady") && options.msgRate > 0) {
+        boolean chatting = phase.equals("steady") || phase.equals("ramp") && options.chatDuringRamp;
+        if (chatting && options.msgRate > 0) {
             messageCredit += options.msgRate * 0.010;
             while (messageCredit >= 1) {
                 messageCredit -= 1;
@@ -311,10 +312,10 @@ public final class LoadGenerator {
         long answers = stats.answers;
         String line = String.format(Locale.ROOT,
                 "%s t=%.0fs users started=%d online=%d failed=%d | conns open=%d held polls=%d | req/s=%.0f | msgs"
-                        + " queued=%d sent=%d received=%d | errors=%d%s | delivery %s",
+                        + " queued=%d sent=%d received=%d dup=%d | errors=%d%s | delivery %s",
                 phase, (now - t0) / 1e9, stats.usersStarted, online.size(), stats.usersFailed, stats.openConnections,
                 stats.heldPolls, secs > 0 ? (answers - lastAnswers) / secs : 0.0, stats.messagesQueued,
-                stats.messagesSent, stats.messagesReceived, stats.errorCount(),
+                stats.messagesSent, stats.messagesReceived, stats.messagesDuplicated, stats.errorCount(),
                 stats.errors.isEmpty() ? "" : " " + stats.errors, Stats.summary(stats.delivery));
         lastAnswers = answers;
         lastProgressNanos = now;
@@ -350,6 +351,9 @@ public final class LoadGenerator {
         j.field("queued", stats.messagesQueued);
         j.field("sent", stats.messagesSent);
         j.field("received", stats.messagesReceived);
+        j.field("duplicated", stats.messagesDuplicated);
+        j.field("unexpected", stats.messagesUnexpected);
+        j.field("lost", stats.awaitedMessages.size()); // queued, never received by the end (after the drain)
         j.field("queued_during_steady_per_second", steady > 0 ? (stats.messagesQueued - messagesSentAtSteadyStart) / steady : 0.0);
         j.end();
         j.object("errors");

@@ -28,6 +28,8 @@ final class Options {
               --stop-file PATH         end the steady state early when this file exists
               --ready-file PATH        written (JSON counts) when the ramp is over
               --msg-rate R             chat messages per second, whole process        (0)
+              --chat-during-ramp       send messages during the ramp too (between the users online so
+                                       far), not only in the steady state
               --senders N              users that hold 2 connections (poll + send) and send messages;
                                        the others hold 1 (poll only, receive only)    (all)
               --source ADDR[,ADDR...]  local addresses to bind (127.0.0.x); user i uses ADDR i mod n
@@ -62,6 +64,7 @@ final class Options {
     String stopFile;
     String readyFile;
     double msgRate = 0;
+    boolean chatDuringRamp;
     int senders = -1;
     List<String> sources = new ArrayList<>();
     int waitSeconds = 60;
@@ -99,6 +102,7 @@ final class Options {
             }
             switch (name) {
                 case "no-terminate" -> { o.terminate = false; o.echo.put(name, true); continue; }
+                case "chat-during-ramp" -> { o.chatDuringRamp = true; o.echo.put(name, true); continue; }
                 case "pipeline" -> { o.pipeline = true; o.echo.put(name, true); continue; }
                 case "epoll" -> { o.epoll = true; continue; }
                 case "nio" -> { o.epoll = false; continue; }

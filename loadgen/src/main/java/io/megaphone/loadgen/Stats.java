@@ -1,7 +1,9 @@
 package io.megaphone.loadgen;
 
+import java.util.HashSet;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import org.HdrHistogram.Histogram;
 
@@ -32,10 +34,35 @@ final class Stats {
     long messagesQueued;
     long messagesSent;
     long messagesReceived;
+    /** Received chat messages that no user of this process queued. */
     long messagesUnexpected;
+    /** Chat messages received a second (or later) time. */
+    long messagesDuplicated;
+    /** Exactly-once accounting: messages queued and not yet received ({@link #messageKey}), and those received. */
+    final Set<Long> awaitedMessages = new HashSet<>();
+    final Set<Long> deliveredMessages = new HashSet<>();
     long connectionsOpened;
     int openConnections;
     int heldPolls;
+
+    static long messageKey(long sender, long seq) {
+        return sender << 32 | seq;
+    }
+
+    /** A chat message found in a receiver's poll answer: counts it once, or as a duplicate or unexpected. */
+    boolean messageReceived(long key) {
+        if (awaitedMessages.remove(key)) {
+            deliveredMessages.add(key);
+            messagesReceived++;
+            return true;
+        }
+        if (deliveredMessages.contains(key)) {
+            messagesDuplicated++;
+        } else {
+            messagesUnexpected++;
+        }
+        return false;
+    }
 
     void error(String kind) {
         errors.merge(kind, 1L, Long::sum);

@@ -252,6 +252,7 @@ final class User implements Conn.Listener {
         outbox.add("<message to='" + to.name + "@" + gen.options.domain + "' type='chat' xmlns='jabber:client'>"
                 + "<body>m " + index + " " + seq + " " + System.nanoTime() + "</body></message>");
         stats.messagesQueued++;
+        stats.awaitedMessages.add(Stats.messageKey(index, seq));
         flushOutbox();
     }
 
@@ -278,8 +279,9 @@ final class User implements Conn.Listener {
         Matcher m = MESSAGE_BODY.matcher(body);
         long now = System.nanoTime();
         while (m.find()) {
-            stats.messagesReceived++;
-            Stats.record(stats.delivery, now - Long.parseLong(m.group(3)));
+            if (stats.messageReceived(Stats.messageKey(Long.parseLong(m.group(1)), Long.parseLong(m.group(2))))) {
+                Stats.record(stats.delivery, now - Long.parseLong(m.group(3)));
+            }
         }
     }
 
