@@ -77,12 +77,14 @@ start_ecm() {
     PIDS+=("$LAST_PID")
 }
 
-# wait_ready MGMT_PORT LINKS
+# wait_ready MGMT_PORT [LINKS]: until LINKS links are ready (without LINKS: every configured link)
 wait_ready() {
-    local mgmt=$1 links=$2 ready
+    local mgmt=$1 links=${2:-} ready configured
     for _ in $(seq 120); do
-        ready=$(curl -s --max-time 5 "http://127.0.0.1:$mgmt/actuator/health" | jq -r '.components.links.details.ready // 0' 2>/dev/null || true)
-        [[ "$ready" == "$links" ]] && return 0
+        read -r ready configured < <(curl -s --max-time 5 "http://127.0.0.1:$mgmt/actuator/health" \
+            | jq -r '"\(.components.links.details.ready // 0) \(.components.links.details.configured // -1)"' 2>/dev/null \
+            || echo "0 -1")
+        [[ "$ready" == "${links:-$configured}" ]] && return 0
         sleep 1
     done
     die "ECM on management port $mgmt: links ready=$ready, expected $links"

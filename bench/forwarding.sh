@@ -8,13 +8,14 @@
 #     alternated: the p50/p99/p99.9 the ECM adds at that rate = ECM minus hello world.
 # Writes bench/results/<date>-forwarding/ (report.md, wrk-*.txt, raw-*.json, logs).
 #   bench/forwarding.sh    # env: SOURCE, ROUNDS (2), WRK_CONNS (64), WRK_THREADS (1), WRK_SECONDS (10),
-#                          #      RATES ("5000 20000"), RAW_SECONDS (20), RAW_CONNS (64), ECM_JVM_OPTS, LINKS (2),
+#                          #      RATES ("5000 20000"), RAW_SECONDS (20), RAW_CONNS (64), ECM_JVM_OPTS,
+#                          #      LINKS (unset: the ECM's default, one link per event loop),
 #                          #      WARMUP_SECONDS (40: WebFlux's larger code needs about that long under load to be
 #                          #      compiled; with 10 s the ECM measured 2-3x below its warmed-up rate)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 ROUNDS=${ROUNDS:-2}; WRK_CONNS=${WRK_CONNS:-64}; WRK_THREADS=${WRK_THREADS:-1}; WRK_SECONDS=${WRK_SECONDS:-10}
-RATES=${RATES:-5000 20000}; RAW_SECONDS=${RAW_SECONDS:-20}; RAW_CONNS=${RAW_CONNS:-64}; LINKS=${LINKS:-2}
+RATES=${RATES:-5000 20000}; RAW_SECONDS=${RAW_SECONDS:-20}; RAW_CONNS=${RAW_CONNS:-64}; LINKS=${LINKS:-}
 WARMUP_SECONDS=${WARMUP_SECONDS:-40}
 SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-forwarding}
@@ -32,9 +33,9 @@ PIDS+=($!)
 "$JAVA" -Xms64m -Xmx1g -XX:+UseSerialGC -cp "$TOOL_CP" io.megaphone.bench.HelloWorldServer "$HW" >"$OUT/helloworld.log" 2>&1 &
 PIDS+=($!)
 sleep 2
-start_ecm fwd "$ECM_HTTP" "$ECM_MGMT" "127.0.0.1:$UP" --megaphone.link.links-per-node="$LINKS"
+start_ecm fwd "$ECM_HTTP" "$ECM_MGMT" "127.0.0.1:$UP" ${LINKS:+--megaphone.link.links-per-node=$LINKS}
 wait_ready "$ECM_MGMT" "$LINKS"
-log "ECM up ($LINKS links to the instant upstream); hello world on $HW"
+log "ECM up ($(curl -s "http://127.0.0.1:$ECM_MGMT/actuator/health" | jq -r .components.links.details.ready) links to the instant upstream); hello world on $HW"
 declare -A URL=([helloworld]="http://127.0.0.1:$HW/http-bind" [ecm]="http://127.0.0.1:$ECM_HTTP/http-bind")
 
 # warm-up (JIT) of both

@@ -63,6 +63,9 @@ for i in "${!ECM_PIDS[@]}"; do
 done
 echo "fds_before $(ls /proc/$EJPID/fd | wc -l) memory_before $("$REPO/bench/ejabberd-rpc.sh" "$EJ" memory)" >>"$OUT/points.txt"
 
+# CPU seconds (user + system) used so far by these processes
+cpu_s() { local t=0 pid; for pid in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0))); done; echo "$t $(getconf CLK_TCK)" | awk '{printf "%.1f", $1 / $2}'; }
+EJ_CPU0=$(cpu_s "$EJPID"); ECM_CPU0=$(cpu_s "${ECM_PIDS[@]}")
 PER=$((N / LOADGENS)); T0=$SECONDS
 for k in $(seq 0 $((LOADGENS - 1))); do
     # loadgen k talks to ECM k mod ECMS .. (all of them, user i -> URL i mod ECMS); sources 127.0.(30+k).1-4
@@ -86,10 +89,13 @@ while :; do
     log "ramp: $(for f in "$OUT"/loadgen-*.log; do grep 'users started' "$f" | tail -n 1; done | sed -E 's/.*online=([0-9]+) failed=([0-9]+).*held polls=([0-9]+).*/\1 \2 \3/' | awk '{o+=$1; f+=$2; h+=$3} END {print "online " o ", failed " f ", held polls " h}' || true); ejabberd open files $fds"
 done
 RAMP_S=$((SECONDS - T0))
+LOADGEN_PIDS=("${PIDS[@]:$ECMS}")
+RAMP_CPU="ejabberd $(python3 -c "print(f'{($(cpu_s "$EJPID") - $EJ_CPU0) / $RAMP_S:.2f}')") cores, ECMs $(python3 -c "print(f'{($(cpu_s "${ECM_PIDS[@]}") - $ECM_CPU0) / $RAMP_S:.2f}')") cores, load generators $(python3 -c "print(f'{$(cpu_s "${LOADGEN_PIDS[@]}") / $RAMP_S:.2f}')") cores (of $(nproc))"
 log "ramp done in $RAMP_S s: $(cat "$OUT"/ready-* | jq -s '{online: map(.online) | add, failed: map(.failed) | add}' -c)"
 sleep 20
 {
-    echo "ramp_seconds $RAMP_S"
+    echo "ramp_seconds $RAMP_S ($(python3 -c "print(f'{$N / $RAMP_S:.0f}')") users/s)"
+    echo "ramp_cpu (average over the ramp) $RAMP_CPU"
     echo "ejabberd_open_files $(ls /proc/$EJPID/fd | wc -l) (peak during ramp $peak_fds)"
     echo "ejabberd_rss_kb $(awk '/VmRSS/ {print $2}' /proc/$EJPID/status)"
     echo "ejabberd_memory(total processes binary ets process_count) $("$REPO/bench/ejabberd-rpc.sh" "$EJ" memory)"
