@@ -17,7 +17,10 @@
 # EJ_DOMAIN (localhost), EJ_NODE (megaphone<linkport>@localhost), EJ_DIST_PORT,
 # EJ_C2S_PORT, EJ_HTTP_PORT, EJ_LINK_PORT (a free loopback port when unset;
 # a restart of the same DIR reuses the ports saved in DIR/instance.env),
-# EJ_MAX_INFLIGHT, EJ_MAX_FRAME (mod_megaphone's max_frame_size), EJ_IP (127.0.0.1: the address every listener and the
+# EJ_MAX_INFLIGHT, EJ_MAX_FRAME (mod_megaphone's max_frame_size),
+# EJ_METRICS_CACHE_TIME (mod_megaphone's metrics_cache_time in ms, 1000; the
+# metrics are at http://<ip>:<http port>/megaphone/metrics),
+# EJ_IP (127.0.0.1: the address every listener and the
 # Erlang distribution bind to), EJ_COOKIE (the Erlang cookie, written to
 # DIR/.erlang.cookie; unset: a random one per DIR).
 #
@@ -158,6 +161,7 @@ listen:
     module: ejabberd_http
     request_handlers:
       /http-bind: mod_bosh
+      /megaphone/metrics: mod_megaphone_prometheus
 acl:
   local:
     user_regexp: ""
@@ -207,6 +211,8 @@ YML
         echo "    ip: \"$EJ_IP\""
         echo "    port: $EJ_LINK_PORT"
         echo "    secret_file: \"$secret_file\""
+        echo "    metrics_access: loopback"
+        echo "    metrics_cache_time: ${EJ_METRICS_CACHE_TIME:-1000}"
         if [ -n "${EJ_MAX_INFLIGHT:-}" ]; then
             echo "    max_inflight: $EJ_MAX_INFLIGHT"
         fi

@@ -12,8 +12,9 @@
 %%% pass at most once per metrics_cache_time and hands the same sample to
 %%% every scrape meanwhile; concurrent scrapes queue on it instead of each
 %%% walking the tables (the cost is bounded by the option, not by the
-%%% number of Prometheus servers). The pass folds the tables one row at a
-%%% time (ets:foldl/3): it never copies a table into a list.
+%%% number of Prometheus servers). The pass reads the tables in chunks of
+%%% pids (ets:select/3 with a match spec): it never copies a table into a
+%%% list, nor a whole row out of it.
 %%%
 %%% Where ejabberd keeps the sessions (its default mnesia backends):
 %%%   bosh     mod_bosh_mnesia, local_content ram table {bosh, Sid, Ts, Pid}
@@ -35,6 +36,7 @@
 %% A pass over a million sessions takes about a second here
 %% (docs/metrics.md); a scrape waits for it at most this long.
 -define(CALL_TIMEOUT, 20000).
+-define(CHUNK, 1000).
 
 -type sample() :: #{bosh_sessions := non_neg_integer() | undefined,
                     bosh_memory_bytes := non_neg_integer() | undefined,
@@ -61,11 +63,10 @@ sample() ->
 -spec take_sample(#{bosh := atom(), session := atom(), registry := atom()}) -> sample().
 take_sample(#{bosh := Bosh, session := Session, registry := Registry}) ->
     T0 = erlang:monotonic_time(),
-    {BoshN, BoshMem} = fold_pids(Bosh, fun bosh_pid/1),
-    {C2sN, C2sMem} = fold_pids(Session, fun session_pid/1),
-    Inflight = fold(Registry, fun({_Key, _Worker, Rs}, N) -> N + length(Rs);
-                                 (_, N) -> N
-                              end),
+    {BoshN, BoshMem} = memory_of(Bosh, [{{bosh, '_', '_', '$1'}, [], ['$1']}]),
+    {C2sN, C2sMem} = memory_of(Session, [{{session, {'_', '$1'}, '_', '_', '_', '_'}, [], ['$1']}]),
+    Inflight = select_fold(Registry, [{{'_', '_', '$1'}, [], ['$1']}],
+                           fun(Rs, N) -> N + length(Rs) end, 0),
     #{bosh_sessions => BoshN, bosh_memory_bytes => BoshMem,
       c2s_sessions => C2sN, c2s_memory_bytes => C2sMem,
       requests_inflight => Inflight,
@@ -106,45 +107,35 @@ handle_info(_Info, State) ->
 %%%===================================================================
 %%% Internal functions
 %%%===================================================================
-bosh_pid({bosh, _Sid, _Ts, Pid}) -> Pid;
-bosh_pid(_) -> undefined.
-
-session_pid(Row) when is_tuple(Row), tuple_size(Row) >= 2,
-                      element(1, Row) == session ->
-    case element(2, Row) of
-        {_Ts, Pid} when is_pid(Pid) -> Pid;
-        _ -> undefined
-    end;
-session_pid(_) ->
-    undefined.
-
-%% {local processes, their memory in bytes}; a process that ended since
-%% its row was read counts in neither.
-fold_pids(Table, PidOf) ->
-    case fold(Table, fun(Row, {N, Bytes} = Acc) ->
-                             Pid = PidOf(Row),
-                             case is_pid(Pid) andalso node(Pid) == node()
-                                 andalso erlang:process_info(Pid, memory) of
-                                 {memory, M} -> {N + 1, Bytes + M};
-                                 _ -> Acc
-                             end
-                     end, {0, 0}) of
+%% {local processes, their memory in bytes} of the pids that MatchSpec
+%% selects; a process that ended since its row was read counts in neither.
+memory_of(Table, MatchSpec) ->
+    Add = fun(Pid, {N, Bytes} = Acc) when node(Pid) == node() ->
+                  case erlang:process_info(Pid, memory) of
+                      {memory, M} -> {N + 1, Bytes + M};
+                      undefined -> Acc
+                  end;
+             (_Remote, Acc) ->
+                  Acc
+          end,
+    case select_fold(Table, MatchSpec, Add, {0, 0}) of
         undefined -> {undefined, undefined};
         Result -> Result
     end.
 
-fold(Table, Fun) ->
-    fold(Table, Fun, 0).
-
-%% undefined when the table does not exist (another backend, a module
-%% not started); a table deleted during the pass counts as not existing.
-fold(Table, Fun, Acc0) ->
-    case ets:info(Table, size) of
-        undefined -> undefined;
-        _ -> try ets:foldl(Fun, Acc0, Table)
-             catch error:badarg -> undefined
-             end
+%% Folds Fun over what MatchSpec selects, ?CHUNK rows at a time (only the
+%% selected field is copied out of the table, and never the whole table at
+%% once); undefined when the table does not exist (another backend, a
+%% module not started) or is deleted during the pass.
+select_fold(Table, MatchSpec, Fun, Acc0) ->
+    try fold_chunks(ets:select(Table, MatchSpec, ?CHUNK), Fun, Acc0)
+    catch error:badarg -> undefined
     end.
+
+fold_chunks('$end_of_table', _Fun, Acc) ->
+    Acc;
+fold_chunks({Items, Cont}, Fun, Acc) ->
+    fold_chunks(ets:select(Cont), Fun, lists:foldl(Fun, Acc, Items)).
 
 seconds(Native) ->
     erlang:convert_time_unit(Native, native, microsecond) / 1.0e6.
