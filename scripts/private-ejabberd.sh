@@ -180,6 +180,8 @@ access_rules:
     allow: loopback
   configure:
     allow: loopback
+  megaphone_metrics:
+    allow: loopback
 api_permissions:
   "console commands":
     from:
@@ -211,7 +213,7 @@ YML
         echo "    ip: \"$EJ_IP\""
         echo "    port: $EJ_LINK_PORT"
         echo "    secret_file: \"$secret_file\""
-        echo "    metrics_access: loopback"
+        echo "    metrics_access: megaphone_metrics"
         echo "    metrics_cache_time: ${EJ_METRICS_CACHE_TIME:-1000}"
         if [ -n "${EJ_MAX_INFLIGHT:-}" ]; then
             echo "    max_inflight: $EJ_MAX_INFLIGHT"

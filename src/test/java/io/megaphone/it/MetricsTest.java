@@ -89,7 +89,7 @@ class MetricsTest extends RealEcmTest {
         HttpClient http = HttpClient.newHttpClient();
         URI uri = URI.create(SharedEjabberd.get().metricsUrl());
 
-        HttpResponse<String> head = http.send(HttpRequest.newBuilder(uri).HEAD().build(),
+        HttpResponse<String> head = http.send(HttpRequest.newBuilder(uri).method("HEAD", HttpRequest.BodyPublishers.noBody()).build(),
                 HttpResponse.BodyHandlers.ofString());
         assertThat(head.statusCode()).isEqualTo(200);
         assertThat(head.body()).isEmpty();
