@@ -199,27 +199,26 @@ config() ->
 %% the module does not run (a worker that outlives it, tests).
 -spec gc_heap_threshold() -> non_neg_integer().
 gc_heap_threshold() ->
-    case persistent_term:get(?CONFIG_KEY, undefined) of
-        #{gc_heap_threshold := Words} -> Words;
-        _ -> 0
-    end.
+    running_opt(gc_heap_threshold, 0).
 
 %% The order_timeout of the running module, in ms; 300 when the module
 %% does not run (tests).
 -spec order_timeout() -> pos_integer().
 order_timeout() ->
-    case persistent_term:get(?CONFIG_KEY, undefined) of
-        #{order_timeout := Ms} -> Ms;
-        _ -> 300
-    end.
+    running_opt(order_timeout, 300).
 
 %% The metrics_cache_time of the running module, in ms; 0 (no cache)
 %% when the module does not run (tests).
 -spec metrics_cache_time() -> non_neg_integer().
 metrics_cache_time() ->
+    running_opt(metrics_cache_time, 0).
+
+%% Key of the running configuration, or Default when the module does not
+%% run (a worker that outlives it, tests).
+running_opt(Key, Default) ->
     case persistent_term:get(?CONFIG_KEY, undefined) of
-        #{metrics_cache_time := Ms} -> Ms;
-        _ -> 0
+        #{Key := Value} -> Value;
+        _ -> Default
     end.
 
 %%%===================================================================
