@@ -19,7 +19,9 @@
 # a restart of the same DIR reuses the ports saved in DIR/instance.env),
 # EJ_MAX_INFLIGHT, EJ_MAX_FRAME (mod_megaphone's max_frame_size), EJ_MAX_PROCESSES (ERL_PROCESSES, the Erlang
 # VM's +P; ejabberdctl's default 250,000 caps a node at about 83,000 BOSH users through Megaphone: 3 processes
-# per user), EJ_IP (127.0.0.1: the address every listener and the
+# per user), EJ_METRICS_CACHE_TIME (mod_megaphone's metrics_cache_time in ms, 1000; the
+# metrics are at http://<ip>:<http port>/megaphone/metrics),
+# EJ_IP (127.0.0.1: the address every listener and the
 # Erlang distribution bind to), EJ_COOKIE (the Erlang cookie, written to
 # DIR/.erlang.cookie; unset: a random one per DIR).
 #
@@ -163,6 +165,7 @@ listen:
     module: ejabberd_http
     request_handlers:
       /http-bind: mod_bosh
+      /megaphone/metrics: mod_megaphone_prometheus
 acl:
   local:
     user_regexp: ""
@@ -180,6 +183,8 @@ access_rules:
   announce:
     allow: loopback
   configure:
+    allow: loopback
+  megaphone_metrics:
     allow: loopback
 api_permissions:
   "console commands":
@@ -212,6 +217,8 @@ YML
         echo "    ip: \"$EJ_IP\""
         echo "    port: $EJ_LINK_PORT"
         echo "    secret_file: \"$secret_file\""
+        echo "    metrics_access: megaphone_metrics"
+        echo "    metrics_cache_time: ${EJ_METRICS_CACHE_TIME:-1000}"
         if [ -n "${EJ_MAX_INFLIGHT:-}" ]; then
             echo "    max_inflight: $EJ_MAX_INFLIGHT"
         fi

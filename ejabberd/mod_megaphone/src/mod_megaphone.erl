@@ -20,7 +20,8 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1,
          mod_options/1, mod_doc/0]).
--export([config/0, gc_heap_threshold/0, order_timeout/0, get_commands_spec/0,
+-export([config/0, gc_heap_threshold/0, order_timeout/0, metrics_cache_time/0,
+         get_commands_spec/0,
          megaphone_stats/0, format_error/1]).
 
 -include("logger.hrl").
@@ -44,6 +45,8 @@
                     handshake_timeout := pos_integer(),
                     gc_heap_threshold := non_neg_integer(),
                     order_timeout := pos_integer(),
+                    metrics_access := atom() | list(),
+                    metrics_cache_time := non_neg_integer(),
                     tls := boolean(),
                     %% with tls = true only:
                     certfile => binary(),
@@ -128,6 +131,8 @@ mod_opt_type(heartbeat_interval) -> econf:timeout(millisecond);
 mod_opt_type(handshake_timeout) -> econf:timeout(millisecond);
 mod_opt_type(gc_heap_threshold) -> econf:non_neg_int();
 mod_opt_type(order_timeout) -> econf:timeout(millisecond);
+mod_opt_type(metrics_access) -> econf:acl();
+mod_opt_type(metrics_cache_time) -> econf:timeout(millisecond);
 mod_opt_type(tls) -> econf:bool();
 mod_opt_type(certfile) -> econf:path();
 mod_opt_type(keyfile) -> econf:path();
@@ -147,6 +152,8 @@ mod_options(_Host) ->
      {handshake_timeout, timer:seconds(5)},
      {gc_heap_threshold, 4096},
      {order_timeout, 300},
+     {metrics_access, all},
+     {metrics_cache_time, timer:seconds(60)},
      {tls, false},
      {certfile, undefined},
      {keyfile, undefined},
@@ -172,6 +179,8 @@ mod_doc() ->
            {handshake_timeout, #{value => "timeout()", desc => ?T("Time a new link has to send AUTH (and, with 'tls', to finish the TLS handshake before that). Default: 5 seconds.")}},
            {gc_heap_threshold, #{value => ?T("Words"), desc => ?T("After answering a request of a session, garbage-collect that session's BOSH and c2s processes (local ones) whose heap is above this many words. 0 disables. Default: 4096.")}},
            {order_timeout, #{value => "timeout()", desc => ?T("How long a request of a session waits for a predecessor (rid - 1) that has not arrived before it goes on without it (ejabberd 23.01 loses the session when rid N+1 reaches it before an empty poll N); behind a predecessor that has arrived it waits until that one is inside ejabberd, at most 10 times this. Default: 300 ms.")}},
+           {metrics_access, #{value => ?T("AccessName"), desc => ?T("Access rule checked against the address of each request to the metrics handler mod_megaphone_prometheus (listed under an ejabberd_http listener's request_handlers). Default: all (bind that listener to an internal address).")}},
+           {metrics_cache_time, #{value => "timeout()", desc => ?T("How long the metrics handler reuses its pass over every local BOSH and c2s session (session counts, their process memory, requests in flight); the counters are read at every scrape. Default: 60 seconds.")}},
            {tls, #{value => "true | false", desc => ?T("Run every link inside TLS (1.2 or 1.3); needs 'certfile' and 'keyfile'. Default: false.")}},
            {certfile, #{value => ?T("Path"), desc => ?T("PEM file of the server certificate (chain) for 'tls'.")}},
            {keyfile, #{value => ?T("Path"), desc => ?T("PEM file of the private key of 'certfile'.")}},
@@ -190,18 +199,26 @@ config() ->
 %% the module does not run (a worker that outlives it, tests).
 -spec gc_heap_threshold() -> non_neg_integer().
 gc_heap_threshold() ->
-    case persistent_term:get(?CONFIG_KEY, undefined) of
-        #{gc_heap_threshold := Words} -> Words;
-        _ -> 0
-    end.
+    running_opt(gc_heap_threshold, 0).
 
 %% The order_timeout of the running module, in ms; 300 when the module
 %% does not run (tests).
 -spec order_timeout() -> pos_integer().
 order_timeout() ->
+    running_opt(order_timeout, 300).
+
+%% The metrics_cache_time of the running module, in ms; 0 (no cache)
+%% when the module does not run (tests).
+-spec metrics_cache_time() -> non_neg_integer().
+metrics_cache_time() ->
+    running_opt(metrics_cache_time, 0).
+
+%% Key of the running configuration, or Default when the module does not
+%% run (a worker that outlives it, tests).
+running_opt(Key, Default) ->
     case persistent_term:get(?CONFIG_KEY, undefined) of
-        #{order_timeout := Ms} -> Ms;
-        _ -> 300
+        #{Key := Value} -> Value;
+        _ -> Default
     end.
 
 %%%===================================================================
@@ -299,7 +316,9 @@ base_config(Host, Secret, Opts) ->
       heartbeat_interval => gen_mod:get_opt(heartbeat_interval, Opts),
       handshake_timeout => gen_mod:get_opt(handshake_timeout, Opts),
       gc_heap_threshold => gen_mod:get_opt(gc_heap_threshold, Opts),
-      order_timeout => gen_mod:get_opt(order_timeout, Opts)}.
+      order_timeout => gen_mod:get_opt(order_timeout, Opts),
+      metrics_access => gen_mod:get_opt(metrics_access, Opts),
+      metrics_cache_time => gen_mod:get_opt(metrics_cache_time, Opts)}.
 
 %% TLS options: checked here, at start and reload, so a missing or bad
 %% file fails the start (naming the option) instead of every handshake.

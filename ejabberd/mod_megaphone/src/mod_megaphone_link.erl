@@ -416,6 +416,7 @@ worker_died(Id, Key, Worker, Reason, #state{socket = Socket} = State) ->
     _ = try mod_megaphone_registry:purge(Key, Worker)
         catch error:badarg -> false % module stopping: table gone
         end,
+    mod_megaphone_stats:incr(responses_failed_total),
     _ = send(Socket, mod_megaphone_worker:failure(Id)),
     ok.
 

@@ -26,7 +26,8 @@
                    requests_reordered_total | requests_order_timeout_total |
                    requests_stale_total | requests_host_unknown_total |
                    requests_forwarded_total | responses_too_large_total |
-                   links_refused_pending_total.
+                   links_refused_pending_total | responses_answered_total |
+                   responses_failed_total.
 -type name() :: counter() | requests_inflight.
 -export_type([counter/0, name/0]).
 
@@ -42,7 +43,8 @@ names() ->
      gc_collections_total, requests_reordered_total,
      requests_order_timeout_total, requests_stale_total,
      requests_host_unknown_total, requests_forwarded_total,
-     responses_too_large_total, links_refused_pending_total].
+     responses_too_large_total, links_refused_pending_total,
+     responses_answered_total, responses_failed_total].
 
 %% Fresh counters, all zero (module start).
 -spec new() -> ok.
@@ -110,4 +112,6 @@ index(requests_stale_total) -> 12;
 index(requests_host_unknown_total) -> 13;
 index(requests_forwarded_total) -> 14;
 index(responses_too_large_total) -> 15;
-index(links_refused_pending_total) -> 16.
+index(links_refused_pending_total) -> 16;
+index(responses_answered_total) -> 17;
+index(responses_failed_total) -> 18.

@@ -3,7 +3,8 @@
 %%% Purpose : Supervision of mod_megaphone, ordered by dependency
 %%%           (rest_for_one): the registry ETS table, the sequencer shards
 %%%           (mod_megaphone_sequencer, one per scheduler), then the links,
-%%%           then the listener that starts links. Stopping goes in
+%%%           then the listener that starts links, then the metrics sample
+%%%           cache (mod_megaphone_metrics). Stopping goes in
 %%%           reverse: stop accepting, GOAWAY + close every link, drop the
 %%%           shards and the table.
 %%%
@@ -71,8 +72,13 @@ init(top) ->
                  start => {mod_megaphone_listener, start_link, []},
                  restart => permanent, shutdown => 5000, type => worker,
                  modules => [mod_megaphone_listener]},
+    %% Last: nothing depends on it, so its restart restarts nothing else.
+    Metrics = #{id => mod_megaphone_metrics,
+                start => {mod_megaphone_metrics, start_link, []},
+                restart => permanent, shutdown => 5000, type => worker,
+                modules => [mod_megaphone_metrics]},
     {ok, {#{strategy => rest_for_one, intensity => 10, period => 10},
-          [Registry | Shards] ++ [Links, Listener]}};
+          [Registry | Shards] ++ [Links, Listener, Metrics]}};
 init(links) ->
     %% temporary: a link that dies is gone; its ECM reconnects.
     Link = #{id => mod_megaphone_link,

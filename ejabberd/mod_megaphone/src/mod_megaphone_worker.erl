@@ -192,7 +192,8 @@ finish(Key, Frame) ->
                  end,
     case Frame of
         cancelled -> ok; % the row went with the CANCEL: nobody to answer
-        _ -> reply(Recipients, fit(Frame))
+        {failed, Failure} -> reply(Recipients, Failure);
+        {answered, Answer} -> reply(Recipients, fit(Answer))
     end.
 
 %% An answer over max_frame_size would make the ECM close the link (and
@@ -210,6 +211,7 @@ fit(Frame) ->
                          "answered as too large", [iolist_size(maps:get(body, Frame)), MaxFrame]),
             TooLarge;
         Fits ->
+            mod_megaphone_stats:incr(responses_answered_total),
             Fits
     end.
 
@@ -221,9 +223,9 @@ run(#{id := Id, body := Body, ip := IP, port := Port, sid := Sid, rid := Rid}) -
         cancelled ->
             cancelled;
         {Status, _Reason, Headers, RespBody} ->
-            #{type => response, id => Id, status => Status,
-              content_type => content_type(Headers),
-              body => iolist_to_binary(RespBody)};
+            {answered, #{type => response, id => Id, status => Status,
+                         content_type => content_type(Headers),
+                         body => iolist_to_binary(RespBody)}};
         {error, Why} ->
             failed(Id, IP, Why)
     catch Class:Reason:Stack ->
@@ -232,7 +234,8 @@ run(#{id := Id, body := Body, ip := IP, port := Port, sid := Sid, rid := Rid}) -
 
 failed(Id, IP, Why) ->
     ?ERROR_MSG("mod_megaphone: BOSH request from ~ts failed: ~p", [inet:ntoa(IP), Why]),
-    failure(Id).
+    mod_megaphone_stats:incr(responses_failed_total),
+    {failed, failure(Id)}.
 
 content_type(Headers) ->
     case [V || {K, V} <- Headers,

@@ -16,7 +16,8 @@
                 <<"requests_reordered_total">>, <<"requests_order_timeout_total">>,
                 <<"requests_stale_total">>, <<"requests_host_unknown_total">>,
                 <<"requests_forwarded_total">>, <<"responses_too_large_total">>,
-                <<"links_refused_pending_total">>]).
+                <<"links_refused_pending_total">>, <<"responses_answered_total">>,
+                <<"responses_failed_total">>]).
 
 stats_test_() ->
     {foreach,

@@ -50,7 +50,7 @@ class HelmChartTest {
                 .contains("existing-secret-values.yaml", "hpa-values.yaml", "servicemonitor-values.yaml",
                         "dashboard-values.yaml", "headless-discovery-values.yaml", "link-tls-values.yaml",
                         "ingress-values.yaml", "prometheusrule-values.yaml", "networkpolicy-values.yaml",
-                        "follow-links-values.yaml");
+                        "follow-links-values.yaml", "ejabberd-servicemonitor-values.yaml");
     }
 
     @ParameterizedTest(name = "{0}")
@@ -234,6 +234,21 @@ class HelmChartTest {
         assertThat((String) at(monitor, "spec", "endpoints", 0, "port")).isEqualTo("management");
         assertThat((String) at(monitor, "spec", "endpoints", 0, "path")).isEqualTo("/actuator/prometheus");
         assertThat((String) at(monitor, "spec", "endpoints", 0, "interval")).isEqualTo("15s");
+    }
+
+    @Test
+    void theEjabberdServiceMonitorScrapesModMegaphoneOnEjabberdsOwnServiceOnly() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/ejabberd-servicemonitor-values.yaml"));
+        Map<String, Object> monitor = rendered.one("ServiceMonitor");
+
+        assertThat((String) at(monitor, "metadata", "name")).isEqualTo("megaphone-ejabberd");
+        assertThat((String) at(monitor, "metadata", "labels", "release")).isEqualTo("kube-prometheus-stack");
+        assertThat((List<Object>) at(monitor, "spec", "namespaceSelector", "matchNames")).containsExactly("xmpp");
+        assertThat((Map<String, Object>) at(monitor, "spec", "selector", "matchLabels"))
+                .isEqualTo(Map.of("app.kubernetes.io/name", "ejabberd"));
+        assertThat((String) at(monitor, "spec", "endpoints", 0, "port")).isEqualTo("metrics");
+        assertThat((String) at(monitor, "spec", "endpoints", 0, "path")).isEqualTo("/megaphone/metrics");
+        assertThat((String) at(monitor, "spec", "endpoints", 0, "interval")).isEqualTo("30s");
     }
 
     @Test

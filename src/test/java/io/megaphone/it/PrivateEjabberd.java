@@ -80,6 +80,11 @@ public final class PrivateEjabberd implements AutoCloseable {
         return "http://127.0.0.1:" + httpPort + "/http-bind";
     }
 
+    /** mod_megaphone's Prometheus metrics (mod_megaphone_prometheus on ejabberd's HTTP listener). */
+    public String metricsUrl() {
+        return "http://127.0.0.1:" + httpPort + "/megaphone/metrics";
+    }
+
     public void register(String user, String password) throws IOException, InterruptedException {
         script("register", user, password);
     }
