@@ -13,6 +13,8 @@
 #   MEGAPHONE_LINK_SECRET_FILE    file holding the link secret (a mounted Secret)      /run/secrets/megaphone-link-secret
 #   MEGAPHONE_LINK_SECRET         the secret itself, when there is no file (written to $CONFIG_DIR, mode 0600)
 #   MEGAPHONE_MAX_INFLIGHT        mod_megaphone max_inflight (requests per link)       10000
+#   EJABBERD_MAX_PROCESSES        Erlang process limit (+P, ERL_PROCESSES): 3 per BOSH user through Megaphone
+#                                 plus a margin; Debian's ejabberdctl default of 250,000 stops near 83,000 users   1000000
 #   MEGAPHONE_METRICS_PORT        Prometheus metrics at http://<pod>:<port>/megaphone/metrics, an ejabberd_http
 #                                 listener of their own (empty: none)                  5281
 #   MEGAPHONE_METRICS_IP          address that listener binds (keep it off the Internet) 0.0.0.0
@@ -32,6 +34,7 @@ MEGAPHONE_LINK_IP="${MEGAPHONE_LINK_IP:-0.0.0.0}"
 MEGAPHONE_LINK_PORT="${MEGAPHONE_LINK_PORT:-5290}"
 MEGAPHONE_LINK_SECRET_FILE="${MEGAPHONE_LINK_SECRET_FILE:-/run/secrets/megaphone-link-secret}"
 MEGAPHONE_MAX_INFLIGHT="${MEGAPHONE_MAX_INFLIGHT:-10000}"
+EJABBERD_MAX_PROCESSES="${EJABBERD_MAX_PROCESSES:-1000000}"
 MEGAPHONE_METRICS_PORT="${MEGAPHONE_METRICS_PORT-5281}"
 MEGAPHONE_METRICS_IP="${MEGAPHONE_METRICS_IP:-0.0.0.0}"
 
@@ -67,6 +70,7 @@ ERL_DIST_PORT=5210
 INET_DIST_INTERFACE=127.0.0.1
 CONTRIB_MODULES_PATH=$CONTRIB_MODULES_PATH
 CONTRIB_MODULES_CONF_DIR=$CONFIG_DIR/modules.d
+ERL_PROCESSES=$EJABBERD_MAX_PROCESSES
 CFG
 printf '%s\n' '{lookup,["file","native"]}.' '{host,{127,0,0,1}, ["localhost"]}.' > "$CONFIG_DIR/inetrc"
 
