@@ -10,6 +10,8 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 COMMIT=$(git -C "$REPO" rev-parse --short HEAD)
+# every script builds this commit's ECM (git archive), even if HEAD moves while they run
+export SOURCE=${SOURCE:-$COMMIT}
 RESULTS=$REPO/bench/results
 JAVA25_HOME=${JAVA25_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
 N=${N:-100000}
