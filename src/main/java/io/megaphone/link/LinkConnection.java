@@ -9,6 +9,7 @@ import io.netty.util.collection.IntObjectHashMap;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -46,6 +47,8 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private final String target;
     private final LinkStats stats;
     private final IntObjectHashMap<PendingRequest> inflight = new IntObjectHashMap<>();
+    private final DeadlineWheel deadlines = new DeadlineWheel(System.nanoTime());
+    private final Consumer<PendingRequest> expireOne = this::expireOne;
     private volatile State state = State.AWAIT_HELLO;
     private volatile int inflightCount;
     private volatile long rttNanos = -1;
@@ -180,8 +183,13 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
                     + " bytes is over the max_frame of " + serverMaxFrame + " that " + target + " accepts"));
             return;
         }
+        if (System.nanoTime() - request.deadlineNanos >= 0) {
+            request.fail(timeout()); // re-sent too late: no time left for ejabberd to answer
+            return;
+        }
         int id = allocateId();
         inflight.put(id, request);
+        deadlines.add(request);
         inflightCount = inflight.size();
         request.id = id;
         request.link = this;
@@ -210,6 +218,9 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
     private PendingRequest remove(int id) {
         PendingRequest request = inflight.remove(id);
         inflightCount = inflight.size();
+        if (request != null) {
+            deadlines.remove(request);
+        }
         return request;
     }
 
@@ -345,25 +356,22 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
 
     /** Requests older than the upstream timeout: ejabberd is broken for them. Tell it, and answer 5xx. */
     private void expire(long now) {
-        List<PendingRequest> expired = null;
-        for (PendingRequest request : inflight.values()) {
-            if (now - request.deadlineNanos > 0) {
-                if (expired == null) {
-                    expired = new ArrayList<>();
-                }
-                expired.add(request);
-            }
-        }
-        if (expired != null) {
-            for (PendingRequest request : expired) {
-                remove(request.id);
-                stats.sent(CANCEL_FRAME);
-                channel.write(FrameCodec.encode(new Frame.Cancel(request.id), channel.alloc()), channel.voidPromise());
-                request.fail(new UpstreamTimeoutException("no answer from " + target + " within the upstream timeout"));
-            }
+        if (deadlines.expire(now, expireOne) > 0) {
             channel.flush();
             closeIfDrained();
         }
+    }
+
+    private void expireOne(PendingRequest request) {
+        inflight.remove(request.id);
+        inflightCount = inflight.size();
+        stats.sent(CANCEL_FRAME);
+        channel.write(FrameCodec.encode(new Frame.Cancel(request.id), channel.alloc()), channel.voidPromise());
+        request.fail(timeout());
+    }
+
+    private UpstreamTimeoutException timeout() {
+        return new UpstreamTimeoutException("no answer from " + target + " within the upstream timeout");
     }
 
     private void fail(int code, String reason) {
@@ -423,6 +431,7 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
             return;
         }
         List<PendingRequest> orphans = new ArrayList<>(inflight.values());
+        deadlines.clear(orphans);
         inflight.clear();
         inflightCount = 0;
         log.info("link {} (node {}) closed with {} requests in flight", target, serverNode, orphans.size());
