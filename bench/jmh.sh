@@ -13,5 +13,5 @@ build_scratch jmh
 machine_info >"$OUT/machine.txt"
 # shellcheck disable=SC2086
 "$JAVA" -cp "$TOOL_CP" org.openjdk.jmh.Main ${JMH_ARGS:-} -rf json -rff "$OUT/jmh.json" \
-    "${BENCHMARKS:-io.megaphone.bench.FrameCodecBenchmark|io.megaphone.edge.BodyStartTagBenchmark|io.megaphone.link.DeadlineExpiryBenchmark}" 2>&1 | tee "$OUT/jmh.txt" | grep -E '^(Benchmark +Mode|i\.m\.)'
+    "${BENCHMARKS:-io.megaphone.bench.FrameCodecBenchmark|io.megaphone.edge.BodyStartTagBenchmark|io.megaphone.link.DeadlineExpiryBenchmark}" 2>&1 | tee "$OUT/jmh.txt" | grep -E '^(Benchmark +|i\.m\.|[A-Z][A-Za-z]+Benchmark\.)'
 log "results in $OUT"

@@ -20,7 +20,7 @@ public final class PendingRequest {
     final long deadlineNanos;
     private final Exchange exchange;
     private final Runnable onCancel;
-    volatile LinkConnection link;
+    volatile LinkMultiplexer link;
     volatile int id;
     volatile boolean cancelled;
     private volatile int done;
@@ -57,7 +57,7 @@ public final class PendingRequest {
         }
         cancelled = true;
         onCancel.run();
-        LinkConnection current = link;
+        LinkMultiplexer current = link;
         if (current != null) {
             current.cancel(this);
         }

@@ -1,7 +1,7 @@
 /**
  * The megaphone link to mod_megaphone (docs/protocol.md). {@link io.megaphone.link.LinkPool} is the entry point:
  * {@code submit} sends one request and hears its answer; it keeps K links per ejabberd node
- * ({@link io.megaphone.link.LinkSlot}, reconnecting with backoff), each a {@link io.megaphone.link.LinkConnection}
+ * ({@link io.megaphone.link.LinkSlot}, reconnecting with backoff), each a {@link io.megaphone.link.LinkMultiplexer}
  * (handshake, requests in flight, heartbeats). {@link io.megaphone.link.FrameCodec} is the wire format;
  * {@link io.megaphone.link.NodeDiscovery} finds nodes from a DNS name.
  */

@@ -40,6 +40,13 @@ public class DeadlineExpiryBenchmark {
     @Param("1000000")
     int held;
 
+    /**
+     * {@code spread}: ids as links allocate them ({@link LinkMultiplexer#requestId}); {@code sequential}: as they did
+     * until issue 14, which makes every remove from the id map walk a run of up to all the ids in flight.
+     */
+    @Param({"spread", "sequential"})
+    String ids;
+
     private IntObjectHashMap<PendingRequest> inflight;
     private DeadlineWheel wheel;
     private long now;
@@ -58,7 +65,7 @@ public class DeadlineExpiryBenchmark {
 
     private PendingRequest add(long deadlineNanos) {
         PendingRequest request = new PendingRequest(null, null, deadlineNanos, null);
-        request.id = ++nextId;
+        request.id = ids.equals("spread") ? LinkMultiplexer.requestId(++nextId) : ++nextId;
         inflight.put(request.id, request);
         return request;
     }

@@ -55,7 +55,7 @@ class FrameCodecVectorsTest {
     }
 
     private static Frame decodeWhole(byte[] bytes) {
-        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(1 << 20));
+        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(1 << 20, new LinkStats()));
         channel.writeInbound(Unpooled.wrappedBuffer(bytes));
         Frame frame = channel.readInbound();
         assertThat(channel.finish()).as("one frame, nothing left over").isFalse();
@@ -73,7 +73,7 @@ class FrameCodecVectorsTest {
     @ParameterizedTest
     @MethodSource("malformed")
     void everyMalformedVectorIsRejected(Vector vector) {
-        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(1 << 20));
+        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(1 << 20, new LinkStats()));
         assertThatThrownBy(() -> channel.writeInbound(Unpooled.wrappedBuffer(vector.bytes())))
                 .isInstanceOf(DecoderException.class).hasCauseInstanceOf(MalformedFrameException.class);
     }
@@ -120,7 +120,7 @@ class FrameCodecVectorsTest {
 
     @Test
     void aLengthOverTheLimitFailsFastWithoutWaitingForTheRest() {
-        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(4096));
+        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(4096, new LinkStats()));
         ByteBuf header = Unpooled.buffer().writeInt(4097).writeByte(0x10);
         assertThatThrownBy(() -> channel.writeInbound(header))
                 .isInstanceOf(io.netty.handler.codec.TooLongFrameException.class);
@@ -129,7 +129,7 @@ class FrameCodecVectorsTest {
     @Test
     void anIncompleteFrameWaitsForMoreBytes() throws Exception {
         byte[] ping = valid().filter(v -> v.name().equals("ping")).findFirst().orElseThrow().bytes();
-        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(4096));
+        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(4096, new LinkStats()));
         channel.writeInbound(Unpooled.wrappedBuffer(ping, 0, 6));
         assertThat((Object) channel.readInbound()).isNull();
         channel.writeInbound(Unpooled.wrappedBuffer(ping, 6, ping.length - 6));
