@@ -270,14 +270,6 @@ public final class LinkPool implements AutoCloseable {
         return clientGone.sum();
     }
 
-    /** Closes the TCP connection of the link with this index (it reconnects). For failure drills. */
-    public void dropLink(int index) {
-        LinkMultiplexer link = slots.get(index % slots.size()).current();
-        if (link != null) {
-            link.close();
-        }
-    }
-
     private void dispatch(PendingRequest request, LinkMultiplexer failed) {
         if (request.cancelled) {
             return;
