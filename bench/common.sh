@@ -34,9 +34,10 @@ build_scratch() {
         git -C "$REPO" archive "$rev" pom.xml mvnw .mvn src/main | tar -x -C "$WORK"
         COMMIT=$(git -C "$REPO" rev-parse --short "$rev")
     fi
-    mkdir -p "$WORK/src/test/java/io/megaphone/edge"
+    mkdir -p "$WORK/src/test/java/io/megaphone/edge" "$WORK/src/test/java/io/megaphone/link"
     cp -r "$REPO/src/test/java/io/megaphone/bench" "$WORK/src/test/java/io/megaphone/"
     cp "$REPO/src/test/java/io/megaphone/edge/BodyStartTagBenchmark.java" "$WORK/src/test/java/io/megaphone/edge/"
+    cp "$REPO/src/test/java/io/megaphone/link/DeadlineExpiryBenchmark.java" "$WORK/src/test/java/io/megaphone/link/"
     # the scratch pom needs jmh-core (test scope) for the benchmark classes, whatever SOURCE's pom says
     if ! grep -q jmh-core "$WORK/pom.xml"; then cp "$REPO/pom.xml" "$WORK/pom.xml"; fi
     (cd "$WORK" && ./mvnw -q ${profile:+-P$profile} -DskipTests test-compile \

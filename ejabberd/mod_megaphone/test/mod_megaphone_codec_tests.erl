@@ -9,7 +9,7 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--define(SECRET, <<"megaphone-test-secret">>).
+-define(SECRET, <<"megaphone-test-secret-0123456789abcdef">>).
 -define(SERVER_NONCE, list_to_binary(lists:seq(16#00, 16#1f))).
 -define(CLIENT_NONCE, list_to_binary(lists:seq(16#20, 16#3f))).
 
@@ -110,6 +110,11 @@ auth_mac_matches_the_vectors_test() ->
     ?assertEqual(hex(comment(<<"auth_mac">>)),
                  mod_megaphone_codec:auth_mac(?SECRET, 1, ?SERVER_NONCE,
                                               ?CLIENT_NONCE, <<"ecm-1">>)).
+
+vectors_secret_is_one_the_module_accepts_test() ->
+    %% Ensures the vectors are made with a secret of at least 32 bytes, the
+    %% shortest mod_megaphone accepts.
+    ?assert(byte_size(?SECRET) >= 32).
 
 welcome_mac_matches_the_vectors_test() ->
     %% Ensures welcome_mac/4 computes the welcome_mac= value of the file.

@@ -25,13 +25,16 @@ final class LinkFrameDecoder extends LengthFieldBasedFrameDecoder {
     private static final int HEADER = 4 + 1 + 4; // length, type, id
 
     private final long maxFrameLength;
+    private final LinkStats stats;
     /** Bytes of an oversized RESPONSE still to skip. */
     private long skipping;
 
-    LinkFrameDecoder(int maxFrameLength) {
+    /** @param stats where each decoded frame is counted (megaphone.link.frames, direction in) */
+    LinkFrameDecoder(int maxFrameLength, LinkStats stats) {
         // length field: 4 bytes at offset 0, counting what follows it; strip it from the frame passed on.
         super(maxFrameLength + 4, 0, 4, 0, 4, true);
         this.maxFrameLength = maxFrameLength;
+        this.stats = stats;
     }
 
     /** The RESPONSE that stands for an answer too large for the link (docs/protocol.md, section 3). */
@@ -66,7 +69,9 @@ final class LinkFrameDecoder extends LengthFieldBasedFrameDecoder {
                     int id = in.getInt(at + 5);
                     in.skipBytes(HEADER);
                     skipping = length - 5;
-                    return tooLargeAnswer(id);
+                    Frame answer = tooLargeAnswer(id);
+                    stats.received(answer);
+                    return answer;
                 }
             }
         }
@@ -75,7 +80,9 @@ final class LinkFrameDecoder extends LengthFieldBasedFrameDecoder {
             return null;
         }
         try {
-            return FrameCodec.decode(frame);
+            Frame decoded = FrameCodec.decode(frame);
+            stats.received(decoded);
+            return decoded;
         } finally {
             frame.release();
         }

@@ -211,7 +211,7 @@ public final class LinkPool implements AutoCloseable {
     public int readyLinks() {
         int ready = 0;
         for (LinkSlot slot : slots) {
-            LinkConnection link = slot.current();
+            LinkMultiplexer link = slot.current();
             if (link != null && link.ready()) {
                 ready++;
             }
@@ -231,8 +231,8 @@ public final class LinkPool implements AutoCloseable {
     public int capacity() {
         long total = 0;
         for (LinkSlot slot : slots) {
-            LinkConnection link = slot.current();
-            if (link != null && link.state() == LinkConnection.State.READY) {
+            LinkMultiplexer link = slot.current();
+            if (link != null && link.state() == LinkMultiplexer.State.READY) {
                 total += Math.min(link.maxInflight(), Integer.MAX_VALUE);
             }
         }
@@ -247,7 +247,7 @@ public final class LinkPool implements AutoCloseable {
     private static int inflight(List<LinkSlot> of) {
         int total = 0;
         for (LinkSlot slot : of) {
-            LinkConnection link = slot.current();
+            LinkMultiplexer link = slot.current();
             if (link != null) {
                 total += link.inflightCount();
             }
@@ -270,19 +270,11 @@ public final class LinkPool implements AutoCloseable {
         return clientGone.sum();
     }
 
-    /** Closes the TCP connection of the link with this index (it reconnects). For failure drills. */
-    public void dropLink(int index) {
-        LinkConnection link = slots.get(index % slots.size()).current();
-        if (link != null) {
-            link.close();
-        }
-    }
-
-    private void dispatch(PendingRequest request, LinkConnection failed) {
+    private void dispatch(PendingRequest request, LinkMultiplexer failed) {
         if (request.cancelled) {
             return;
         }
-        LinkConnection best = pick(failed);
+        LinkMultiplexer best = pick(failed);
         if (best == null) {
             request.fail(new UpstreamUnavailableException("no megaphone link is ready"));
             return;
@@ -297,19 +289,19 @@ public final class LinkPool implements AutoCloseable {
      * {@link #AFFINITY_SLACK} of the least loaded one: its REQUEST is then written, and its answer delivered, without
      * a hand-over between threads.
      */
-    private LinkConnection pick(LinkConnection failed) {
+    private LinkMultiplexer pick(LinkMultiplexer failed) {
         List<LinkSlot> candidates = slots;
         int size = candidates.size();
         if (size == 0) {
             return null;
         }
         int start = Math.floorMod(rotation++, size);
-        LinkConnection best = null;
-        LinkConnection local = null;
+        LinkMultiplexer best = null;
+        LinkMultiplexer local = null;
         boolean bestSameNode = false;
         for (int i = 0; i < size; i++) {
             LinkSlot slot = candidates.get((start + i) % size);
-            LinkConnection link = slot.current();
+            LinkMultiplexer link = slot.current();
             if (link == null || link == failed || !link.canTake()) {
                 continue;
             }
@@ -329,12 +321,12 @@ public final class LinkPool implements AutoCloseable {
         return best;
     }
 
-    private static String nodeOf(LinkConnection link) {
+    private static String nodeOf(LinkMultiplexer link) {
         String target = link.target();
         return target.substring(0, target.lastIndexOf('#') + 1);
     }
 
-    private void resend(PendingRequest request, LinkConnection from) {
+    private void resend(PendingRequest request, LinkMultiplexer from) {
         request.link = null;
         if (closing || ++request.attempts > MAX_RESENDS || System.nanoTime() - request.deadlineNanos > 0) {
             request.fail(new UpstreamUnavailableException("the links carrying this request died"));
@@ -344,7 +336,7 @@ public final class LinkPool implements AutoCloseable {
             return;
         }
         resends.increment();
-        LinkConnection best = pick(from);
+        LinkMultiplexer best = pick(from);
         if (best != null) {
             best.submit(request);
         } else {
@@ -394,27 +386,27 @@ public final class LinkPool implements AutoCloseable {
     /** Sends GOAWAY on every link; each closes once its requests are answered. */
     public void drain() {
         for (LinkSlot slot : slots) {
-            LinkConnection link = slot.current();
+            LinkMultiplexer link = slot.current();
             if (link != null) {
                 link.drain("ECM shutting down");
             }
         }
     }
 
-    private final class Listener implements LinkConnection.Listener {
+    private final class Listener implements LinkMultiplexer.Listener {
         @Override
-        public void onReady(LinkConnection link) {
+        public void onReady(LinkMultiplexer link) {
             if (!parked.isEmpty()) {
                 unpark();
             }
         }
 
         @Override
-        public void onHandshakeFailed(LinkConnection link, Throwable cause) {
+        public void onHandshakeFailed(LinkMultiplexer link, Throwable cause) {
         }
 
         @Override
-        public void onClosed(LinkConnection link, List<PendingRequest> orphans) {
+        public void onClosed(LinkMultiplexer link, List<PendingRequest> orphans) {
             if (!retiring.isEmpty()) {
                 retiring.removeIf(slot -> slot.current() == null); // a retired slot never reconnects
             }
@@ -427,7 +419,7 @@ public final class LinkPool implements AutoCloseable {
         }
 
         @Override
-        public void redispatch(PendingRequest request, LinkConnection from) {
+        public void redispatch(PendingRequest request, LinkMultiplexer from) {
             resend(request, from);
         }
     }

@@ -15,7 +15,7 @@ import reactor.core.publisher.MonoSink;
 import reactor.util.retry.Retry;
 
 /**
- * One of the K links to one ejabberd node: keeps a {@link LinkConnection} up, reconnecting with exponential
+ * One of the K links to one ejabberd node: keeps a {@link LinkMultiplexer} up, reconnecting with exponential
  * backoff and jitter (Reactor's {@link Retry}) whenever it closes or fails its handshake.
  */
 final class LinkSlot implements LinkView {
@@ -26,18 +26,18 @@ final class LinkSlot implements LinkView {
     private final InetSocketAddress address;
     private final String name;
     private final LinkSettings settings;
-    private final LinkConnection.Listener poolListener;
+    private final LinkMultiplexer.Listener poolListener;
     private final Duration minBackoff;
     private final Duration maxBackoff;
     private final AtomicInteger failures = new AtomicInteger();
     private final LinkStats stats = new LinkStats();
-    private volatile LinkConnection current;
+    private volatile LinkMultiplexer current;
     private volatile boolean running;
     private volatile Disposable connecting;
-    private volatile MonoSink<LinkConnection> handshake;
+    private volatile MonoSink<LinkMultiplexer> handshake;
 
     LinkSlot(Bootstrap bootstrap, InetSocketAddress address, int index, LinkSettings settings,
-             LinkConnection.Listener poolListener, Duration minBackoff, Duration maxBackoff) {
+             LinkMultiplexer.Listener poolListener, Duration minBackoff, Duration maxBackoff) {
         this.bootstrap = bootstrap;
         this.address = address;
         this.name = address.getHostString() + ":" + address.getPort() + "#" + index;
@@ -54,19 +54,19 @@ final class LinkSlot implements LinkView {
 
     @Override
     public boolean up() {
-        LinkConnection link = current;
+        LinkMultiplexer link = current;
         return link != null && link.ready();
     }
 
     @Override
     public int inflight() {
-        LinkConnection link = current;
+        LinkMultiplexer link = current;
         return link == null ? 0 : link.inflightCount();
     }
 
     @Override
     public double rttSeconds() {
-        LinkConnection link = current;
+        LinkMultiplexer link = current;
         long rtt = link == null ? -1 : link.rttNanos();
         return rtt < 0 ? Double.NaN : rtt / 1e9;
     }
@@ -80,7 +80,7 @@ final class LinkSlot implements LinkView {
         return stats;
     }
 
-    LinkConnection current() {
+    LinkMultiplexer current() {
         return current;
     }
 
@@ -91,7 +91,7 @@ final class LinkSlot implements LinkView {
 
     /** The node left: no reconnect; the link drains (GOAWAY) and closes once its requests are answered. */
     void retire() {
-        LinkConnection link = stopConnecting();
+        LinkMultiplexer link = stopConnecting();
         if (link != null) {
             link.drain("node removed from discovery");
         }
@@ -99,13 +99,13 @@ final class LinkSlot implements LinkView {
 
     /** Shutdown: no reconnect; the link closes now (its requests are re-sent elsewhere or answered 503). */
     void stop() {
-        LinkConnection link = stopConnecting();
+        LinkMultiplexer link = stopConnecting();
         if (link != null) {
             link.close();
         }
     }
 
-    private LinkConnection stopConnecting() {
+    private LinkMultiplexer stopConnecting() {
         running = false;
         Disposable pending = connecting;
         if (pending != null) {
@@ -126,10 +126,11 @@ final class LinkSlot implements LinkView {
                 }, error -> log.debug("link {} stopped connecting: {}", name, error.toString()));
     }
 
-    private Mono<LinkConnection> connectOnce() {
-        return Mono.<LinkConnection>create(sink -> {
+    private Mono<LinkMultiplexer> connectOnce() {
+        return Mono.<LinkMultiplexer>create(sink -> {
             handshake = sink;
-            LinkConnection link = new LinkConnection(settings, new Listener(), name, stats);
+            Listener listener = new Listener();
+            LinkMultiplexer link = new LinkMultiplexer(listener, name, stats);
             bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
                 @Override
                 protected void initChannel(SocketChannel ch) {
@@ -140,7 +141,8 @@ final class LinkSlot implements LinkView {
                         ch.pipeline().addLast(settings.sslContext().newHandler(ch.alloc(), host, address.getPort()));
                     }
                     ch.pipeline().addLast(new FlushConsolidationHandler(256, true),
-                            new LinkFrameDecoder(settings.maxFrameBytes()), link);
+                            new LinkFrameDecoder(settings.maxFrameBytes(), stats),
+                            new LinkHandshakeHandler(settings, link, listener, name, stats), link);
                 }
             }).connect(address).addListener(future -> {
                 if (!future.isSuccess()) {
@@ -156,10 +158,10 @@ final class LinkSlot implements LinkView {
     }
 
     /** Relays link events to the pool, and restarts the connect loop when the link goes away. */
-    private final class Listener implements LinkConnection.Listener {
+    private final class Listener implements LinkMultiplexer.Listener {
         @Override
-        public void onReady(LinkConnection link) {
-            MonoSink<LinkConnection> sink = handshake;
+        public void onReady(LinkMultiplexer link) {
+            MonoSink<LinkMultiplexer> sink = handshake;
             if (sink != null) {
                 sink.success(link);
             }
@@ -167,15 +169,15 @@ final class LinkSlot implements LinkView {
         }
 
         @Override
-        public void onHandshakeFailed(LinkConnection link, Throwable cause) {
-            MonoSink<LinkConnection> sink = handshake;
+        public void onHandshakeFailed(LinkMultiplexer link, Throwable cause) {
+            MonoSink<LinkMultiplexer> sink = handshake;
             if (sink != null) {
                 sink.error(cause);
             }
         }
 
         @Override
-        public void onClosed(LinkConnection link, java.util.List<PendingRequest> orphans) {
+        public void onClosed(LinkMultiplexer link, java.util.List<PendingRequest> orphans) {
             if (current == link) {
                 current = null;
             }
@@ -186,7 +188,7 @@ final class LinkSlot implements LinkView {
         }
 
         @Override
-        public void redispatch(PendingRequest request, LinkConnection from) {
+        public void redispatch(PendingRequest request, LinkMultiplexer from) {
             poolListener.redispatch(request, from);
         }
     }

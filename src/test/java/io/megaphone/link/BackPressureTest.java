@@ -65,7 +65,7 @@ class BackPressureTest {
         for (int i = 1; i <= REQUESTS; i++) {
             pool.submit(RequestEnvelope.of(i, "sid-" + i, InetAddress.getLoopbackAddress(), 1, body), exchange);
         }
-        LinkConnection link = ((LinkSlot) pool.links().get(0)).current();
+        LinkMultiplexer link = ((LinkSlot) pool.links().get(0)).current();
         await().atMost(Duration.ofSeconds(10))
                 .until(() -> link.inflightCount() + unavailable.get() == REQUESTS);
 

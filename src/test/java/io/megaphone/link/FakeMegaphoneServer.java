@@ -54,7 +54,7 @@ final class FakeMegaphoneServer implements AutoCloseable {
                 .childHandler(new ChannelInitializer<SocketChannel>() {
                     @Override
                     protected void initChannel(SocketChannel ch) {
-                        ch.pipeline().addLast(new LinkFrameDecoder(1 << 20), new ServerSide());
+                        ch.pipeline().addLast(new LinkFrameDecoder(1 << 20, new LinkStats()), new ServerSide());
                     }
                 }).bind(bind).sync().channel();
     }

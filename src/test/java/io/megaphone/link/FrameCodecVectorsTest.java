@@ -55,7 +55,7 @@ class FrameCodecVectorsTest {
     }
 
     private static Frame decodeWhole(byte[] bytes) {
-        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(1 << 20));
+        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(1 << 20, new LinkStats()));
         channel.writeInbound(Unpooled.wrappedBuffer(bytes));
         Frame frame = channel.readInbound();
         assertThat(channel.finish()).as("one frame, nothing left over").isFalse();
@@ -73,7 +73,7 @@ class FrameCodecVectorsTest {
     @ParameterizedTest
     @MethodSource("malformed")
     void everyMalformedVectorIsRejected(Vector vector) {
-        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(1 << 20));
+        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(1 << 20, new LinkStats()));
         assertThatThrownBy(() -> channel.writeInbound(Unpooled.wrappedBuffer(vector.bytes())))
                 .isInstanceOf(DecoderException.class).hasCauseInstanceOf(MalformedFrameException.class);
     }
@@ -104,23 +104,26 @@ class FrameCodecVectorsTest {
     }
 
     @Test
-    void handshakeMacsAreTheOnesInTheVectorsFile() throws Exception {
+    void handshakeMacsAreTheOnesInTheVectorsFileMadeWithASecretOfAtLeast32Bytes() throws Exception {
         List<String> lines = Files.readAllLines(VECTORS);
+        String header = lines.stream().filter(l -> l.startsWith("# Handshake values: secret '")).findFirst().orElseThrow();
+        String secret = header.substring(header.indexOf('\'') + 1, header.indexOf('\'', header.indexOf('\'') + 1));
+        assertThat(secret).as("the vectors' secret, as both sides require").hasSizeGreaterThanOrEqualTo(32);
         String authMac = lines.stream().filter(l -> l.startsWith("# auth_mac=")).findFirst().orElseThrow().substring(11);
         String welcomeMac = lines.stream().filter(l -> l.startsWith("# welcome_mac=")).findFirst().orElseThrow()
                 .substring(14);
         Frame.Hello hello = (Frame.Hello) decodedByName().get("hello");
         Frame.Auth auth = (Frame.Auth) decodedByName().get("auth");
-        HandshakeProof proof = new HandshakeProof("megaphone-test-secret".getBytes(StandardCharsets.US_ASCII));
+        HandshakeProof proof = new HandshakeProof(secret.getBytes(StandardCharsets.US_ASCII));
         assertThat(HEX.formatHex(proof.authMac(1, hello.serverNonce(), auth.clientNonce(), "ecm-1"))).isEqualTo(authMac);
         assertThat(auth.mac()).isEqualTo(HEX.parseHex(authMac));
         assertThat(HEX.formatHex(proof.welcomeMac(1, auth.clientNonce(), hello.serverNonce()))).isEqualTo(welcomeMac);
-        assertThat(proof.toString()).doesNotContain("megaphone-test-secret");
+        assertThat(proof.toString()).doesNotContain(secret);
     }
 
     @Test
     void aLengthOverTheLimitFailsFastWithoutWaitingForTheRest() {
-        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(4096));
+        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(4096, new LinkStats()));
         ByteBuf header = Unpooled.buffer().writeInt(4097).writeByte(0x10);
         assertThatThrownBy(() -> channel.writeInbound(header))
                 .isInstanceOf(io.netty.handler.codec.TooLongFrameException.class);
@@ -129,7 +132,7 @@ class FrameCodecVectorsTest {
     @Test
     void anIncompleteFrameWaitsForMoreBytes() throws Exception {
         byte[] ping = valid().filter(v -> v.name().equals("ping")).findFirst().orElseThrow().bytes();
-        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(4096));
+        EmbeddedChannel channel = new EmbeddedChannel(new LinkFrameDecoder(4096, new LinkStats()));
         channel.writeInbound(Unpooled.wrappedBuffer(ping, 0, 6));
         assertThat((Object) channel.readInbound()).isNull();
         channel.writeInbound(Unpooled.wrappedBuffer(ping, 6, ping.length - 6));

@@ -1,73 +1,72 @@
 package io.megaphone.link;
 
 import io.netty.channel.Channel;
-import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
-import io.netty.handler.codec.TooLongFrameException;
 import io.netty.util.collection.IntObjectHashMap;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One megaphone link: the client side of the handshake, then the requests in flight on it, keyed by request
- * id. All state is confined to the channel's event loop; other threads hand work over with
- * {@code eventLoop().execute}.
+ * The requests in flight on one link, keyed by request id: REQUEST out, RESPONSE back to its request, CANCEL, and
+ * the upstream timeout (a {@link DeadlineWheel}); GOAWAY drains it. Last in the link's pipeline:
+ *
+ * <pre>
+ *   [SslHandler] FlushConsolidationHandler LinkFrameDecoder LinkHandshakeHandler            LinkMultiplexer
+ *   after WELCOME:                                          IdleStateHandler LinkHeartbeatHandler
+ * </pre>
+ *
+ * It is what the pool holds of a link. All state is confined to the channel's event loop; other threads hand work
+ * over with {@code eventLoop().execute}.
  */
-final class LinkConnection extends ChannelInboundHandlerAdapter {
+final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
 
-    private static final Logger log = LoggerFactory.getLogger(LinkConnection.class);
-    static final int PROTOCOL_VERSION = 1;
-    private static final long TICK_MILLIS = 250;
+    private static final Logger log = LoggerFactory.getLogger(LinkMultiplexer.class);
+    private static final long TICK_NANOS = DeadlineWheel.TICK_NANOS;
     private static final Frame CANCEL_FRAME = new Frame.Cancel(0);
 
     /** What the pool learns from a link. */
     interface Listener {
-        void onReady(LinkConnection link);
+        void onReady(LinkMultiplexer link);
 
         /** The link failed before it was ready. */
-        void onHandshakeFailed(LinkConnection link, Throwable cause);
+        void onHandshakeFailed(LinkMultiplexer link, Throwable cause);
 
         /** The link closed; {@code orphans} were in flight on it and got no answer. */
-        void onClosed(LinkConnection link, List<PendingRequest> orphans);
+        void onClosed(LinkMultiplexer link, List<PendingRequest> orphans);
 
         /** A request reached a link that can no longer take it: send it elsewhere. */
-        void redispatch(PendingRequest request, LinkConnection from);
+        void redispatch(PendingRequest request, LinkMultiplexer from);
     }
 
-    enum State { AWAIT_HELLO, AWAIT_WELCOME, READY, DRAINING, CLOSED }
+    enum State { HANDSHAKE, READY, DRAINING, CLOSED }
 
-    private final LinkSettings settings;
     private final Listener listener;
     private final String target;
     private final LinkStats stats;
     private final IntObjectHashMap<PendingRequest> inflight = new IntObjectHashMap<>();
-    private volatile State state = State.AWAIT_HELLO;
+    private final DeadlineWheel deadlines = new DeadlineWheel(System.nanoTime());
+    private final Consumer<PendingRequest> expireOne = this::expireOne;
+    private volatile State state = State.HANDSHAKE;
     private volatile int inflightCount;
-    private volatile long rttNanos = -1;
+    private volatile LinkHeartbeatHandler heartbeat;
     private Channel channel;
-    private int nextId;
-    private byte[] clientNonce;
-    private byte[] serverNonce;
+    private int idCounter;
     private volatile long maxInflight = Long.MAX_VALUE;
     /** The server's max_frame from WELCOME: no frame over it is sent. */
     private long serverMaxFrame = Long.MAX_VALUE;
-    private long heartbeatNanos;
-    private long lastReadNanos;
-    private long lastPingNanos;
     private String serverNode = "?";
-    private ScheduledFuture<?> ticker;
+    private ScheduledFuture<?> expiry;
 
-    LinkConnection(LinkSettings settings, Listener listener, String target, LinkStats stats) {
-        this.settings = settings;
+    LinkMultiplexer(Listener listener, String target, LinkStats stats) {
         this.stats = stats;
         this.listener = listener;
         this.target = target;
-        this.heartbeatNanos = settings.heartbeat().toNanos();
     }
 
     // ---- read by the pool from any thread ----
@@ -106,7 +105,8 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
 
     /** Round-trip time of the last heartbeat, or -1 before the first. */
     long rttNanos() {
-        return rttNanos;
+        LinkHeartbeatHandler current = heartbeat;
+        return current == null ? -1 : current.rttNanos();
     }
 
     State state() {
@@ -160,6 +160,18 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
 
     // ---- event loop ----
 
+    /** The handshake is done: the server's terms, and the heartbeat now in the pipeline. */
+    void ready(Frame.Welcome welcome, LinkHeartbeatHandler heartbeat) {
+        maxInflight = welcome.maxInflight() == 0 ? Long.MAX_VALUE : welcome.maxInflight();
+        serverMaxFrame = welcome.maxFrame() == 0 ? Long.MAX_VALUE : welcome.maxFrame();
+        serverNode = welcome.node();
+        this.heartbeat = heartbeat;
+        expiry = channel.eventLoop().scheduleAtFixedRate(this::expire, TICK_NANOS, TICK_NANOS, TimeUnit.NANOSECONDS);
+        state = State.READY;
+        stats.connected();
+        listener.onReady(this);
+    }
+
     private void register(PendingRequest request) {
         if (request.cancelled) {
             return;
@@ -180,8 +192,13 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
                     + " bytes is over the max_frame of " + serverMaxFrame + " that " + target + " accepts"));
             return;
         }
+        if (System.nanoTime() - request.deadlineNanos >= 0) {
+            request.fail(timeout()); // re-sent too late: no time left for ejabberd to answer
+            return;
+        }
         int id = allocateId();
         inflight.put(id, request);
+        deadlines.add(request);
         inflightCount = inflight.size();
         request.id = id;
         request.link = this;
@@ -194,88 +211,48 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         send(new Frame.Request(id, request.envelope));
     }
 
-    /** Writes and flushes one frame, counting it. Event loop only. */
     private void send(Frame frame) {
-        stats.sent(frame);
-        channel.writeAndFlush(FrameCodec.encode(frame, channel.alloc()), channel.voidPromise());
+        LinkFrames.send(channel, stats, frame);
     }
 
     private int allocateId() {
+        int id;
         do {
-            nextId++;
-        } while (nextId == 0 || inflight.containsKey(nextId));
-        return nextId;
+            id = requestId(++idCounter);
+        } while (id == 0 || inflight.containsKey(id));
+        return id;
+    }
+
+    /**
+     * The id of the n-th request of a link: a wrapping counter (an id is not reused soon, docs/protocol.md) times an
+     * odd constant, a bijection that spreads consecutive ids over the in-flight map. {@link IntObjectHashMap} hashes
+     * an int to itself and probes linearly, so consecutive ids would fill one run of slots, and each remove walks to
+     * the end of the run: at 1M in flight, a millisecond per answer.
+     */
+    static int requestId(int counter) {
+        return counter * 0x9E3779B9;
     }
 
     private PendingRequest remove(int id) {
         PendingRequest request = inflight.remove(id);
         inflightCount = inflight.size();
+        if (request != null) {
+            deadlines.remove(request);
+        }
         return request;
     }
 
     @Override
     public void channelActive(ChannelHandlerContext ctx) {
         channel = ctx.channel();
-        lastReadNanos = System.nanoTime();
-        ticker = ctx.executor().scheduleAtFixedRate(this::tick, TICK_MILLIS, TICK_MILLIS, TimeUnit.MILLISECONDS);
         ctx.fireChannelActive();
     }
 
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
-        lastReadNanos = System.nanoTime();
-        Frame frame = (Frame) msg;
-        stats.received(frame);
-        switch (state) {
-            case AWAIT_HELLO -> onHello(frame);
-            case AWAIT_WELCOME -> onWelcome(frame);
-            case READY, DRAINING -> onFrame(frame);
-            case CLOSED -> { }
+        if (state == State.READY || state == State.DRAINING) {
+            onFrame((Frame) msg);
         }
-    }
-
-    private void onHello(Frame frame) {
-        if (!(frame instanceof Frame.Hello hello)) {
-            fail(Frame.Error.PROTOCOL_ERROR, "expected HELLO, got " + frame.getClass().getSimpleName());
-            return;
-        }
-        if (hello.minVersion() > PROTOCOL_VERSION || hello.maxVersion() < PROTOCOL_VERSION) {
-            fail(Frame.Error.UNSUPPORTED_VERSION, "server speaks versions " + hello.minVersion() + "-"
-                    + hello.maxVersion() + " (expected: a range with " + PROTOCOL_VERSION + ")");
-            return;
-        }
-        serverNonce = hello.serverNonce();
-        clientNonce = HandshakeProof.newNonce();
-        byte[] mac = settings.proof().authMac(PROTOCOL_VERSION, serverNonce, clientNonce, settings.ecmName());
-        state = State.AWAIT_WELCOME;
-        send(new Frame.Auth(PROTOCOL_VERSION, clientNonce, mac, settings.ecmName()));
-    }
-
-    private void onWelcome(Frame frame) {
-        if (frame instanceof Frame.Error error) {
-            handshakeFailed("server refused the handshake: " + error.reason() + " (code " + error.code()
-                    + "; check that megaphone.link.secret matches mod_megaphone's secret)");
-            return;
-        }
-        if (!(frame instanceof Frame.Welcome welcome)) {
-            fail(Frame.Error.PROTOCOL_ERROR, "expected WELCOME, got " + frame.getClass().getSimpleName());
-            return;
-        }
-        if (!settings.proof().welcomeMatches(PROTOCOL_VERSION, clientNonce, serverNonce, welcome.mac())) {
-            fail(Frame.Error.AUTH_FAILED, "server's WELCOME proof is wrong (the two sides' secrets differ)");
-            return;
-        }
-        maxInflight = welcome.maxInflight() == 0 ? Long.MAX_VALUE : welcome.maxInflight();
-        serverMaxFrame = welcome.maxFrame() == 0 ? Long.MAX_VALUE : welcome.maxFrame();
-        if (welcome.heartbeatMillis() > 0) {
-            heartbeatNanos = Math.min(heartbeatNanos, TimeUnit.MILLISECONDS.toNanos(welcome.heartbeatMillis()));
-        }
-        serverNode = welcome.node();
-        state = State.READY;
-        stats.connected();
-        log.info("link {} up: node {}, max_inflight {}, max_frame {}", target, serverNode, welcome.maxInflight(),
-                welcome.maxFrame());
-        listener.onReady(this);
     }
 
     private void onFrame(Frame frame) {
@@ -290,11 +267,6 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
                 request.complete(response);
             }
             closeIfDrained();
-        } else if (frame instanceof Frame.Ping ping) {
-            send(new Frame.Pong(ping.opaque()));
-        } else if (frame instanceof Frame.Pong pong) {
-            rttNanos = System.nanoTime() - pong.opaque();
-            stats.rtt(rttNanos);
         } else if (frame instanceof Frame.GoAway goAway) {
             log.info("link {} (node {}) draining on GOAWAY from the server: {}", target, serverNode, goAway.reason());
             state = State.DRAINING;
@@ -322,107 +294,54 @@ final class LinkConnection extends ChannelInboundHandlerAdapter {
         }
     }
 
-    private void tick() {
-        long now = System.nanoTime();
-        if (state == State.AWAIT_HELLO || state == State.AWAIT_WELCOME) {
-            if (now - lastReadNanos > settings.handshakeTimeout().toNanos()) {
-                handshakeFailed("handshake timed out after " + settings.handshakeTimeout());
-            }
-            return;
-        }
-        if (now - lastReadNanos > 3 * heartbeatNanos) {
-            log.warn("link {} (node {}) silent for {} ms: closing it", target, serverNode,
-                    TimeUnit.NANOSECONDS.toMillis(now - lastReadNanos));
-            channel.close();
-            return;
-        }
-        if (now - lastPingNanos >= heartbeatNanos) {
-            lastPingNanos = now;
-            send(new Frame.Ping(now));
-        }
-        expire(now);
-    }
-
     /** Requests older than the upstream timeout: ejabberd is broken for them. Tell it, and answer 5xx. */
-    private void expire(long now) {
-        List<PendingRequest> expired = null;
-        for (PendingRequest request : inflight.values()) {
-            if (now - request.deadlineNanos > 0) {
-                if (expired == null) {
-                    expired = new ArrayList<>();
-                }
-                expired.add(request);
-            }
-        }
-        if (expired != null) {
-            for (PendingRequest request : expired) {
-                remove(request.id);
-                stats.sent(CANCEL_FRAME);
-                channel.write(FrameCodec.encode(new Frame.Cancel(request.id), channel.alloc()), channel.voidPromise());
-                request.fail(new UpstreamTimeoutException("no answer from " + target + " within the upstream timeout"));
-            }
+    private void expire() {
+        if (deadlines.expire(System.nanoTime(), expireOne) > 0) {
             channel.flush();
             closeIfDrained();
         }
     }
 
-    private void fail(int code, String reason) {
-        Frame.Error error = new Frame.Error(code, reason);
-        stats.sent(error);
-        channel.writeAndFlush(FrameCodec.encode(error, channel.alloc())).addListener(ChannelFutureListener.CLOSE);
-        if (state != State.READY && state != State.DRAINING) {
-            // The slot logs the first failure of a series (with this reason), not every retry.
-            log.debug("link {}: {}; closing it", target, reason);
-            handshakeFailed(reason);
-        } else {
-            log.warn("link {}: {}; closing it", target, reason);
-        }
+    private void expireOne(PendingRequest request) {
+        inflight.remove(request.id);
+        inflightCount = inflight.size();
+        stats.sent(CANCEL_FRAME);
+        channel.write(FrameCodec.encode(new Frame.Cancel(request.id), channel.alloc()), channel.voidPromise());
+        request.fail(timeout());
     }
 
-    private void handshakeFailed(String reason) {
-        State previous = state;
-        state = State.CLOSED;
-        channel.close();
-        if (previous == State.AWAIT_HELLO || previous == State.AWAIT_WELCOME) {
-            listener.onHandshakeFailed(this, new LinkHandshakeException(target + ": " + reason));
-        }
+    private UpstreamTimeoutException timeout() {
+        return new UpstreamTimeoutException("no answer from " + target + " within the upstream timeout");
+    }
+
+    private void fail(int code, String reason) {
+        log.warn("link {} (node {}): {}; closing it", target, serverNode, reason);
+        LinkFrames.sendErrorAndClose(channel, stats, code, reason);
     }
 
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-        if (cause instanceof MalformedFrameException || cause.getCause() instanceof MalformedFrameException) {
-            fail(Frame.Error.PROTOCOL_ERROR, "malformed frame: " + rootMessage(cause));
-        } else if (cause instanceof TooLongFrameException) {
-            fail(Frame.Error.FRAME_TOO_LARGE, rootMessage(cause));
+        int code = LinkFrames.errorCode(cause);
+        if (code != 0) {
+            fail(code, LinkFrames.describe(cause));
         } else {
-            log.warn("link {} (node {}) failed: {}", target, serverNode, rootMessage(cause));
+            log.warn("link {} (node {}) failed: {}", target, serverNode, LinkFrames.describe(cause));
             ctx.close();
         }
-    }
-
-    private static String rootMessage(Throwable cause) {
-        Throwable root = cause;
-        while (root.getCause() != null) {
-            root = root.getCause();
-        }
-        return root.getMessage() == null ? root.getClass().getSimpleName() : root.getMessage();
     }
 
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
         State previous = state;
         state = State.CLOSED;
-        if (ticker != null) {
-            ticker.cancel(false);
+        if (expiry != null) {
+            expiry.cancel(false);
         }
-        if (previous == State.AWAIT_HELLO || previous == State.AWAIT_WELCOME) {
-            listener.onHandshakeFailed(this, new LinkHandshakeException(target + ": closed during the handshake"));
-            return;
-        }
-        if (previous == State.CLOSED) {
-            return;
+        if (previous == State.HANDSHAKE || previous == State.CLOSED) {
+            return; // the handshake handler reported it
         }
         List<PendingRequest> orphans = new ArrayList<>(inflight.values());
+        deadlines.clear(orphans);
         inflight.clear();
         inflightCount = 0;
         log.info("link {} (node {}) closed with {} requests in flight", target, serverNode, orphans.size());
