@@ -9,14 +9,17 @@
 # GC) before and after the ramp, its held requests, and the messages.
 # ejabberd runs with ERL_PROCESSES (+P) = 4 x N + 100,000 (3 processes per user through Megaphone).
 #   bench/open-files.sh     # env: N (50000), ECMS (4), LOADGENS (4), RAMP (500 users/s in total), WAIT (60),
-#                           #      SENDERS (25 per load generator), MSG_RATE (5 per load generator), HOLD (60 s)
+#                           #      SENDERS (25 per load generator), MSG_RATE (5 per load generator), HOLD (60 s),
+#                           #      WARMUP_USERS (0: none; else that many other users log in through every ECM,
+#                           #      chat for 30 s and log out before the measured ramp, so that it does not start
+#                           #      while 6+ JVMs are still compiling on 2 cores)
 # Bounded: the ramp gives up after 30 min, the load generators stop HOLD s after it, and everything started
 # (ejabberd, ECMs, load generators) is stopped on exit.
 # Writes bench/results/<date>-open-files-<N>/ (report.md, logs, loadgen JSON).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 N=${N:-50000}; ECMS=${ECMS:-4}; LOADGENS=${LOADGENS:-4}; RAMP=${RAMP:-500}; WAIT=${WAIT:-60}
-SENDERS=${SENDERS:-25}; MSG_RATE=${MSG_RATE:-5}; HOLD=${HOLD:-60}; LINKS=${LINKS:-2}
+SENDERS=${SENDERS:-25}; MSG_RATE=${MSG_RATE:-5}; HOLD=${HOLD:-60}; LINKS=${LINKS:-2}; WARMUP_USERS=${WARMUP_USERS:-0}
 SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-open-files-$N}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
@@ -34,7 +37,7 @@ trap 'exit 130' INT TERM
 build_scratch
 build_loadgen
 machine_info | tee "$OUT/machine.txt" >&2
-echo "N=$N ECMS=$ECMS LOADGENS=$LOADGENS RAMP=$RAMP WAIT=$WAIT SENDERS=$SENDERS MSG_RATE=$MSG_RATE LINKS=$LINKS" >>"$OUT/machine.txt"
+echo "N=$N ECMS=$ECMS LOADGENS=$LOADGENS RAMP=$RAMP WAIT=$WAIT SENDERS=$SENDERS MSG_RATE=$MSG_RATE LINKS=$LINKS WARMUP_USERS=$WARMUP_USERS" >>"$OUT/machine.txt"
 
 MEGAPHONE_SECRET=$SECRET EJ_MAX_INFLIGHT=200000 EJ_MAX_PROCESSES=$((4 * N + 100000)) \
     "$REPO/scripts/private-ejabberd.sh" start "$EJ" | tee -a "$OUT/run.log" >&2
@@ -58,6 +61,16 @@ live_heap_kb() {
     "$JCMD" "$1" GC.run >/dev/null
     "$JCMD" "$1" GC.heap_info | grep -E 'generation|garbage-first heap' | grep -oE 'used [0-9]+K' | grep -oE '[0-9]+' | awk '{s += $1} END {print s}'
 }
+if (( WARMUP_USERS > 0 )); then
+    "$REPO/bench/ejabberd-rpc.sh" "$EJ" register-range 'lgw%d' 1 "$WARMUP_USERS" secret-pw >/dev/null
+    log "warm-up: $WARMUP_USERS other users through the $ECMS ECMs (30 s of chat, then they log out)"
+    "$JAVA" -Xmx512m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --url "$(IFS=,; echo "${URLS[*]}")" \
+        --users "$WARMUP_USERS" --user-pattern 'lgw%d' --password secret-pw --senders 50 --msg-rate 20 \
+        --ramp 50 --wait 10 --duration 30 --login-timeout 120 --source 127.0.29.1 \
+        --out "$OUT/loadgen-warmup.json" >"$OUT/loadgen-warmup.log" 2>&1 || log "warm-up load generator failed (ignored)"
+    log "warm-up: $(jq -c '{logged_in: .users_logged_in, failed: .users_failed, errors: .error_count}' "$OUT/loadgen-warmup.json" 2>/dev/null)"
+    echo "warmup_users $WARMUP_USERS $(jq -c '{logged_in: .users_logged_in, failed: .users_failed, errors: .errors}' "$OUT/loadgen-warmup.json" 2>/dev/null)" >>"$OUT/points.txt"
+fi
 for i in "${!ECM_PIDS[@]}"; do
     echo "ecm_${i}_before rss_kb $(awk '/VmRSS/ {print $2}' /proc/${ECM_PIDS[i]}/status) live_heap_kb $(live_heap_kb "${ECM_PIDS[i]}")" >>"$OUT/points.txt"
 done
