@@ -132,7 +132,7 @@ jq -s '{logged_in: map(.users_logged_in) | add, failed: map(.users_failed) | add
         error_kinds: (map(.errors | to_entries) | add | group_by(.key) | map({(.[0].key): (map(.value) | add)}) | add),
         login_p50_ms: (map(.latency.login.p50) | max / 1000), login_p99_ms: (map(.latency.login.p99) | max / 1000),
         delivery_p50_ms: (map(.latency.delivery.p50 // 0) | max / 1000), delivery_p99_ms: (map(.latency.delivery.p99 // 0) | max / 1000)}' \
-    "$OUT"/loadgen-*.json | tee "$OUT/summary.json" >&2
+    "$OUT"/loadgen-[0-9]*.json | tee "$OUT/summary.json" >&2
 # per ECM: (after - before) / held requests, for RSS and live heap
 python3 - "$OUT/points.txt" <<'PY' >"$OUT/per-held.txt"
 import re, sys
