@@ -39,7 +39,7 @@ for w in "${WHICH[@]}"; do
         ejabberd-memory) run ejabberd-memory env OUT="$RESULTS/$COMMIT-ejabberd-memory" "$REPO/bench/ejabberd-memory.sh" ;;
         pipeline) run pipeline env OUT="$RESULTS/$COMMIT-pipeline" "$REPO/bench/pipeline.sh" ;;
         open-files-100k)
-            run open-files env N="$N" ECMS=6 LOADGENS=6 RAMP=150 WARMUP_USERS=2000 OUT="$RESULTS/$COMMIT-open-files-$N" \
+            run open-files env N="$N" ECMS=6 LOADGENS=6 RAMP=100 WARMUP_USERS=2000 OUT="$RESULTS/$COMMIT-open-files-$N" \
                 "$REPO/bench/open-files.sh" ;;
         *) echo "unknown benchmark: $w" >&2; exit 2 ;;
     esac
