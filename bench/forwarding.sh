@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Forwarding throughput and added latency (docs/benchmarks.md, "Forwarding throughput"):
 #  1. wrk (closed loop, keep-alive, POST of a small BOSH body, bench/bosh-post.lua) against
-#     a) io.megaphone.bench.HelloWorldServer: bare Reactor Netty answering at once (the ceiling), and
-#     b) the ECM with io.megaphone.bench.InstantUpstream behind it (answers every REQUEST at once),
-#     alternated ROUNDS times in one run, so that the ratio is measured side by side on the same load.
-#  2. the load generator's raw mode (open loop at a fixed RATE, latency from the intended send time) against both,
-#     alternated: the p50/p99/p99.9 the ECM adds at that rate = ECM minus hello world.
+#     a) io.megaphone.bench.HelloWorldServer: bare Reactor Netty answering at once (the ceiling),
+#     b) io.megaphone.bench.WebFluxHelloWorld: the smallest WebFlux functional endpoint on Boot's server (reads the
+#        body with bodyToMono(String), answers at once): the card's shape before the ECM adds anything,
+#     c) the ECM with io.megaphone.bench.InstantUpstream behind it (answers every REQUEST at once), and
+#     d) the ECM's GET on the same path (its functional endpoint's plain-text description, answered at once: no
+#        body, no link, no stand-in),
+#     alternated ROUNDS times in one run, so that the ratios are measured side by side on the same load.
+#  2. the load generator's raw mode (open loop at a fixed RATE, latency from the intended send time) against (a),
+#     (b) and (c), alternated: the p50/p99/p99.9 the ECM adds at that rate = ECM minus hello world (and the same
+#     for the WebFlux hello world).
 # Writes bench/results/<date>-forwarding/ (report.md, wrk-*.txt, raw-*.json, logs).
 #   bench/forwarding.sh    # env: SOURCE, ROUNDS (2), WRK_CONNS (64), WRK_THREADS (1), WRK_SECONDS (10),
 #                          #      RATES ("5000 20000"), RAW_SECONDS (20), RAW_CONNS (64), ECM_JVM_OPTS,
@@ -27,30 +32,38 @@ build_scratch
 build_loadgen
 machine_info | tee "$OUT/machine.txt" >&2
 
-UP=$(free_port); HW=$(free_port); ECM_HTTP=$(free_port); ECM_MGMT=$(free_port)
+UP=$(free_port); HW=$(free_port); WF=$(free_port); ECM_HTTP=$(free_port); ECM_MGMT=$(free_port)
 "$JAVA" -Xmx256m -cp "$TOOL_CP" io.megaphone.bench.InstantUpstream "$UP" "$SECRET" >"$OUT/upstream.log" 2>&1 &
 PIDS+=($!)
 "$JAVA" -Xms64m -Xmx1g -XX:+UseSerialGC -cp "$TOOL_CP" io.megaphone.bench.HelloWorldServer "$HW" >"$OUT/helloworld.log" 2>&1 &
+PIDS+=($!)
+"$JAVA" -Xms64m -Xmx1g -XX:+UseSerialGC -cp "$TOOL_CP" io.megaphone.bench.WebFluxHelloWorld "$WF" >"$OUT/webflux.log" 2>&1 &
 PIDS+=($!)
 sleep 2
 start_ecm fwd "$ECM_HTTP" "$ECM_MGMT" "127.0.0.1:$UP" ${LINKS:+--megaphone.link.links-per-node=$LINKS}
 wait_ready "$ECM_MGMT" "$LINKS"
 log "ECM up ($(curl -s "http://127.0.0.1:$ECM_MGMT/actuator/health" | jq -r .components.links.details.ready) links to the instant upstream); hello world on $HW"
-declare -A URL=([helloworld]="http://127.0.0.1:$HW/http-bind" [ecm]="http://127.0.0.1:$ECM_HTTP/http-bind")
+declare -A URL=([helloworld]="http://127.0.0.1:$HW/http-bind" [webflux]="http://127.0.0.1:$WF/http-bind"
+    [ecm]="http://127.0.0.1:$ECM_HTTP/http-bind"
+    [ecm-get]="http://127.0.0.1:$ECM_HTTP/http-bind")
+# wrk_script TARGET: the POST of a small BOSH body, or nothing for the GET
+wrk_script() { [[ "$1" == ecm-get ]] || echo "-s $REPO/bench/bosh-post.lua"; }
 
 # warm-up (JIT) of both
-for t in helloworld ecm; do wrk -t1 -c64 -d"${WARMUP_SECONDS}s" -s "$REPO/bench/bosh-post.lua" "${URL[$t]}" >/dev/null; done
+for t in helloworld webflux ecm; do wrk -t1 -c64 -d"${WARMUP_SECONDS}s" -s "$REPO/bench/bosh-post.lua" "${URL[$t]}" >/dev/null; done
+wrk -t1 -c64 -d10s "${URL[ecm-get]}" >/dev/null # most of its path is warm already
 
 for r in $(seq "$ROUNDS"); do
-    for t in helloworld ecm; do
-        wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECONDS}s" --latency -s "$REPO/bench/bosh-post.lua" "${URL[$t]}" \
+    for t in helloworld webflux ecm ecm-get; do
+        # shellcheck disable=SC2046
+        wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECONDS}s" --latency $(wrk_script "$t") "${URL[$t]}" \
             >"$OUT/wrk-$t-$r.txt" 2>&1
         log "wrk $t round $r: $(grep -E 'Requests/sec' "$OUT/wrk-$t-$r.txt") $(grep -E '^ +99%' "$OUT/wrk-$t-$r.txt" | tr -s ' ')"
     done
 done
 for RATE in $RATES; do
 for r in $(seq "$ROUNDS"); do
-    for t in helloworld ecm; do
+    for t in helloworld webflux ecm; do
         "$JAVA" -Xmx512m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --mode raw --url "${URL[$t]}" --rate "$RATE" \
             --connections "$RAW_CONNS" --duration "$RAW_SECONDS" --out "$OUT/raw-$RATE-$t-$r.json" >"$OUT/raw-$RATE-$t-$r.log" 2>&1
         log "raw $RATE/s $t round $r: $(jq -c '{achieved_rate, p50: .latency.intended_to_answer.p50, p99: .latency.intended_to_answer.p99, p999: .latency.intended_to_answer["p99.9"], errors: .error_count}' "$OUT/raw-$RATE-$t-$r.json")"
@@ -70,26 +83,35 @@ def wrk(t, r):
     errs = re.search(r"Non-2xx or 3xx responses: (\d+)", txt)
     sock = re.search(r"Socket errors: (.*)", txt)
     return rps, pct(50), pct(99), (int(errs.group(1)) if errs else 0), (sock.group(1) if sock else "")
-print("| round | hello world req/s | ECM req/s | ratio | hello world p50 / p99 (ms) | ECM p50 / p99 (ms) | non-2xx, socket errors |")
-print("|---:|---:|---:|---:|---:|---:|---|")
-ratios = []
+print("| round | hello world req/s | WebFlux hello world | ratio | ECM (BOSH POST, link) | ratio | ECM GET (no body, no link) | ratio | hello world p50 / p99 (ms) | ECM p50 / p99 (ms) | non-2xx, socket errors |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+ratios = {"webflux": [], "ecm": [], "ecm-get": []}
 for r in range(1, rounds + 1):
-    h, e = wrk("helloworld", r), wrk("ecm", r)
-    ratios.append(e[0] / h[0])
-    print(f"| {r} | {h[0]:,.0f} | {e[0]:,.0f} | **{e[0]/h[0]:.2f}×** | {h[1]:.2f} / {h[2]:.2f} | {e[1]:.2f} / {e[2]:.2f} | {h[3]+e[3]} {h[4]} {e[4]} |")
-print(f"\nratio ECM / hello world: {', '.join(f'{x:.2f}' for x in ratios)} (mean {sum(ratios)/len(ratios):.2f})\n")
+    h, w, e, g = (wrk(t, r) for t in ("helloworld", "webflux", "ecm", "ecm-get"))
+    for t, x in (("webflux", w), ("ecm", e), ("ecm-get", g)):
+        ratios[t].append(x[0] / h[0])
+    print(f"| {r} | {h[0]:,.0f} | {w[0]:,.0f} | {w[0]/h[0]:.2f}× | {e[0]:,.0f} | **{e[0]/h[0]:.2f}×** | {g[0]:,.0f} | {g[0]/h[0]:.2f}× | {h[1]:.2f} / {h[2]:.2f} | {e[1]:.2f} / {e[2]:.2f} | {h[3]+w[3]+e[3]+g[3]} {h[4]} {w[4]} {e[4]} {g[4]} |")
+print()
+for t, what in (("ecm", "ECM"), ("webflux", "WebFlux hello world (the card's shape, nothing added)"),
+                ("ecm-get", "ECM GET (no body, no link)")):
+    xs = ratios[t]
+    print(f"ratio {what} / hello world: {', '.join(f'{x:.2f}' for x in xs)} (mean {sum(xs)/len(xs):.2f})")
+print()
 for rate in rates:
     print(f"Open loop at {rate} req/s (load generator raw mode, latency from the intended send time, ms):\n")
     print("| round | target | achieved req/s | p50 | p90 | p99 | p99.9 | max | errors |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    added = []
+    added, added_webflux = [], []
     for r in range(1, rounds + 1):
         row = {}
-        for t in ("helloworld", "ecm"):
+        for t in ("helloworld", "webflux", "ecm"):
             j = json.load(open(f"{out}/raw-{rate}-{t}-{r}.json")); l = j["latency"]["intended_to_answer"]
             row[t] = l
             print(f"| {r} | {t} | {j['achieved_rate']:,.0f} | {l['p50']/1000:.2f} | {l['p90']/1000:.2f} | {l['p99']/1000:.2f} | {l['p99.9']/1000:.2f} | {l['max']/1000:.1f} | {j['error_count']} |")
         added.append(tuple((row['ecm'][p] - row['helloworld'][p]) / 1000 for p in ('p50', 'p99', 'p99.9')))
-    print(f"\nadded by the ECM at {rate}/s (ECM minus hello world, ms): " + "; ".join(f"round {i+1}: p50 {a[0]:+.2f}, p99 {a[1]:+.2f}, p99.9 {a[2]:+.2f}" for i, a in enumerate(added)) + "\n")
+        added_webflux.append(tuple((row['webflux'][p] - row['helloworld'][p]) / 1000 for p in ('p50', 'p99', 'p99.9')))
+    for name, xs in (("the ECM", added), ("the WebFlux hello world", added_webflux)):
+        print(f"\nadded by {name} at {rate}/s (minus hello world, ms): " + "; ".join(f"round {i+1}: p50 {a[0]:+.2f}, p99 {a[1]:+.2f}, p99.9 {a[2]:+.2f}" for i, a in enumerate(xs)))
+    print()
 PY
 log "report: $OUT/report.md"

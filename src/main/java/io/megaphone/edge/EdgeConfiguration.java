@@ -39,6 +39,12 @@ class EdgeConfiguration {
             throw new IllegalStateException("management.server.port: " + management + " (expected: a port other"
                     + " than server.port " + server + "; the BOSH port serves only BOSH, Actuator needs its own)");
         }
+        String forwarded = environment.getProperty("server.forward-headers-strategy", "none");
+        if (!"none".equalsIgnoreCase(forwarded.trim())) {
+            throw new IllegalStateException("server.forward-headers-strategy: " + forwarded + " (expected: none;"
+                    + " it would take X-Forwarded-For and Forwarded from any client. Set"
+                    + " megaphone.edge.trusted-proxies and megaphone.edge.forwarded-header instead)");
+        }
     }
 
     @Bean

@@ -18,6 +18,8 @@ import reactor.netty.http.server.ProxyProtocolSupportType;
  *       request is held. The handler says why Reactor Netty's own idle and request timeouts are not used;</li>
  *   <li>the PROXY protocol (v1/v2) when {@code megaphone.edge.proxy-protocol} is on: the proxied source is then the
  *       request's remote address;</li>
+ *   <li>never Reactor Netty's forwarded-header handling, which Boot turns on by itself on a cloud platform
+ *       (Kubernetes included) and which believes any client;</li>
  *   <li>client connections counted for the {@code megaphone.edge.connections.*} meters, with one shared close
  *       listener (no object per connection).</li>
  * </ul>
@@ -41,6 +43,9 @@ final class EdgeServerCustomizer implements NettyServerCustomizer {
         long headNanos = edge.idleTimeout().toNanos();
         long bodyNanos = edge.requestReadTimeout().toNanos();
         HttpServer configured = server
+                // the socket peer (or the PROXY protocol's source) stays the request's remote address: forwarded
+                // headers are read by ClientAddressResolver, and only from trusted proxies
+                .forwarded(false)
                 .doOnChannelInit((observer, channel, remoteAddress) -> {
                     metrics.connectionOpened();
                     channel.closeFuture().addListener(countClose);

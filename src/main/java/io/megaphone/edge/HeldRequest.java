@@ -144,7 +144,12 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
         if (http == null) {
             return;
         }
-        Throwable refused = handler.forward(http, bytes, this);
+        Throwable refused;
+        try {
+            refused = handler.forward(http, bytes, this);
+        } catch (RuntimeException e) { // a bug: the client still gets an answer (500), the connection stays
+            refused = handler.failed(e, startNanos);
+        }
         if (refused != null) {
             arrived(refused);
         }

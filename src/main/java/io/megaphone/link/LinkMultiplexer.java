@@ -40,8 +40,11 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         /** The link closed; {@code orphans} were in flight on it and got no answer. */
         void onClosed(LinkMultiplexer link, List<PendingRequest> orphans);
 
-        /** A request reached a link that can no longer take it: send it elsewhere. */
+        /** A request reached a link that can no longer take it (closing, draining): send it elsewhere. */
         void redispatch(PendingRequest request, LinkMultiplexer from);
+
+        /** mod_megaphone refused a request it did not process (503: over max_inflight, draining): elsewhere too. */
+        void refused(PendingRequest request, LinkMultiplexer from);
     }
 
     enum State { HANDSHAKE, READY, DRAINING, CLOSED }
@@ -259,7 +262,7 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         if (frame instanceof Frame.Response response) {
             PendingRequest request = remove(response.id());
             if (request != null && isServerRefusal(response)) {
-                listener.redispatch(request, this); // another link (or, past the re-send limit, a 503 at the edge)
+                listener.refused(request, this); // another link (or, past the re-send limit, a 503 at the edge)
             } else if (request != null && LinkFrameDecoder.isTooLargeAnswer(response)) {
                 // A re-send would get the same answer from ejabberd's buffer: fail this request only.
                 request.fail(new FrameTooLargeException(true, "ejabberd's answer is too large for " + target));

@@ -77,7 +77,9 @@ public final class LinkPool implements AutoCloseable {
     private final Listener listener = new Listener();
     /** Orphaned requests waiting for a link to come back, oldest first. */
     private final Queue<PendingRequest> parked = new ConcurrentLinkedQueue<>();
-    private final LongAdder resends = new LongAdder();
+    /** Re-sends because the request's link closed (or was closing), and because mod_megaphone refused it. */
+    private final LongAdder resendsLinkClosed = new LongAdder();
+    private final LongAdder resendsRefused = new LongAdder();
     private volatile boolean closing;
     /** Where the next pick starts scanning; racy increments are fine, it only spreads ties. */
     private int rotation;
@@ -260,9 +262,19 @@ public final class LinkPool implements AutoCloseable {
         return List.copyOf(slots);
     }
 
-    /** Requests re-sent on another link after theirs died. */
+    /** Requests re-sent on another link, for either reason. */
     public long resends() {
-        return resends.sum();
+        return resendsLinkClosed.sum() + resendsRefused.sum();
+    }
+
+    /** Requests re-sent on another link because theirs died or was closing. */
+    public long resendsLinkClosed() {
+        return resendsLinkClosed.sum();
+    }
+
+    /** Requests re-sent on another link because mod_megaphone refused them (503: over max_inflight, draining). */
+    public long resendsRefused() {
+        return resendsRefused.sum();
     }
 
     /** Requests whose HTTP client went away before the answer. */
@@ -326,7 +338,7 @@ public final class LinkPool implements AutoCloseable {
         return target.substring(0, target.lastIndexOf('#') + 1);
     }
 
-    private void resend(PendingRequest request, LinkMultiplexer from) {
+    private void resend(PendingRequest request, LinkMultiplexer from, LongAdder reason) {
         request.link = null;
         if (closing || ++request.attempts > MAX_RESENDS || System.nanoTime() - request.deadlineNanos > 0) {
             request.fail(new UpstreamUnavailableException("the links carrying this request died"));
@@ -335,7 +347,7 @@ public final class LinkPool implements AutoCloseable {
         if (request.cancelled) {
             return;
         }
-        resends.increment();
+        reason.increment();
         LinkMultiplexer best = pick(from);
         if (best != null) {
             best.submit(request);
@@ -414,13 +426,18 @@ public final class LinkPool implements AutoCloseable {
                 log.info("re-sending {} requests of {} on other links", orphans.size(), link);
             }
             for (PendingRequest request : orphans) {
-                resend(request, link);
+                resend(request, link, resendsLinkClosed);
             }
         }
 
         @Override
         public void redispatch(PendingRequest request, LinkMultiplexer from) {
-            resend(request, from);
+            resend(request, from, resendsLinkClosed);
+        }
+
+        @Override
+        public void refused(PendingRequest request, LinkMultiplexer from) {
+            resend(request, from, resendsRefused);
         }
     }
 }

@@ -191,5 +191,10 @@ final class LinkSlot implements LinkView {
         public void redispatch(PendingRequest request, LinkMultiplexer from) {
             poolListener.redispatch(request, from);
         }
+
+        @Override
+        public void refused(PendingRequest request, LinkMultiplexer from) {
+            poolListener.refused(request, from);
+        }
     }
 }

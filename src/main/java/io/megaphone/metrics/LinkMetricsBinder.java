@@ -46,8 +46,12 @@ class LinkMetricsBinder implements MeterBinder {
         Gauge.builder(MegaphoneMeters.LINK_CAPACITY.meterName(), pool, LinkPool::capacity)
                 .description(MegaphoneMeters.LINK_CAPACITY.description())
                 .baseUnit(MegaphoneMeters.LINK_CAPACITY.baseUnit()).register(registry);
-        FunctionCounter.builder(MegaphoneMeters.LINK_RESENDS.meterName(), pool, LinkPool::resends)
-                .description(MegaphoneMeters.LINK_RESENDS.description()).register(registry);
+        FunctionCounter.builder(MegaphoneMeters.LINK_RESENDS.meterName(), pool, LinkPool::resendsLinkClosed)
+                .description(MegaphoneMeters.LINK_RESENDS.description()).tag("reason", "link_closed")
+                .register(registry);
+        FunctionCounter.builder(MegaphoneMeters.LINK_RESENDS.meterName(), pool, LinkPool::resendsRefused)
+                .description(MegaphoneMeters.LINK_RESENDS.description()).tag("reason", "refused")
+                .register(registry);
         FunctionCounter.builder(MegaphoneMeters.EDGE_REQUESTS.meterName(), pool, LinkPool::clientGone)
                 .description(MegaphoneMeters.EDGE_REQUESTS.description())
                 .baseUnit(MegaphoneMeters.EDGE_REQUESTS.baseUnit())

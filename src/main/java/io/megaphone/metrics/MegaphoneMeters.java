@@ -40,8 +40,14 @@ public enum MegaphoneMeters {
     LINK_CONNECTS("megaphone.link.connects", "connections", "link handshakes completed"),
     /** Counter, tags {@code link}, {@code direction}, {@code type}: frames sent and received. */
     LINK_FRAMES("megaphone.link.frames", "frames", "link frames, by direction and type"),
-    /** Counter: requests re-sent on another link after theirs died. */
-    LINK_RESENDS("megaphone.link.resends", "requests", "requests re-sent after their link died");
+    /**
+     * Counter, tag {@code reason}: requests re-sent on another link, because theirs died or was closing
+     * ({@code link_closed}), or because mod_megaphone refused them ({@code refused}: 503, over max_inflight or
+     * draining).
+     */
+    LINK_RESENDS("megaphone.link.resends", "requests",
+            "requests re-sent on another link; reason: link_closed (theirs died or was closing), refused"
+                    + " (mod_megaphone's 503: over max_inflight, or draining)");
 
     private final String meterName;
     private final String baseUnit;

@@ -64,6 +64,14 @@ class ConfigurationValidationTest {
     }
 
     @Test
+    void bootsOwnForwardedHeaderHandlingIsRefused() {
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET,
+                "--server.forward-headers-strategy=native");
+        assertThat(message).contains("server.forward-headers-strategy: native").contains("expected: none")
+                .contains("megaphone.edge.trusted-proxies");
+    }
+
+    @Test
     void actuatorOnTheBoshPortIsRefused() {
         String message = failedStartupRaw("--megaphone.link.secret=" + LONG_SECRET, "--server.port=0",
                 "--management.server.port=");

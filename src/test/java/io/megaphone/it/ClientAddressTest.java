@@ -52,6 +52,31 @@ class ClientAddressTest {
         }
     }
 
+    /**
+     * On a cloud platform (Kubernetes: the Helm chart) Boot would switch Reactor Netty's forwarded-header handling on
+     * by itself, and that believes any client's X-Forwarded-For. The ECM keeps it off.
+     */
+    @Nested
+    @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
+            properties = {"management.server.port=0", "megaphone.link.links-per-node=1",
+                "spring.main.cloud-platform=kubernetes"})
+    class OnKubernetesWithNoTrustedProxy {
+
+        @DynamicPropertySource
+        static void link(DynamicPropertyRegistry registry) {
+            linkToRealEjabberd(registry);
+        }
+
+        @LocalServerPort
+        int port;
+
+        @Test
+        void aSpoofedForwardedForIsIgnoredThere() throws Exception {
+            String info = sessionInfo(port, "203.0.113.8");
+            assertThat(info).contains("127.0.0.1").doesNotContain("203.0.113.8");
+        }
+    }
+
     @Nested
     @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
             properties = {"management.server.port=0", "megaphone.link.links-per-node=1",

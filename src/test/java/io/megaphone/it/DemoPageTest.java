@@ -17,8 +17,8 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 /**
- * The demo page is Boot's static resources from {@code classpath:/static/demo/}, on a real ECM process: it is
- * served, and a flood of random paths gets short plain 404s while the heap stays flat (nothing is cached per name).
+ * The demo page, served by the edge's own routes ({@code DemoPage}) from {@code classpath:/static/demo/}, on a
+ * real ECM process: it is served, and a flood of random paths gets short plain 404s while the heap stays flat (nothing is cached per name).
  */
 class DemoPageTest {
 

@@ -41,6 +41,11 @@ class LinkPipelineTest {
         public void redispatch(PendingRequest request, LinkMultiplexer from) {
             events.add("redispatch");
         }
+
+        @Override
+        public void refused(PendingRequest request, LinkMultiplexer from) {
+            events.add("refused");
+        }
     };
 
     private EmbeddedChannel link() {

@@ -126,6 +126,7 @@ class LinkPoolTest {
         await().atMost(Duration.ofSeconds(5)).until(() -> answer.get() != null);
         assertThat(answer.get().status()).isEqualTo(200);
         assertThat(pool.resends()).isEqualTo(1);
+        assertThat(pool.resendsRefused()).as("counted as refused, not as a dead link").isEqualTo(1);
     }
 
     @Test
