@@ -45,6 +45,10 @@ class EdgeConfiguration {
                     + " it would take X-Forwarded-For and Forwarded from any client. Set"
                     + " megaphone.edge.trusted-proxies and megaphone.edge.forwarded-header instead)");
         }
+        if (environment.getProperty("server.http2.enabled", Boolean.class, false)) {
+            throw new IllegalStateException("server.http2.enabled: true (expected: false; the BOSH port's idle and"
+                    + " slowloris protection, RequestDeadline, works on HTTP/1.1 connections only)");
+        }
     }
 
     @Bean

@@ -72,6 +72,12 @@ class ConfigurationValidationTest {
     }
 
     @Test
+    void http2OnTheBoshPortIsRefused() {
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--server.http2.enabled=true");
+        assertThat(message).contains("server.http2.enabled: true").contains("HTTP/1.1");
+    }
+
+    @Test
     void actuatorOnTheBoshPortIsRefused() {
         String message = failedStartupRaw("--megaphone.link.secret=" + LONG_SECRET, "--server.port=0",
                 "--management.server.port=");

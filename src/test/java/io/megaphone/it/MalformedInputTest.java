@@ -138,6 +138,53 @@ class MalformedInputTest extends RealEcmTest {
         wellFormed(response);
     }
 
+    /** A browser that asks for HTML still gets plain text (Boot's error handler would render an HTML page). */
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource(delimiter = '|', textBlock = """
+        GET     | /nowhere   | 404
+        PUT     | /http-bind | 405
+        POST    | /elsewhere | 404
+        """)
+    void aBrowserAskingForHtmlGetsPlainText(String method, String path, int status) throws Exception {
+        HttpResponse<String> response = HTTP.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path))
+                .timeout(Duration.ofSeconds(30)).header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+                .method(method, method.equals("GET") ? HttpRequest.BodyPublishers.noBody()
+                        : HttpRequest.BodyPublishers.ofString("<x/>"))
+                .build(), HttpResponse.BodyHandlers.ofString());
+        assertThat(response.statusCode()).isEqualTo(status);
+        assertThat(response.headers().firstValue("content-type")).hasValueSatisfying(
+                type -> assertThat(type).startsWith("text/plain"));
+        wellFormed(response);
+    }
+
+    /** A chunked body (no Content-Length) over the limit: the bounded read stops it, 413, nothing forwarded. */
+    @Test
+    void aChunkedBodyOverTheLimitIs413() throws Exception {
+        byte[] body = utf8("<body rid='1' xmlns='" + NS + "'>" + "x".repeat(300_000) + "</body>");
+        HttpResponse<String> response = HTTP.send(HttpRequest.newBuilder(
+                        URI.create("http://127.0.0.1:" + port + "/http-bind"))
+                .timeout(Duration.ofSeconds(30)).header("Content-Type", "text/xml")
+                .POST(HttpRequest.BodyPublishers.ofInputStream(() -> new java.io.ByteArrayInputStream(body)))
+                .build(), HttpResponse.BodyHandlers.ofString());
+        assertThat(response.statusCode()).isEqualTo(413);
+        wellFormed(response);
+    }
+
+    /** Past the request-line and header limits Reactor Netty answers 414 / 431 itself: short, never HTML. */
+    @Test
+    void anOverlongUriOrHeaderGetsItsStatus() throws Exception {
+        HttpResponse<String> longUri = send("GET", "/http-bind?" + "q".repeat(5_000), null, null);
+        assertThat(longUri.statusCode()).isEqualTo(414);
+        wellFormed(longUri);
+        HttpResponse<String> hugeHeader = HTTP.send(HttpRequest.newBuilder(
+                        URI.create("http://127.0.0.1:" + port + "/http-bind"))
+                .timeout(Duration.ofSeconds(30)).header("X-Filler", "f".repeat(20_000))
+                .POST(HttpRequest.BodyPublishers.ofString("<body rid='1' xmlns='" + NS + "'/>")).build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertThat(hugeHeader.statusCode()).isEqualTo(431);
+        wellFormed(hugeHeader);
+    }
+
     @Test
     void aChatThroughTheSameEcmCarriesOnAfterTheBarrage() throws Exception {
         String url = "http://127.0.0.1:" + port + "/http-bind";
