@@ -170,9 +170,10 @@ class MalformedInputTest extends RealEcmTest {
         wellFormed(response);
     }
 
-    /** Past the request-line and header limits Reactor Netty answers 414 / 431 itself: short, never HTML. */
+    /** Past the request-line and header limits Reactor Netty answers 414 / 431 itself: short, never HTML, counted. */
     @Test
     void anOverlongUriOrHeaderGetsItsStatus() throws Exception {
+        double badBefore = badRequests();
         HttpResponse<String> longUri = send("GET", "/http-bind?" + "q".repeat(5_000), null, null);
         assertThat(longUri.statusCode()).isEqualTo(414);
         wellFormed(longUri);
@@ -183,6 +184,14 @@ class MalformedInputTest extends RealEcmTest {
                 HttpResponse.BodyHandlers.ofString());
         assertThat(hugeHeader.statusCode()).isEqualTo(431);
         wellFormed(hugeHeader);
+        assertThat(badRequests() - badBefore).as("counted as bad requests").isEqualTo(2);
+    }
+
+    @org.springframework.beans.factory.annotation.Autowired
+    io.micrometer.core.instrument.MeterRegistry meters;
+
+    private double badRequests() {
+        return meters.get("megaphone.edge.requests").tag("outcome", "bad_request").counter().count();
     }
 
     @Test
