@@ -495,6 +495,9 @@ class HelmChartTest {
                 "MegaphoneHeldRequestsNearLimit", "MegaphoneHeapPerHeldRequestHigh");
         assertThat((String) at(rules.get(0), "expr"))
                 .isEqualTo("max(megaphone_link_up{job=\"megaphone-management\", namespace=\"xmpp\"}) == 0");
+        assertThat((String) at(rules.get(2), "expr")).as("mod_megaphone's own 503s are not links dying")
+                .isEqualTo("sum(rate(megaphone_link_resends_total{job=\"megaphone-management\", namespace=\"xmpp\","
+                        + " reason=\"link_closed\"}[5m])) > 0");
         assertThat((String) at(rules.get(4), "expr")).endsWith("> 63000");
         assertThat((String) at(rules.get(1), "labels", "team")).isEqualTo("chat");
         assertThat((String) at(rule, "metadata", "labels", "release")).isEqualTo("kube-prometheus-stack");
