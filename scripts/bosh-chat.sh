@@ -16,11 +16,12 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 post() { # post BODY -> prints the response body; fails on a non-200 answer
+    local answer code
+    answer=$(mktemp "$TMP/answer.XXXXXX") # its own file: B's poll and A's message run at the same time
     curl -sS --max-time $((WAIT + 10)) -H 'Content-Type: text/xml; charset=utf-8' --data-binary "$1" \
-        -w '\n%{http_code}' "$URL" > "$TMP/answer"
-    local code
-    code=$(tail -n 1 "$TMP/answer")
-    sed '$d' "$TMP/answer"
+        -w '\n%{http_code}' "$URL" > "$answer"
+    code=$(tail -n 1 "$answer")
+    sed '$d' "$answer"
     [ "$code" = 200 ] || { echo "bosh-chat: HTTP $code from $URL" >&2; return 1; }
 }
 
