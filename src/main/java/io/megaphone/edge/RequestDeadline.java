@@ -146,6 +146,12 @@ final class RequestDeadline extends ChannelDuplexHandler {
         }
         readingBody = false;
         metrics.finished(Outcome.BAD_REQUEST, headNanosAt);
+        if (outstanding > 1) {
+            // a pipelined request whose body is late while an earlier one is still held: its 408 would reach the
+            // client before the earlier answer (HTTP/1.1 answers in order), so the connection just closes
+            ctx.close();
+            return;
+        }
         FullHttpResponse timedOut = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1,
                 HttpResponseStatus.REQUEST_TIMEOUT, Unpooled.wrappedBuffer(TIMED_OUT));
         timedOut.headers().set(HttpHeaderNames.CONTENT_TYPE, BoshAnswers.TEXT)
