@@ -5,6 +5,7 @@ import io.megaphone.link.LinkPool;
 import io.megaphone.metrics.EdgeMetrics;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.observation.ObservationPredicate;
+import java.util.Collection;
 import java.util.List;
 import java.util.Set;
 import org.springframework.boot.reactor.netty.NettyServerCustomizer;
@@ -13,6 +14,7 @@ import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 import org.springframework.core.annotation.Order;
 import org.springframework.core.env.Environment;
+import org.springframework.http.server.PathContainer;
 import org.springframework.http.server.reactive.observation.ServerRequestObservationContext;
 import org.springframework.web.cors.CorsConfiguration;
 import org.springframework.web.cors.reactive.CorsWebFilter;
@@ -130,9 +132,34 @@ class EdgeConfiguration {
      */
     @Bean
     ObservationPredicate boshRequestsNotObserved(MegaphoneProperties properties) {
-        Set<String> paths = Set.copyOf(properties.edge().paths());
+        return boshRequestsNotObserved(properties.edge().paths());
+    }
+
+    static ObservationPredicate boshRequestsNotObserved(Collection<String> paths) {
+        Set<String> bosh = Set.copyOf(paths);
         return (name, context) -> !(context instanceof ServerRequestObservationContext server
                 && server.getCarrier() != null
-                && paths.contains(server.getCarrier().getPath().pathWithinApplication().value()));
+                && isBoshPath(server.getCarrier().getPath().pathWithinApplication(), bosh));
+    }
+
+    /**
+     * Whether routing takes this path to a BOSH route: it matches path segments percent-decoded and without
+     * matrix parameters ({@code /http-bind;x=1}, {@code /http%2Dbind}), so those are decoded here too, only when
+     * the raw path has any.
+     */
+    static boolean isBoshPath(PathContainer path, Set<String> bosh) {
+        String raw = path.value();
+        if (bosh.contains(raw)) {
+            return true;
+        }
+        if (raw.indexOf(';') < 0 && raw.indexOf('%') < 0) {
+            return false;
+        }
+        StringBuilder decoded = new StringBuilder(raw.length());
+        for (PathContainer.Element element : path.elements()) {
+            decoded.append(element instanceof PathContainer.PathSegment segment
+                    ? segment.valueToMatch() : element.value());
+        }
+        return bosh.contains(decoded.toString());
     }
 }
