@@ -73,14 +73,14 @@ final class RequestDeadline extends ChannelDuplexHandler {
 
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
-        if (msg instanceof HttpRequest request && request.decoderResult().isFailure()) {
-            // a request line or header Netty could not decode (too long, malformed): Reactor Netty answers it
-            // (400, 414, 431) and closes; counted here, its log line is off (application.yaml)
-            metrics.finished(Outcome.BAD_REQUEST, System.nanoTime());
-        }
-        if (msg instanceof HttpRequest) {
+        if (msg instanceof HttpRequest request) {
             outstanding++;
             headNanosAt = System.nanoTime();
+            if (request.decoderResult().isFailure()) {
+                // a request line or header Netty could not decode (too long, malformed): Reactor Netty answers it
+                // (400, 414, 431) and closes; counted here, its log line is off (application.yaml)
+                metrics.finished(Outcome.BAD_REQUEST, headNanosAt);
+            }
             disarm();
             readingBody = !(msg instanceof LastHttpContent); // a request with no body is complete with its head
         } else if (msg instanceof LastHttpContent && readingBody) {

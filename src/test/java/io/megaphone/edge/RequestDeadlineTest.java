@@ -43,6 +43,12 @@ class RequestDeadlineTest {
         return new DefaultHttpContent(Unpooled.copiedBuffer("<body rid='1'", StandardCharsets.UTF_8));
     }
 
+    /** Moves the channel's mock clock on and runs what is due. */
+    private static void afterSeconds(EmbeddedChannel channel, long seconds) {
+        channel.advanceTimeBy(seconds, TimeUnit.SECONDS);
+        channel.runScheduledPendingTasks();
+    }
+
     private double badRequests() {
         return registry.get("megaphone.edge.requests").tag("outcome", "bad_request").counter().count();
     }
@@ -51,8 +57,7 @@ class RequestDeadlineTest {
     void aLateBodyGets408AndTheConnectionCloses() {
         EmbeddedChannel channel = channel();
         channel.writeInbound(headOfABody(), part());
-        channel.advanceTimeBy(21, TimeUnit.SECONDS);
-        channel.runScheduledPendingTasks();
+        afterSeconds(channel, 21); // past the body deadline
 
         FullHttpResponse answer = channel.readOutbound();
         assertThat(answer.status()).isEqualTo(HttpResponseStatus.REQUEST_TIMEOUT);
@@ -68,8 +73,7 @@ class RequestDeadlineTest {
         channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.POST, "/http-bind",
                 Unpooled.copiedBuffer("<body rid='1' sid='s' xmlns='x'/>", StandardCharsets.UTF_8))); // held
         channel.writeInbound(headOfABody(), part()); // pipelined behind it, its body never completes
-        channel.advanceTimeBy(21, TimeUnit.SECONDS);
-        channel.runScheduledPendingTasks();
+        afterSeconds(channel, 21); // past the body deadline
 
         assertThat((Object) channel.readOutbound()).as("no 408 ahead of the held request's answer").isNull();
         assertThat(channel.isOpen()).isFalse();
@@ -82,8 +86,7 @@ class RequestDeadlineTest {
         EmbeddedChannel channel = channel();
         channel.writeInbound(new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, HttpMethod.POST, "/http-bind",
                 Unpooled.copiedBuffer("<body rid='1' sid='s' xmlns='x'/>", StandardCharsets.UTF_8)));
-        channel.advanceTimeBy(600, TimeUnit.SECONDS); // far past both deadlines: a held request is never timed out
-        channel.runScheduledPendingTasks();
+        afterSeconds(channel, 600); // far past both deadlines: a held request is never timed out
 
         assertThat(channel.isOpen()).isTrue();
         assertThat((Object) channel.readOutbound()).isNull();

@@ -21,21 +21,8 @@ class ClientAddressTest {
         registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
     }
 
-    static String sessionInfo(int port, String forwardedFor) throws Exception {
-        String user = SharedEjabberd.newUser("ip");
-        BoshTestClient client = new BoshTestClient("http://127.0.0.1:" + port + "/http-bind", PrivateEjabberd.DOMAIN)
-                .withHeader("X-Forwarded-For", forwardedFor).login(user, SharedEjabberd.PASSWORD, 10);
-        try {
-            return SharedEjabberd.get().ctl("user_sessions_info", user, PrivateEjabberd.DOMAIN);
-        } finally {
-            client.terminate();
-        }
-    }
-
-    @Nested
-    @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-            properties = {"management.server.port=0", "megaphone.link.links-per-node=1"})
-    class WithNoTrustedProxy {
+    /** What each case shares: the ECM on its port, linked to the shared real ejabberd. */
+    abstract static class EcmOnTheSharedEjabberd {
 
         @DynamicPropertySource
         static void link(DynamicPropertyRegistry registry) {
@@ -45,9 +32,28 @@ class ClientAddressTest {
         @LocalServerPort
         int port;
 
+        /** Logs a new user in with this X-Forwarded-For; what ejabberd records of the session. */
+        String sessionInfo(String forwardedFor) throws Exception {
+            String user = SharedEjabberd.newUser("ip");
+            BoshTestClient client = new BoshTestClient("http://127.0.0.1:" + port + "/http-bind",
+                    PrivateEjabberd.DOMAIN).withHeader("X-Forwarded-For", forwardedFor)
+                    .login(user, SharedEjabberd.PASSWORD, 10);
+            try {
+                return SharedEjabberd.get().ctl("user_sessions_info", user, PrivateEjabberd.DOMAIN);
+            } finally {
+                client.terminate();
+            }
+        }
+    }
+
+    @Nested
+    @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
+            properties = {"management.server.port=0", "megaphone.link.links-per-node=1"})
+    class WithNoTrustedProxy extends EcmOnTheSharedEjabberd {
+
         @Test
         void aSpoofedForwardedForIsIgnoredAndEjabberdSeesTheSocketPeer() throws Exception {
-            String info = sessionInfo(port, "203.0.113.7");
+            String info = sessionInfo("203.0.113.7");
             assertThat(info).contains("127.0.0.1").doesNotContain("203.0.113.7");
         }
     }
@@ -60,19 +66,11 @@ class ClientAddressTest {
     @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
             properties = {"management.server.port=0", "megaphone.link.links-per-node=1",
                 "spring.main.cloud-platform=kubernetes"})
-    class OnKubernetesWithNoTrustedProxy {
-
-        @DynamicPropertySource
-        static void link(DynamicPropertyRegistry registry) {
-            linkToRealEjabberd(registry);
-        }
-
-        @LocalServerPort
-        int port;
+    class OnKubernetesWithNoTrustedProxy extends EcmOnTheSharedEjabberd {
 
         @Test
         void aSpoofedForwardedForIsIgnoredThere() throws Exception {
-            String info = sessionInfo(port, "203.0.113.8");
+            String info = sessionInfo("203.0.113.8");
             assertThat(info).contains("127.0.0.1").doesNotContain("203.0.113.8");
         }
     }
@@ -81,19 +79,11 @@ class ClientAddressTest {
     @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
             properties = {"management.server.port=0", "megaphone.link.links-per-node=1",
                 "megaphone.edge.trusted-proxies=127.0.0.0/8"})
-    class BehindATrustedProxy {
-
-        @DynamicPropertySource
-        static void link(DynamicPropertyRegistry registry) {
-            linkToRealEjabberd(registry);
-        }
-
-        @LocalServerPort
-        int port;
+    class BehindATrustedProxy extends EcmOnTheSharedEjabberd {
 
         @Test
         void theProxysForwardedForIsTheAddressEjabberdRecords() throws Exception {
-            String info = sessionInfo(port, "203.0.113.7");
+            String info = sessionInfo("203.0.113.7");
             assertThat(info).contains("203.0.113.7");
         }
     }
