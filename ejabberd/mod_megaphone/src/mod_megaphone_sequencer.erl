@@ -30,9 +30,14 @@
 %%%   released  told to go (it then calls ejabberd_bosh:process_request/3)
 %%% and ends with done/4 (the caller's answer goes to every copy that
 %%% joined it). Rules, in the shard (cont: the highest rid such that every
-%%% rid from the session's first one up to it was released or skipped):
+%%% rid from the session's first one up to it was released or skipped;
+%%% window: the session's 'requests', read from its creation answer):
 %%%   * a rid already waiting or released: the copy joins that call (one
 %%%     call into ejabberd per (sid, rid) at any time, cluster-wide);
+%%%   * a rid above cont + window goes to ejabberd at once, which answers
+%%%     it item-not-found (ejabberd's own prev_rid is at most cont); it
+%%%     waits for nothing and leaves nothing behind, so no rid a client
+%%%     picks makes a session's state grow;
 %%%   * cont + 1 is released once the caller of cont has entered ejabberd
 %%%     (it waits in a receive under ejabberd_bosh, or it has ended);
 %%%   * a rid waits for a predecessor that has not arrived at most
@@ -41,25 +46,27 @@
 %%%     arrives later goes at once, as it does today); behind a predecessor
 %%%     that has arrived it waits until that one is seen inside ejabberd,
 %%%     at most UNSEEN_WAITS order_timeouts;
-%%%   * a rid at or below cont, not skipped, not running, not among the
-%%%     last two answered and not below the session's first rid seen:
-%%%     ejabberd has no answer for it and would hold it until the session
-%%%     ends, so it is answered item-not-found at once (XEP-0124 14.3)
-%%%     without touching the session (a stale copy must not end a live
-%%%     session). ejabberd keeps at most hold + 1 <= 2 answers (23.01
-%%%     caps hold at 1), so the last two answered rids cover its buffer.
+%%%   * a rid at or below cont, not skipped, not running and not among
+%%%     the last 'requests' answered: ejabberd has no answer for it and
+%%%     would hold it until the session ends, so it is answered
+%%%     item-not-found at once (XEP-0124 14.3) without touching the session
+%%%     (a stale copy must not end a live session). ejabberd buffers the
+%%%     last hold + 1 = 'requests' answers, which the answered rids cover.
 %%%
 %%% A session created through mod_megaphone is seeded with its creation
-%%% rid (seed/3), so its very first requests are ordered too; a session
-%%% first seen later (a module restart) starts at the first rid that
-%%% arrives. Rows of sessions whose BOSH process has ended are swept every
-%%% 30 s.
+%%% rid and its 'requests' (seed/4), so its very first requests are
+%%% ordered too, and every rid below the creation rid is stale. A session
+%%% first seen later (a module restart) starts at the first rid F that
+%%% arrives with a window of 2 (ejabberd caps hold at 1); a rid below F
+%%% goes to ejabberd only where its buffer can still hold it
+%%% (above F - 2 * window). Rows of sessions whose BOSH process has ended
+%%% are swept every 30 s.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_sequencer).
 
 -behaviour(gen_server).
 
--export([start_link/1, shard_names/0, process/5, call/6, seed/3,
+-export([start_link/1, shard_names/0, process/5, call/6, seed/4,
          session_state/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -69,14 +76,17 @@
 %% ms between two looks at whether a released caller has entered ejabberd
 -define(RECHECK, 1).
 -define(SWEEP, 30000).
-%% answered rids kept per session: ejabberd 23.01 buffers hold + 1 <= 2
--define(ANSWERED, 2).
+%% the window of a session whose creation answer was not seen: ejabberd
+%% 23.01-26.07 caps hold at 1, so 'requests' is at most 2
+-define(DEFAULT_REQUESTS, 2).
+%% the largest window taken from a creation answer
+-define(MAX_REQUESTS, 8).
 %% order_timeouts a request waits behind a predecessor that went to ejabberd
 %% but is not seen inside it (a scheduler stall; or an ejabberd whose call
 %% this module cannot see: then the order is given up after this many)
 -define(UNSEEN_WAITS, 10).
-%% skipped rids kept per session (a gap is at most 'requests' = 2 wide)
--define(SKIPPED, 8).
+%% skipped rids kept per session (a gap is narrower than the window)
+-define(SKIPPED, ?MAX_REQUESTS).
 %% how often a waiting remote request looks for a CANCEL
 -define(REMOTE_POLL, 200).
 -define(CT_XML, <<"text/xml; charset=utf-8">>).
@@ -95,6 +105,9 @@
                   bosh :: pid(),
                   cont :: non_neg_integer(),
                   floor :: non_neg_integer(),
+                  %% seeded at creation: floor is the creation rid
+                  seeded = false :: boolean(),
+                  requests = ?DEFAULT_REQUESTS :: pos_integer(),
                   answered = [] :: [non_neg_integer()],
                   skipped = [] :: [non_neg_integer()],
                   skip_to = 0 :: non_neg_integer(),
@@ -157,11 +170,12 @@ call(Sid, Bosh, Rid, Body, IP, Port) ->
             bosh(Body, IP, Port) % the module stops: no order to keep
     end.
 
-%% A session was created with rid Rid: its next rids are ordered from
-%% Rid + 1 on.
--spec seed(binary(), pid(), non_neg_integer()) -> ok.
-seed(Sid, Bosh, Rid) ->
-    _ = shard_call(shard(Sid), {seed, Sid, Bosh, Rid}),
+%% A session was created with rid Rid and a window of Requests (its
+%% creation answer's 'requests'): its next rids are ordered from Rid + 1
+%% on, and rids below Rid are stale.
+-spec seed(binary(), pid(), non_neg_integer(), pos_integer()) -> ok.
+seed(Sid, Bosh, Rid, Requests) ->
+    _ = shard_call(shard(Sid), {seed, Sid, Bosh, Rid, Requests}),
     ok.
 
 %% For tests: {Cont, Answered, Skipped, #{Rid => waiting | released}}.
@@ -206,22 +220,40 @@ served(Body) ->
 
 seed_created({200, _, _, RespBody}, Rid) when Rid > 0 ->
     Bin = iolist_to_binary(RespBody),
-    case binary:match(Bin, <<" sid='">>) of
-        {Pos, Len} ->
-            Start = Pos + Len,
-            case binary:match(Bin, <<"'">>, [{scope, {Start, byte_size(Bin) - Start}}]) of
-                {End, _} ->
-                    Sid = binary:part(Bin, Start, End - Start),
-                    case find_session(Sid) of
-                        {ok, Bosh} when node(Bosh) == node() -> seed(Sid, Bosh, Rid);
-                        _ -> ok
-                    end;
-                nomatch -> ok
+    case answer_attr(Bin, <<"sid">>) of
+        {ok, Sid} ->
+            case find_session(Sid) of
+                {ok, Bosh} when node(Bosh) == node() ->
+                    seed(Sid, Bosh, Rid, window(answer_attr(Bin, <<"requests">>)));
+                _ -> ok
             end;
-        nomatch -> ok
+        error -> ok
     end;
 seed_created(_, _) ->
     ok.
+
+%% The value of attribute Name of a creation answer's <body/> (ejabberd
+%% writes attributes as name='value'; the first match is the body's own,
+%% since they come before any child element).
+answer_attr(Bin, Name) ->
+    case binary:match(Bin, <<" ", Name/binary, "='">>) of
+        {Pos, Len} ->
+            Start = Pos + Len,
+            case binary:match(Bin, <<"'">>, [{scope, {Start, byte_size(Bin) - Start}}]) of
+                {End, _} -> {ok, binary:part(Bin, Start, End - Start)};
+                nomatch -> error
+            end;
+        nomatch -> error
+    end.
+
+window({ok, Requests}) ->
+    try binary_to_integer(Requests) of
+        N when N >= 1 -> min(N, ?MAX_REQUESTS);
+        _ -> ?DEFAULT_REQUESTS
+    catch error:badarg -> ?DEFAULT_REQUESTS
+    end;
+window(error) ->
+    ?DEFAULT_REQUESTS.
 
 wait_go(Shard, Sid, Rid, Body, IP, Port) ->
     %% A shard that dies (its sessions' state with it) sends no go: go on
@@ -371,8 +403,9 @@ handle_call({withdraw, Sid, Rid, Caller}, _From, T) ->
         _ ->
             {reply, released, T}
     end;
-handle_call({seed, Sid, Bosh, Rid}, _From, T) ->
+handle_call({seed, Sid, Bosh, Rid, Requests}, _From, T) ->
     _ = ets:insert_new(T, #session{sid = Sid, bosh = Bosh, cont = Rid, floor = Rid,
+                                   seeded = true, requests = Requests,
                                    answered = [Rid]}),
     {reply, ok, T};
 handle_call({state, Sid}, _From, T) ->
@@ -470,17 +503,24 @@ caller_down(Rid, Pid, Mon, #session{calls = Calls} = S) ->
 arrive(Rid, Caller, #session{calls = Calls} = S) when is_map_key(Rid, Calls) ->
     #{Rid := #call{caller = Running, waiters = Ws} = C} = Calls,
     {{join, Running}, S#session{calls = Calls#{Rid := C#call{waiters = [Caller | Ws]}}}};
-arrive(Rid, Caller, #session{cont = Cont, floor = Floor, skipped = Skipped,
+arrive(Rid, Caller, #session{sid = Sid, cont = Cont, requests = Requests} = S)
+  when Rid > Cont + Requests ->
+    %% Above the window: ejabberd ends the session with item-not-found at
+    %% once, as it does direct. Released at once, so it waits for nothing.
+    {wait, release(Rid, new_call(Caller, Sid, Rid), S)};
+arrive(Rid, Caller, #session{cont = Cont, floor = Floor, seeded = Seeded,
+                             requests = Requests, skipped = Skipped,
                              answered = Answered} = S) when Rid =< Cont ->
     case lists:member(Rid, Skipped) of
         true ->
             %% the missing predecessor of rids that went without it
             {wait, release(Rid, new_call(Caller, S#session.sid, Rid),
                            S#session{skipped = lists:delete(Rid, Skipped)})};
-        false when Rid < Floor ->
-            {wait, release(Rid, new_call(Caller, S#session.sid, Rid), S)};
         false ->
-            case lists:member(Rid, Answered) of
+            %% below the first rid of a session not seen from its creation:
+            %% ejabberd may still buffer it (see the module header)
+            Unknown = not Seeded andalso Rid < Floor andalso Rid > Floor - 2 * Requests,
+            case Unknown orelse lists:member(Rid, Answered) of
                 true -> {wait, release(Rid, new_call(Caller, S#session.sid, Rid), S)};
                 false -> {stale, S}
             end
@@ -518,7 +558,9 @@ pump(#session{sid = Sid, cont = Cont, calls = Calls, skip_to = SkipTo,
         #{} ->
             case lowest_waiting(Calls) of
                 M when is_integer(M), M =< SkipTo ->
-                    Gap = lists:seq(Next, M - 1),
+                    %% M waits inside the window, so the gap is narrower
+                    %% than it; at most SKIPPED rids are built in any case
+                    Gap = lists:seq(max(Next, M - ?SKIPPED), M - 1),
                     pump(S#session{cont = M - 1,
                                    skipped = lists:sublist(Gap ++ Skipped, ?SKIPPED)});
                 _ ->
@@ -557,8 +599,12 @@ lowest_waiting(Calls) ->
                  (_, _, Min) -> Min
               end, none, Calls).
 
-answered(Rid, #session{answered = A} = S) ->
-    S#session{answered = lists:sublist(lists:reverse(lists:usort([Rid | A])), ?ANSWERED)}.
+%% Only rids inside the window are remembered: ejabberd buffers no answer
+%% for a rid above it (it ends the session).
+answered(Rid, #session{cont = Cont} = S) when Rid > Cont ->
+    S;
+answered(Rid, #session{answered = A, requests = Requests} = S) ->
+    S#session{answered = lists:sublist(lists:reverse(lists:usort([Rid | A])), Requests)}.
 
 cancel_timer(#call{timer = undefined}) -> ok;
 cancel_timer(#call{timer = Timer}) ->

@@ -28,7 +28,10 @@ sequencer_test_() ->
       fun a_cancelled_waiting_request_leaves_without_calling_ejabberd/0,
       fun a_session_first_seen_late_starts_at_its_first_rid/0,
       fun a_waiting_request_goes_on_when_the_shards_die/0,
-      fun a_request_of_an_unknown_session_goes_straight_to_ejabberd/0]}.
+      fun a_request_of_an_unknown_session_goes_straight_to_ejabberd/0,
+      fun a_rid_far_above_the_window_goes_at_once_and_leaves_nothing_behind/0,
+      fun a_rid_below_the_creation_rid_is_item_not_found_at_once/0,
+      fun the_window_is_the_creation_answers_requests/0]}.
 
 %%%===================================================================
 %%% Cases
@@ -68,8 +71,8 @@ a_missing_predecessor_is_waited_for_then_skipped_and_runs_when_late() ->
 
 a_chain_waiting_below_an_expired_rid_goes_in_order() ->
     %% Ensures that when rid 13 times out while 12 waits too (11 lost),
-    %% 12 enters before 13.
-    seed(<<"s3">>, 10),
+    %% 12 enters before 13 (a window of 3: 13 is inside it).
+    seed(<<"s3">>, 10, 3),
     P12 = send(<<"s3">>, 12),
     timer:sleep(20),
     P13 = send(<<"s3">>, 13),
@@ -181,6 +184,78 @@ a_request_of_an_unknown_session_goes_straight_to_ejabberd() ->
     answer(W, <<"5">>),
     ?assertEqual(?OK(<<"5">>), result(P)).
 
+a_rid_far_above_the_window_goes_at_once_and_leaves_nothing_behind() ->
+    %% Ensures a hostile rid (creation + 10^9, 2^53 - 1) costs O(1): it goes
+    %% to ejabberd at once (which ends the session with item-not-found)
+    %% instead of waiting order_timeout for a gap of a billion rids, and
+    %% neither the shard's memory nor the session's row grows with it.
+    %% At a2186b1 the gap was built as a list after the wait.
+    seed(<<"s11">>, 10),
+    Shards = [whereis(N) || N <- mod_megaphone_sequencer:shard_names()],
+    Before = lists:sum([element(2, process_info(P, memory)) || P <- Shards]),
+    [begin
+         T0 = erlang:monotonic_time(millisecond),
+         P = send(<<"s11">>, Rid),
+         {W, _} = called(),
+         ?assert(erlang:monotonic_time(millisecond) - T0 < ?ORDER_TIMEOUT div 2),
+         answer(W, integer_to_binary(Rid)),
+         _ = result(P)
+     end || Rid <- [10 + 1000000000, (1 bsl 53) - 1, 14]],
+    ?assertEqual({10, [10], [], #{}}, mod_megaphone_sequencer:session_state(<<"s11">>)),
+    timer:sleep(?ORDER_TIMEOUT + 100), % a timer left behind would fire now
+    [garbage_collect(P) || P <- Shards],
+    After = lists:sum([element(2, process_info(P, memory)) || P <- Shards]),
+    ?assert(After - Before < 64 * 1024),
+    ?assertEqual(0, stat(requests_order_timeout_total)),
+    %% the session's own next rid is still ordered and answered
+    P11 = send(<<"s11">>, 11),
+    {W11, <<"11">>} = called(),
+    answer(W11, <<"11">>),
+    ?assertEqual(?OK(<<"11">>), result(P11)).
+
+a_rid_below_the_creation_rid_is_item_not_found_at_once() ->
+    %% Ensures a rid below a seeded session's creation rid, which can never
+    %% be one of its requests, is answered item-not-found without a call
+    %% (at a2186b1 it went to ejabberd, which held it until 'wait').
+    seed(<<"s12">>, 1000),
+    [begin
+         T0 = erlang:monotonic_time(millisecond),
+         ?assertMatch({200, _, _, <<"<body type='terminate' condition='item-not-found' ", _/binary>>},
+                      result(send(<<"s12">>, Rid))),
+         ?assert(erlang:monotonic_time(millisecond) - T0 < 1000)
+     end || Rid <- [999, 998, 1, 500]],
+    nothing_called(30),
+    ?assertEqual(4, stat(requests_stale_total)),
+    %% the creation rid itself is in ejabberd's buffer
+    P = send(<<"s12">>, 1000),
+    {W, <<"1000">>} = called(),
+    answer(W, <<"1000">>),
+    ?assertEqual(?OK(<<"1000">>), result(P)).
+
+the_window_is_the_creation_answers_requests() ->
+    %% Ensures the shield is sized from the creation answer's 'requests':
+    %% with requests='3', rid C+3 waits for its predecessors (inside the
+    %% window) and C+4 goes at once (above it).
+    session(<<"s13">>),
+    Create = send_create(70),
+    {WC, <<"70">>} = called(),
+    WC ! {bosh_answer, {200, <<"OK">>, [], <<"<body xmlns='http://jabber.org/protocol/httpbind' "
+                                              "sid='s13' wait='60' requests='3' hold='2'/>">>}},
+    {200, _, _, _} = result(Create),
+    P73 = send(<<"s13">>, 73),
+    nothing_called(80),
+    P74 = send(<<"s13">>, 74),
+    {W74, <<"74">>} = called(),
+    answer(W74, <<"74">>), _ = result(P74),
+    [begin P = send(<<"s13">>, R), {W, _} = called(), answer(W, integer_to_binary(R)), _ = result(P)
+     end || R <- [71, 72]],
+    {W73, <<"73">>} = called(),
+    answer(W73, <<"73">>), _ = result(P73),
+    %% the last 3 answered rids are ejabberd's buffer; the 4th is stale
+    ?assertMatch({73, [73, 72, 71], [], _}, mod_megaphone_sequencer:session_state(<<"s13">>)),
+    ?assertMatch({200, _, _, <<"<body type='terminate' condition='item-not-found' ", _/binary>>},
+                 result(send(<<"s13">>, 70))).
+
 %%%===================================================================
 %%% Fixture
 %%%===================================================================
@@ -245,26 +320,45 @@ session(Sid) ->
     Pid.
 
 seed(Sid, Rid) ->
-    mod_megaphone_sequencer:seed(Sid, session(Sid), Rid).
+    seed(Sid, Rid, 2).
+
+seed(Sid, Rid, Requests) ->
+    mod_megaphone_sequencer:seed(Sid, session(Sid), Rid, Requests).
+
+%% A session creation (no sid) in its own process, as send/2.
+send_create(Rid) ->
+    register_reporter(),
+    Me = self(),
+    R = integer_to_binary(Rid),
+    spawn(fun() ->
+                  %% no 'to': served/1 needs ejabberd's stringprep NIF
+                  Body = <<"<body rid='", R/binary, "'/>">>,
+                  Me ! {result, self(),
+                        mod_megaphone_sequencer:process(Body, {127, 0, 0, 1}, 5000, <<>>, Rid)}
+          end).
 
 %% A worker's request, in its own process; result/1 collects its answer.
 send(Sid, Rid) ->
     send(Sid, Rid, <<>>).
 
 send(Sid, Rid, Attrs) ->
+    register_reporter(),
     Me = self(),
-    %% eunit runs each case in its own process, not in the fixture's
-    case whereis(?REPORTER) of
-        Me -> ok;
-        undefined -> register(?REPORTER, Me);
-        _ -> unregister(?REPORTER), register(?REPORTER, Me)
-    end,
     R = integer_to_binary(Rid),
     spawn(fun() ->
                   Body = <<"<body rid='", R/binary, "' sid='", Sid/binary, "'", Attrs/binary, "/>">>,
                   Me ! {result, self(),
                         mod_megaphone_sequencer:process(Body, {127, 0, 0, 1}, 5000, Sid, Rid)}
           end).
+
+%% eunit runs each case in its own process, not in the fixture's
+register_reporter() ->
+    Me = self(),
+    case whereis(?REPORTER) of
+        Me -> ok;
+        undefined -> register(?REPORTER, Me);
+        _ -> unregister(?REPORTER), register(?REPORTER, Me)
+    end.
 
 result(P) ->
     receive {result, P, R} -> R after 3000 -> error(no_result) end.
