@@ -104,6 +104,21 @@ public final class PrivateEjabberd implements AutoCloseable {
         return script("join", otherNode);
     }
 
+    /**
+     * Evaluates an Erlang expression on this ejabberd node (bench/ejabberd-rpc.sh over Erlang distribution;
+     * ejabberdctl 23.01 has no eval) and returns what it printed ({@code ~p} of the result).
+     */
+    public String eval(String expression) throws IOException, InterruptedException {
+        Path rpc = Path.of("bench/ejabberd-rpc.sh").toAbsolutePath();
+        return run(new ProcessBuilder("bash", rpc.toString(), dir.toString(), "eval", expression), 60).strip();
+    }
+
+    /** ejabberd's {@code erlang:memory(total)}, in bytes. */
+    public long memoryTotal() throws IOException, InterruptedException {
+        String printed = eval("erlang:memory(total)");
+        return Long.parseLong(printed.substring(printed.lastIndexOf('\n') + 1).strip());
+    }
+
     public String log() throws IOException {
         Path log = dir.resolve("logs/ejabberd.log");
         return Files.exists(log) ? Files.readString(log, StandardCharsets.UTF_8) : "";
