@@ -22,13 +22,23 @@
 %%% is read from mod_megaphone:config/0 when AUTH arrives and never kept
 %%% in the state (so crash reports cannot print it).
 %%%
-%%% Each in-flight id holds a monitor on its worker (tagged with the id).
-%%% The worker's 'megaphone_done' (sent before its RESPONSE) or a CANCEL
-%%% removes the monitor; a 'DOWN' for an id still in flight means the
-%%% worker died without answering it: the link answers that id with 500
-%%% and drops the worker's registry row. Every link with a copy on that
-%%% worker gets its own 'DOWN', so each copy is answered once, by its own
-%%% link (the worker may have answered some copies before it died).
+%%% A REQUEST of an existing session has no process: the link decodes it
+%%% and hands it to its session's shard (mod_megaphone_sequencer), which
+%%% sends the link {megaphone_answer, Id, Ref, Answer} when ejabberd
+%%% answers; the link writes the RESPONSE. The link monitors each shard it
+%%% has ids on (one monitor per shard, not per id): when a shard ends, its
+%%% ids are answered 503 (the ECM re-sends them; ejabberd answers a
+%%% re-sent rid from its buffer, or holds it again).
+%%%
+%%% A session creation runs in a worker process (mod_megaphone_worker).
+%%% Its id holds a monitor on the worker (tagged with the id). The worker's
+%%% 'megaphone_done' (sent before its RESPONSE) or a CANCEL removes the
+%%% monitor; a 'DOWN' for an id still in flight means the worker died
+%%% without answering it: the link answers that id with 500 and drops the
+%%% worker's registry row.
+%%%
+%%% The ids in flight are in an ETS table of the link's own, so the link's
+%%% heap (copied at every garbage collection) does not grow with them.
 %%%
 %%% Counters (mod_megaphone_stats) counted here: links_*, cancels_total,
 %%% requests_deduplicated_total, requests_rejected_total,
@@ -63,10 +73,11 @@
                 %% largest frame accepted now (packet_size over TCP)
                 buffer = <<>> :: binary(),
                 max_frame = 0 :: non_neg_integer(),
-                inflight = #{} :: #{non_neg_integer() => entry()}}).
-
-%% {Recipient ref, registry key, worker, monitor of the worker}
--type entry() :: {reference(), mod_megaphone_registry:key(), pid(), reference()}.
+                %% {Id, Ref, {worker, Key, Worker, Monitor}} for a session
+                %% creation, {Id, Ref, {queued, Ticket}} for the others
+                inflight :: ets:tid(),
+                %% the sequencer shards with ids of this link: monitors
+                shards = #{} :: #{{atom(), node()} => reference()}}).
 
 %%%===================================================================
 %%% API
@@ -88,7 +99,7 @@ take_socket(Pid, Socket) ->
 init([]) ->
     %% Trap exits so a module stop runs terminate/2 (GOAWAY, then close).
     process_flag(trap_exit, true),
-    {ok, #state{}}.
+    {ok, #state{inflight = ets:new(?MODULE, [set, private])}}.
 
 -spec handle_call(term(), gen_server:from(), #state{}) -> {reply, {error, badarg}, #state{}}.
 handle_call(_Request, _From, State) ->
@@ -133,20 +144,39 @@ handle_info({ssl_error, Socket, Why}, #state{socket = Socket} = State) ->
     closed({ssl_error, Why}, State);
 handle_info({ssl_closed, Socket}, #state{socket = Socket} = State) ->
     closed(ssl_closed, State);
-handle_info({megaphone_done, Id, Ref}, #state{inflight = Inflight} = State) ->
-    case Inflight of
-        #{Id := {Ref, _, _, Mon}} ->
+handle_info({megaphone_answer, Id, Ref, Answer}, #state{inflight = T} = State) ->
+    case ets:lookup(T, Id) of
+        [{Id, Ref, {queued, _}}] ->
+            ets:delete(T, Id),
+            answer(Id, Answer, State),
+            maybe_drained(State);
+        _ -> {noreply, State} % cancelled meanwhile (or reused id)
+    end;
+handle_info({megaphone_done, Id, Ref}, #state{inflight = T} = State) ->
+    case ets:lookup(T, Id) of
+        [{Id, Ref, {worker, _, _, Mon}}] ->
             demonitor(Mon, [flush]),
-            maybe_drained(State#state{inflight = maps:remove(Id, Inflight)});
-        #{} -> {noreply, State} % cancelled meanwhile (or reused id)
+            ets:delete(T, Id),
+            maybe_drained(State);
+        _ -> {noreply, State} % cancelled meanwhile (or reused id)
     end;
 handle_info({{megaphone_worker, Id}, Mon, process, Worker, Reason},
-            #state{inflight = Inflight} = State) ->
-    case Inflight of
-        #{Id := {_, Key, Worker, Mon}} ->
+            #state{inflight = T} = State) ->
+    case ets:lookup(T, Id) of
+        [{Id, _, {worker, Key, Worker, Mon}}] ->
             worker_died(Id, Key, Worker, Reason, State),
-            maybe_drained(State#state{inflight = maps:remove(Id, Inflight)});
-        #{} -> {noreply, State} % a monitor of an id already answered
+            ets:delete(T, Id),
+            maybe_drained(State);
+        _ -> {noreply, State} % a monitor of an id already answered
+    end;
+handle_info({{megaphone_shard, Shard}, Mon, process, _, Reason},
+            #state{shards = Shards} = State) ->
+    case Shards of
+        #{Shard := Mon} ->
+            shard_down(Shard, Reason, State),
+            maybe_drained(State#state{shards = maps:remove(Shard, Shards)});
+        #{} ->
+            {noreply, State}
     end;
 handle_info({timeout, Timer, handshake}, #state{timer = Timer} = State) ->
     refuse(handshake_timeout, handshake_timeout, State);
@@ -322,13 +352,13 @@ frame(#{type := Type}, #state{phase = handshake} = State) ->
     refuse(protocol_error, {before_auth, Type}, State);
 frame(#{type := request} = Request, State) ->
     request(Request, State);
-frame(#{type := cancel, id := Id}, #state{inflight = Inflight} = State) ->
-    case maps:take(Id, Inflight) of
-        {Entry, Inflight1} ->
+frame(#{type := cancel, id := Id}, #state{inflight = T} = State) ->
+    case ets:take(T, Id) of
+        [Entry] ->
             mod_megaphone_stats:incr(cancels_total),
-            cancel(Id, Entry, State),
-            maybe_drained(State#state{inflight = Inflight1});
-        error ->
+            cancel(Entry, State),
+            maybe_drained(State);
+        [] ->
             {noreply, State} % crossed its RESPONSE on the wire
     end;
 frame(#{type := ping, opaque := Opaque}, #state{socket = Socket} = State) ->
@@ -348,26 +378,71 @@ frame(#{type := error, code := Code, reason := Reason}, State) ->
 frame(#{type := Type}, State) ->
     refuse(protocol_error, {unexpected_frame, Type}, State).
 
-request(#{id := Id}, #state{inflight = Inflight} = State)
-  when is_map_key(Id, Inflight) ->
-    refuse(protocol_error, {id_in_flight, Id}, State);
-request(#{id := Id}, #state{phase = draining} = State) ->
-    unavailable(Id, State);
-request(#{id := Id}, #state{inflight = Inflight, max_inflight = Max} = State)
-  when map_size(Inflight) >= Max ->
-    unavailable(Id, State);
-request(#{id := Id, sid := Sid, rid := Rid} = Request,
-        #state{socket = Socket, inflight = Inflight} = State) ->
+request(#{id := Id} = Request, #state{inflight = T, max_inflight = Max} = State) ->
+    case ets:member(T, Id) of
+        true -> refuse(protocol_error, {id_in_flight, Id}, State);
+        false when State#state.phase == draining -> unavailable(Id, State);
+        false ->
+            case ets:info(T, size) >= Max of
+                true -> unavailable(Id, State);
+                false -> submit(Request, State)
+            end
+    end.
+
+submit(#{id := Id, body := Body} = Request, #state{socket = Socket, inflight = T} = State) ->
     Ref = make_ref(),
-    Recipient = {self(), Socket, Id, Ref},
-    Key = case {Sid, Rid} of
-              {<<>>, _} -> {new, Ref}; % session creation: nothing to de-duplicate
-              {_, 0} -> {new, Ref};
-              _ -> {Sid, Rid}
-          end,
-    Worker = dispatch(Key, Request, Recipient),
-    Mon = monitor(process, Worker, [{tag, {megaphone_worker, Id}}]),
-    {noreply, State#state{inflight = Inflight#{Id => {Ref, Key, Worker, Mon}}}}.
+    case mod_megaphone_sequencer:submit(Body, {self(), Id, Ref}) of
+        {queued, {Shard, _, _} = Ticket} ->
+            ets:insert(T, {Id, Ref, {queued, Ticket}}),
+            {noreply, monitor_shard(Shard, State)};
+        {create, Rid} ->
+            %% a session creation: nothing to de-duplicate
+            Key = {new, Ref},
+            Worker = dispatch(Key, Request#{rid := Rid}, {self(), Socket, Id, Ref}),
+            Mon = monitor(process, Worker, [{tag, {megaphone_worker, Id}}]),
+            ets:insert(T, {Id, Ref, {worker, Key, Worker, Mon}}),
+            {noreply, State};
+        {answer, Result} ->
+            _ = send(Socket, mod_megaphone_worker:response(Id, Result)),
+            {noreply, State};
+        unavailable ->
+            unavailable(Id, State)
+    end.
+
+monitor_shard(Shard, #state{shards = Shards} = State) when is_map_key(Shard, Shards) ->
+    State;
+monitor_shard(Shard, #state{shards = Shards} = State) ->
+    Mon = monitor(process, Shard, [{tag, {megaphone_shard, Shard}}]),
+    State#state{shards = Shards#{Shard => Mon}}.
+
+%% The answer of a queued id: ejabberd's BOSH answer, or 500 for anything
+%% else (a session in a state that refuses the request).
+answer(Id, Answer, #state{socket = Socket}) ->
+    Frame = try mod_megaphone_bosh:encode(Answer) of
+                Result -> mod_megaphone_worker:response(Id, Result)
+            catch _:_ ->
+                    ?ERROR_MSG("mod_megaphone: unexpected answer of a BOSH session: ~p", [Answer]),
+                    mod_megaphone_stats:incr(responses_failed_total),
+                    mod_megaphone_worker:failure(Id)
+            end,
+    _ = send(Socket, Frame),
+    ok.
+
+%% A shard ended (its order state with it): its ids here will not be
+%% answered by it; 503 lets the ECM re-send them.
+shard_down({Name, Node} = Shard, Reason, #state{inflight = T, socket = Socket} = State) ->
+    Ids = ets:select(T, [{{'$1', '_', {queued, {Shard, '_', '_'}}}, [], ['$1']}]),
+    [ets:delete(T, Id) || Id <- Ids],
+    case Ids of
+        [] -> ok;
+        _ -> ?WARNING_MSG("mod_megaphone link ~ts (~ts): ~ts on ~ts ended (~p); "
+                          "answering its ~B request(s) 503",
+                          [State#state.peer, State#state.name, Name, Node, Reason, length(Ids)])
+    end,
+    lists:foreach(fun(Id) ->
+                          mod_megaphone_stats:incr(requests_rejected_total),
+                          send(Socket, unavailable_frame(Id))
+                  end, Ids).
 
 %% Starts a worker, or attaches Recipient to the worker already running
 %% the same (sid, rid) on any link.
@@ -399,11 +474,13 @@ dispatch(Key, Request, Recipient, New) ->
             end
     end.
 
-cancel(Id, {Ref, Key, _Worker, Mon}, #state{socket = Socket}) ->
+cancel({Id, Ref, {queued, Ticket}}, _State) ->
+    mod_megaphone_sequencer:cancel(Ticket, {self(), Id, Ref});
+cancel({Id, Ref, {worker, Key, _Worker, Mon}}, #state{socket = Socket}) ->
     demonitor(Mon, [flush]),
     case mod_megaphone_registry:cancel(Key, {self(), Socket, Id, Ref}) of
         {stop, Worker} -> mod_megaphone_worker:cancel(Worker);
-        ok -> true
+        ok -> ok
     end.
 
 %% The worker of Id ended without answering it (a crash outside the BOSH
@@ -422,13 +499,17 @@ worker_died(Id, Key, Worker, Reason, #state{socket = Socket} = State) ->
 
 unavailable(Id, #state{socket = Socket} = State) ->
     mod_megaphone_stats:incr(requests_rejected_total),
-    _ = send(Socket, #{type => response, id => Id, status => 503,
-                       content_type => <<>>, body => <<>>}),
+    _ = send(Socket, unavailable_frame(Id)),
     {noreply, State}.
 
-maybe_drained(#state{phase = draining, inflight = Inflight} = State)
-  when map_size(Inflight) == 0 ->
-    {stop, normal, State};
+unavailable_frame(Id) ->
+    #{type => response, id => Id, status => 503, content_type => <<>>, body => <<>>}.
+
+maybe_drained(#state{phase = draining, inflight = T} = State) ->
+    case ets:info(T, size) of
+        0 -> {stop, normal, State};
+        _ -> {noreply, State}
+    end;
 maybe_drained(State) ->
     {noreply, State}.
 
@@ -468,18 +549,20 @@ closed(Why, #state{phase = handshake} = State) ->
     {stop, normal, State};
 closed(Why, State) ->
     ?INFO_MSG("mod_megaphone link ~ts (~ts) closed: ~p, ~B request(s) in flight",
-              [State#state.peer, State#state.name, Why, map_size(State#state.inflight)]),
+              [State#state.peer, State#state.name, Why, ets:info(State#state.inflight, size)]),
     {stop, normal, State}.
 
-%% The link is gone: its running workers go on (a re-sent copy on another
-%% link may still need their answer); only its recipients are dropped.
-detach_all(#state{socket = Socket, inflight = Inflight}) ->
-    maps:foreach(
-      fun(Id, {Ref, Key, _Worker, _Mon}) ->
+%% The link is gone: its running workers and queued requests go on (a
+%% re-sent copy on another link may still need their answer); only its
+%% recipients are dropped.
+detach_all(#state{socket = Socket, inflight = T}) ->
+    Workers = ets:select(T, [{{'$1', '$2', {worker, '$3', '_', '_'}}, [], [{{'$1', '$2', '$3'}}]}]),
+    lists:foreach(
+      fun({Id, Ref, Key}) ->
               try mod_megaphone_registry:detach(Key, {self(), Socket, Id, Ref})
               catch error:badarg -> ok % module stopping: table gone
               end
-      end, Inflight).
+      end, Workers).
 
 %%%===================================================================
 %%% Internal functions

@@ -7,7 +7,7 @@
 %%% The counters of mod_megaphone_stats cost nothing to read. What costs is
 %%% what grows with the users: the number and the memory of ejabberd's BOSH
 %%% session processes and c2s processes (one erlang:process_info/2 each) and
-%%% the REQUEST ids waiting on running workers. On a node with a million
+%%% the REQUEST ids waiting for an answer. On a node with a million
 %%% users that is two million process_info calls, so this process does the
 %%% pass at most once per metrics_cache_time and hands the same sample to
 %%% every scrape meanwhile; concurrent scrapes queue on it instead of each
@@ -65,8 +65,13 @@ take_sample(#{bosh := Bosh, session := Session, registry := Registry}) ->
     T0 = erlang:monotonic_time(),
     {BoshN, BoshMem} = memory_of(Bosh, [{{bosh, '_', '_', '$1'}, [], ['$1']}]),
     {C2sN, C2sMem} = memory_of(Session, [{{session, {'_', '$1'}, '_', '_', '_', '_'}, [], ['$1']}]),
-    Inflight = select_fold(Registry, [{{'_', '_', '$1'}, [], ['$1']}],
-                           fun(Rs, N) -> N + length(Rs) end, 0),
+    %% session creations on workers, and every other request in the
+    %% sequencer's shards
+    Inflight = case select_fold(Registry, [{{'_', '_', '$1'}, [], ['$1']}],
+                                fun(Rs, N) -> N + length(Rs) end, 0) of
+                   undefined -> undefined;
+                   OnWorkers -> OnWorkers + mod_megaphone_sequencer:inflight()
+               end,
     #{bosh_sessions => BoshN, bosh_memory_bytes => BoshMem,
       c2s_sessions => C2sN, c2s_memory_bytes => C2sMem,
       requests_inflight => Inflight,

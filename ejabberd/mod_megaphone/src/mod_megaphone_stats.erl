@@ -6,18 +6,23 @@
 %%% One `counters' array (write_concurrency: links and workers add to it
 %%% from many schedulers without contention), created at module start and
 %%% found through persistent_term. Nothing is kept per user, sid or link.
-%%% requests_inflight is not a counter: it is the size of the registry
-%%% table, where every running worker has exactly one row (so a killed
-%%% worker can never leave the gauge too high or count twice).
+%%% requests_inflight is not a counter: the distinct requests in flight,
+%%% the registry table's size (session creations, one row per worker)
+%%% plus the calls of every sequencer shard, each written by its shard in
+%%% a slot of its own (so a restarted shard or a killed worker can never
+%%% leave the gauge too high or count twice).
 %%%
 %%% Without a running module (before start, after stop, in a worker that
 %%% outlives it) every update is a no-op.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_stats).
 
--export([new/0, delete/0, incr/1, decr/1, get/0, names/0, value/1]).
+-export([new/0, delete/0, incr/1, decr/1, get/0, names/0, value/1,
+         shard_calls/2]).
 
 -define(KEY, {?MODULE, counters}).
+%% one gauge per sequencer shard, after the counters
+-define(SHARD_SLOTS, 16).
 
 -type counter() :: links_active | links_accepted_total | links_refused_total |
                    requests_total | requests_deduplicated_total |
@@ -49,7 +54,17 @@ names() ->
 %% Fresh counters, all zero (module start).
 -spec new() -> ok.
 new() ->
-    persistent_term:put(?KEY, counters:new(length(counters()), [write_concurrency])).
+    persistent_term:put(?KEY, counters:new(length(counters()) + ?SHARD_SLOTS,
+                                           [write_concurrency])).
+
+%% Shard I of mod_megaphone_sequencer has N calls in flight now (each
+%% shard writes its own slot, so a restarted shard starts from 0).
+-spec shard_calls(pos_integer(), non_neg_integer()) -> ok.
+shard_calls(I, N) when I =< ?SHARD_SLOTS ->
+    case persistent_term:get(?KEY, undefined) of
+        undefined -> ok;
+        Ref -> counters:put(Ref, length(counters()) + I, N)
+    end.
 
 %% Module stop: later updates are no-ops, get/0 reads zeros.
 -spec delete() -> ok.
@@ -90,8 +105,12 @@ add(Name, N) ->
         Ref -> counters:add(Ref, index(Name), N)
     end.
 
-value(requests_inflight, _Ref) ->
+value(requests_inflight, undefined) ->
     mod_megaphone_registry:count();
+value(requests_inflight, Ref) ->
+    Base = length(counters()),
+    mod_megaphone_registry:count() +
+        lists:sum([counters:get(Ref, Base + I) || I <- lists:seq(1, ?SHARD_SLOTS)]);
 value(_Name, undefined) ->
     0;
 value(Name, Ref) ->

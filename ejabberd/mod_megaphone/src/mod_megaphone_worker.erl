@@ -1,47 +1,41 @@
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_worker.erl
-%%% Purpose : One process per REQUEST: calls ejabberd's BOSH handler
-%%%           (which blocks for the whole long poll) through
-%%%           mod_megaphone_sequencer (rid order per session, on the
-%%%           session's node) and sends the RESPONSE to every recipient.
+%%% Purpose : One process per session creation (ejabberd's own
+%%%           process_request/3 starts the session, through
+%%%           mod_megaphone_sequencer:create/4), which sends the RESPONSE to
+%%%           every recipient; and the answer frames and the post-answer
+%%%           garbage collection that the links and the sequencer share.
+%%%
+%%% Requests of existing sessions have no process: mod_megaphone_sequencer
+%%% hands them to the session and the link writes the answer.
 %%%
 %%% A recipient is {LinkPid, Socket, Id, Ref}. For each live recipient the
 %%% worker first tells the link the id is done, then writes the RESPONSE
 %%% frame itself (mod_megaphone_transport:send/2: one call per frame,
-%%% atomic on TCP and on TLS).
-%%% In that order the link never sees a reused id while the old one is
-%%% still on its books: the ECM can only reuse an id after it read the
-%%% RESPONSE.
+%%% atomic on TCP and on TLS). In that order the link never sees a reused
+%%% id while the old one is still on its books.
 %%%
 %%% Every worker is registered in mod_megaphone_registry before it starts
-%%% (under its (sid, rid), or a unique key for a session creation): it
-%%% waits for 'go' (registered) or 'abandon' (a twin already runs) from
-%%% its link. At the end it takes its row, which yields every recipient
-%%% attached meanwhile. If neither comes (the link died between starting
-%%% the worker and telling it), the worker looks itself up after
-%%% GO_TIMEOUT: registered, it runs (copies may be attached to it, and the
-%%% row would otherwise leak); not registered, it ends without calling
-%%% ejabberd, since a twin may be running that (sid, rid) meanwhile.
+%%% (a unique key): it waits for 'go' (registered) or 'abandon' from its
+%%% link. At the end it takes its row, which yields every recipient. If
+%%% neither comes (the link died between starting the worker and telling
+%%% it), the worker looks itself up after GO_TIMEOUT: registered, it runs;
+%%% not registered, it ends without calling ejabberd.
 %%%
 %%% Workers are unlinked; each link monitors the workers of its ids. A
-%%% worker that dies without answering (killed, or a crash outside the
-%%% BOSH call) is answered for by those links, each for its own ids, with
+%%% worker that dies without answering is answered for by those links with
 %%% failure/1 (mod_megaphone_link).
 %%%
-%%% After the RESPONSE is written (off the request's timing), a worker
-%%% whose request named a sid looks at that session's processes: the BOSH
-%%% session process (mod_bosh:find_session/1, an ets lookup) and its c2s
-%%% (in ejabberd 23.01 the one proc_lib process monitoring the BOSH
-%%% process; workers waiting on the session monitor it too and are
-%%% skipped). Each local one whose total heap is above gc_heap_threshold
-%%% words is garbage-collected, asynchronously: ejabberd's session
-%%% processes do their login work in a burst and then sit idle on a heap
-%%% sized for it, and an idle process never collects. A process is only
-%%% collected again once it has grown past the threshold again.
+%%% Session garbage: ejabberd's session processes do their login work in a
+%%% burst and then sit idle on a heap sized for it, and an idle process
+%%% never collects. After each answer of a session, the sequencer (on the
+%%% session's node) collects its BOSH process and its c2s (in ejabberd
+%%% 23.01 the one proc_lib process monitoring the BOSH process) where their
+%%% heap is above gc_heap_threshold words, asynchronously.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_worker).
 
--export([start/2, start/3, go/1, abandon/1, cancel/1, failure/1]).
+-export([start/2, start/3, go/1, abandon/1, cancel/1, failure/1, response/2]).
 -export([collect_session/2, session_processes/1]).
 
 -include("logger.hrl").
@@ -81,12 +75,8 @@ abandon(Worker) ->
     ok.
 
 %% CANCEL of the last copy (its registry row is gone): a worker that has
-%% not entered ejabberd yet (waiting for its predecessor, for a twin, or
-%% for a remote node) ends without calling it; one that has entered
-%% finishes the call, and its answer is dropped. It is never killed: a
-%% copy inside ejabberd stays known to mod_megaphone_sequencer until
-%% ejabberd answers it, so a re-sent copy joins it instead of becoming a
-%% second live copy (docs/protocol.md, section 4).
+%% not been told to go ends without calling ejabberd; one that runs
+%% finishes the call, and its answer is dropped.
 -spec cancel(pid()) -> ok.
 cancel(Worker) ->
     Worker ! megaphone_cancel,
@@ -99,6 +89,16 @@ failure(Id) ->
     #{type => response, id => Id, status => 500,
       content_type => <<"text/xml; charset=utf-8">>,
       body => ?TERMINATE_BODY}.
+
+%% The RESPONSE frame of Id for a BOSH answer. An answer over
+%% max_frame_size would make the ECM close the link (and a re-sent rid gets
+%% the same answer from ejabberd's buffer, closing the next one): it
+%% becomes the "answer too large" RESPONSE, counted.
+-spec response(non_neg_integer(), mod_megaphone_bosh:result()) -> mod_megaphone_codec:frame().
+response(Id, {Status, _Reason, Headers, RespBody}) ->
+    fit(#{type => response, id => Id, status => Status,
+          content_type => content_type(Headers),
+          body => iolist_to_binary(RespBody)}).
 
 %% Garbage-collects (asynchronously) every process of the BOSH session
 %% process Bosh (itself and its c2s) whose total heap is above Threshold
@@ -135,40 +135,14 @@ init(Request, Key, GoTimeout) ->
     receive
         abandon -> ok;
         megaphone_cancel -> ok;
-        go -> finish(Key, run(Request)), collect_garbage(Key)
+        go -> finish(Key, run(Request))
     after GoTimeout ->
-            %% Only the registered worker of Key may call ejabberd: an
-            %% unregistered one could be a second live copy of its rid.
+            %% Only the registered worker of Key may call ejabberd.
             case registered(Key) of
-                true -> finish(Key, run(Request)), collect_garbage(Key);
+                true -> finish(Key, run(Request));
                 false -> ok
             end
     end.
-
-%% After the RESPONSE went out: collect the session's processes that are
-%% above gc_heap_threshold (see the module header). A session creation
-%% has no sid yet (its processes have done nothing so far).
-collect_garbage({new, _}) ->
-    ok;
-collect_garbage({Sid, _Rid}) ->
-    case mod_megaphone:gc_heap_threshold() of
-        0 ->
-            ok;
-        Threshold ->
-            try mod_bosh:find_session(Sid) of
-                {ok, Bosh} when is_pid(Bosh) ->
-                    count_collected(collect_session(Bosh, Threshold));
-                _ ->
-                    ok % session gone (a terminate answer, a timeout)
-            catch _:_ ->
-                    ok % mod_bosh stopped meanwhile
-            end
-    end.
-
-count_collected(0) -> ok;
-count_collected(N) ->
-    mod_megaphone_stats:incr(gc_collections_total),
-    count_collected(N - 1).
 
 collect(P, Threshold) ->
     case erlang:process_info(P, total_heap_size) of
@@ -190,15 +164,8 @@ finish(Key, Frame) ->
     Recipients = try mod_megaphone_registry:take(Key, self())
                  catch error:badarg -> [] % module stopped: table gone
                  end,
-    case Frame of
-        cancelled -> ok; % the row went with the CANCEL: nobody to answer
-        {failed, Failure} -> reply(Recipients, Failure);
-        {answered, Answer} -> reply(Recipients, fit(Answer))
-    end.
+    reply(Recipients, Frame).
 
-%% An answer over max_frame_size would make the ECM close the link (and
-%% a re-sent rid gets the same answer from ejabberd's buffer, closing the
-%% next one): it becomes the "answer too large" RESPONSE, counted.
 fit(Frame) ->
     MaxFrame = try mod_megaphone:config() of
                    #{max_frame_size := Max} -> Max
@@ -215,27 +182,17 @@ fit(Frame) ->
             Fits
     end.
 
-%% The BOSH call goes through mod_megaphone_sequencer (rid order, one
-%% live copy per (sid, rid) in the cluster); requests_total is counted
-%% there, where ejabberd is called.
-run(#{id := Id, body := Body, ip := IP, port := Port, sid := Sid, rid := Rid}) ->
-    try mod_megaphone_sequencer:process(Body, IP, Port, Sid, Rid) of
-        cancelled ->
-            cancelled;
-        {Status, _Reason, Headers, RespBody} ->
-            {answered, #{type => response, id => Id, status => Status,
-                         content_type => content_type(Headers),
-                         body => iolist_to_binary(RespBody)}};
-        {error, Why} ->
-            failed(Id, IP, Why)
+%% The session creation (requests_total is counted in the sequencer,
+%% where ejabberd is called).
+run(#{id := Id, body := Body, ip := IP, port := Port, rid := Rid}) ->
+    try mod_megaphone_sequencer:create(Body, IP, Port, Rid) of
+        Result -> response(Id, Result)
     catch Class:Reason:Stack ->
-            failed(Id, IP, {Class, Reason, Stack})
+            ?ERROR_MSG("mod_megaphone: BOSH request from ~ts failed: ~p",
+                       [inet:ntoa(IP), {Class, Reason, Stack}]),
+            mod_megaphone_stats:incr(responses_failed_total),
+            failure(Id)
     end.
-
-failed(Id, IP, Why) ->
-    ?ERROR_MSG("mod_megaphone: BOSH request from ~ts failed: ~p", [inet:ntoa(IP), Why]),
-    mod_megaphone_stats:incr(responses_failed_total),
-    {failed, failure(Id)}.
 
 content_type(Headers) ->
     case [V || {K, V} <- Headers,

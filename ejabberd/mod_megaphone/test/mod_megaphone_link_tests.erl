@@ -20,80 +20,89 @@
 -define(PREVIOUS, <<"eunit-previous-secret-eunit-previous">>).
 -define(REPORTER, mod_megaphone_fake_bosh).
 -define(LISTEN, {?MODULE, listen}).
+-define(CT, <<"text/xml; charset=utf-8">>).
 -define(TERMINATE, <<"<body type='terminate' condition='internal-server-error' "
                      "xmlns='http://jabber.org/protocol/httpbind'/>">>).
 
 link_test_() ->
     {foreach, fun setup/0, fun cleanup/1,
-     [fun a_killed_worker_is_answered_500_and_its_id_and_row_are_freed/0,
-      fun a_killed_worker_answers_500_to_every_copy/0,
-      fun cancel_answers_nothing_and_lets_a_call_inside_ejabberd_finish/0,
+     [fun a_killed_creation_worker_is_answered_500_and_its_id_and_row_are_freed/0,
+      fun a_copy_on_another_link_gets_the_same_answer_from_one_call/0,
+      fun cancel_answers_nothing_and_a_held_request_stays_for_its_copies/0,
       fun a_finished_request_is_counted_once_per_call_into_ejabberd/0,
       fun refused_handshakes_and_errors_after_it_are_counted/0,
       fun over_max_inflight_is_503_and_counted/0,
+      fun a_shard_that_ends_answers_its_ids_503_and_the_next_request_goes_through/0,
+      fun held_requests_cost_the_link_no_process_and_no_heap/0,
       fun an_ecm_proving_any_secret_of_the_list_is_welcomed/0]}.
 
 %%%===================================================================
 %%% Cases
 %%%===================================================================
-a_killed_worker_is_answered_500_and_its_id_and_row_are_freed() ->
-    %% Ensures a worker killed in ejabberd's call gets its id a 500 BOSH
-    %% terminate, frees the id (reusing it is no protocol error) and its
-    %% (sid, rid) row (the re-sent copy calls ejabberd again).
+a_killed_creation_worker_is_answered_500_and_its_id_and_row_are_freed() ->
+    %% Ensures a session creation's worker killed in ejabberd's call gets
+    %% its id a 500 BOSH terminate and frees the id (reusing it is no
+    %% protocol error) and its registry row.
     C = connect(),
-    ok = request(C, 1, <<"s1">>, 10),
-    W = called(),
+    ok = create(C, 1, 10),
+    W = created(),
     exit(W, kill),
     ?assertEqual({500, <<"text/xml; charset=utf-8">>, ?TERMINATE}, response(C, 1)),
     ?assertEqual(0, stat(requests_inflight)),
-    ok = request(C, 1, <<"s1">>, 10),
-    W2 = called(),
+    ok = create(C, 1, 10),
+    W2 = created(),
     ?assertNotEqual(W, W2),
-    answer(W2),
+    W2 ! {bosh_answer, {200, <<"OK">>, [{<<"Content-Type">>, <<"text/xml">>}], <<"<body/>">>}},
     ?assertEqual({200, <<"text/xml">>, <<"<body/>">>}, response(C, 1)),
     ?assertEqual(2, stat(requests_total)).
 
-a_killed_worker_answers_500_to_every_copy() ->
-    %% Ensures a copy attached from another link is not left waiting: each
-    %% link answers its own id when the shared worker dies.
+a_copy_on_another_link_gets_the_same_answer_from_one_call() ->
+    %% Ensures a re-sent copy of a held request, on another link, joins it:
+    %% ejabberd is called once, both ids get its answer, and no process
+    %% ran either request.
+    session(<<"s2">>),
     A = connect(), B = connect(),
+    Procs = erlang:system_info(process_count),
     ok = request(A, 7, <<"s2">>, 20),
-    W = called(),
+    {From, 20} = called(),
     ok = request(B, 8, <<"s2">>, 20),
     wait_until(fun() -> stat(requests_deduplicated_total) == 1 end),
-    exit(W, kill),
-    ?assertMatch({500, _, ?TERMINATE}, response(A, 7)),
-    ?assertMatch({500, _, ?TERMINATE}, response(B, 8)),
+    ?assertEqual(Procs, erlang:system_info(process_count)),
+    reply(From, ok_body(20)),
+    ?assertEqual({200, ?CT, ok_xml(20)}, response(A, 7)),
+    ?assertEqual({200, ?CT, ok_xml(20)}, response(B, 8)),
     ?assertEqual(1, stat(requests_total)),
-    ?assertEqual(0, stat(requests_inflight)).
+    wait_until(fun() -> stat(requests_inflight) == 0 end).
 
-cancel_answers_nothing_and_lets_a_call_inside_ejabberd_finish() ->
-    %% Ensures CANCEL of the only copy sends no RESPONSE, frees its row and
-    %% is counted, and that a worker already inside ejabberd's call is not
-    %% killed (ejabberd would still hold that copy): it ends once answered.
+cancel_answers_nothing_and_a_held_request_stays_for_its_copies() ->
+    %% Ensures CANCEL of the only copy sends no RESPONSE and is counted,
+    %% and that a request ejabberd holds is not forgotten: a re-sent copy
+    %% joins it and gets ejabberd's answer, the cancelled id none.
+    session(<<"s3">>),
     C = connect(),
-    ok = request(C, 3, <<>>, 0), % a session creation: no (sid, rid)
-    W = called(),
-    Mon = monitor(process, W),
+    ok = request(C, 3, <<"s3">>, 30),
+    {From, 30} = called(),
     ok = gen_tcp:send(C, mod_megaphone_codec:encode(#{type => cancel, id => 3})),
     ?assertEqual({error, timeout}, gen_tcp:recv(C, 0, 300)),
-    ?assert(is_process_alive(W)),
     ?assertEqual(1, stat(cancels_total)),
-    ?assertEqual(0, stat(requests_inflight)),
-    answer(W),
-    receive {'DOWN', Mon, process, W, normal} -> ok after 2000 -> error(not_ended) end,
+    ok = request(C, 4, <<"s3">>, 30),
+    nothing_called(100),
+    reply(From, ok_body(30)),
+    ?assertEqual({200, ?CT, ok_xml(30)}, response(C, 4)),
     ?assertEqual({error, timeout}, gen_tcp:recv(C, 0, 100)).
 
 a_finished_request_is_counted_once_per_call_into_ejabberd() ->
     %% Ensures requests_total counts calls into ejabberd and the gauges go
     %% back to zero when the request and then the link end.
+    session(<<"s5">>),
     C = connect(),
     ?assertEqual(1, stat(links_active)),
-    ok = request(C, 5, <<"s3">>, 30),
-    answer(called()),
+    ok = request(C, 5, <<"s5">>, 30),
+    {From, 30} = called(),
+    reply(From, ok_body(30)),
     {200, _, _} = response(C, 5),
     ?assertEqual(1, stat(requests_total)),
-    ?assertEqual(0, stat(requests_inflight)),
+    wait_until(fun() -> stat(requests_inflight) == 0 end),
     ok = gen_tcp:close(C),
     wait_until(fun() -> stat(links_active) == 0 end),
     ?assertEqual(1, stat(links_accepted_total)).
@@ -124,20 +133,72 @@ an_ecm_proving_any_secret_of_the_list_is_welcomed() ->
 over_max_inflight_is_503_and_counted() ->
     %% Ensures a REQUEST above max_inflight (2 here) gets 503 and is
     %% counted as rejected, never as a call into ejabberd.
+    session(<<"s4">>),
     C = connect(),
-    ok = request(C, 1, <<"s4">>, 1), W1 = called(),
-    ok = request(C, 2, <<"s4">>, 2), W2 = called(),
+    ok = request(C, 1, <<"s4">>, 1), {F1, 1} = called(),
+    ok = request(C, 2, <<"s4">>, 2), {F2, 2} = called(),
     ok = request(C, 3, <<"s4">>, 3),
     ?assertEqual({503, <<>>, <<>>}, response(C, 3)),
     ?assertEqual(1, stat(requests_rejected_total)),
     ?assertEqual(2, stat(requests_total)),
-    answer(W1), answer(W2).
+    reply(F1, ok_body(1)), reply(F2, ok_body(2)).
+
+a_shard_that_ends_answers_its_ids_503_and_the_next_request_goes_through() ->
+    %% Ensures an id whose shard died (its answer would go nowhere) is
+    %% answered 503 (the ECM re-sends it), and a restarted shard takes the
+    %% next request.
+    session(<<"s6">>),
+    C = connect(),
+    ok = request(C, 1, <<"s6">>, 60),
+    {_, 60} = called(),
+    {Shard, I} = mod_megaphone_sequencer:shard_of(<<"s6">>),
+    Old = whereis(Shard),
+    exit(Old, kill),
+    ?assertEqual({503, <<>>, <<>>}, response(C, 1)),
+    {ok, New} = mod_megaphone_sequencer:start_link(I),
+    unlink(New),
+    ok = request(C, 2, <<"s6">>, 60),
+    {From, 60} = called(),
+    reply(From, ok_body(60)),
+    ?assertEqual({200, ?CT, ok_xml(60)}, response(C, 2)).
+
+held_requests_cost_the_link_no_process_and_no_heap() ->
+    %% Ensures requests held by ejabberd cost no process each, and that the
+    %% link keeps its ids in an ETS table, not on its heap: 10,000 held
+    %% requests (one per session) grow the link process by less than
+    %% 64 KB and the node by no process.
+    persistent_term:put({mod_megaphone, config},
+                        (persistent_term:get({mod_megaphone, config}))#{max_inflight => 20000}),
+    N = 10000,
+    Sids = [<<"h", (integer_to_binary(I))/binary>> || I <- lists:seq(1, N)],
+    [session(Sid) || Sid <- Sids],
+    C = connect(),
+    Link = get(link),
+    garbage_collect(Link),
+    {memory, Before} = process_info(Link, memory),
+    Procs = erlang:system_info(process_count),
+    [ok = request(C, I, Sid, 1) || {I, Sid} <- lists:zip(lists:seq(1, N), Sids)],
+    Froms = [begin {F, 1} = called(), F end || _ <- Sids],
+    wait_until(fun() -> stat(requests_inflight) == N end),
+    garbage_collect(Link),
+    {memory, After} = process_info(Link, memory),
+    ?debugFmt("~B held requests: link process ~B -> ~B bytes, processes ~B -> ~B",
+              [N, Before, After, Procs, erlang:system_info(process_count)]),
+    ?assert(After - Before < 64 * 1024),
+    ?assertEqual(Procs, erlang:system_info(process_count)),
+    [reply(F, ok_body(1)) || F <- Froms],
+    Answered = [begin {ok, #{type := response, id := Id, status := 200}} = recv(C), Id end
+                || _ <- Sids],
+    ?assertEqual(lists:seq(1, N), lists:sort(Answered)),
+    wait_until(fun() -> stat(requests_inflight) == 0 end).
 
 %%%===================================================================
 %%% Fixture: registry, counters, config, a listen socket, the double
 %%%===================================================================
 setup() ->
+    {ok, _} = application:ensure_all_started(stringprep), % jid:nameprep/1 of 'to'
     load_fake_bosh(),
+    mod_megaphone_fake_session:load_mod_bosh(),
     {ok, Registry} = mod_megaphone_registry:start_link(),
     unlink(Registry),
     mod_megaphone_stats:new(),
@@ -146,28 +207,36 @@ setup() ->
                           secret => ?SECRET, secrets => [?SECRET, ?PREVIOUS],
                           max_pending_links => 64, max_frame_size => 65536,
                           max_inflight => 2, heartbeat_interval => 60000,
-                          handshake_timeout => 5000}),
+                          handshake_timeout => 5000, order_timeout => 300}),
+    Shards = [begin {ok, P} = mod_megaphone_sequencer:start_link(I), unlink(P), P end
+              || I <- lists:seq(1, length(mod_megaphone_sequencer:shard_names()))],
     {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),
     persistent_term:put(?LISTEN, L),
-    {Registry, L}.
+    {[Registry | Shards], L}.
 
-cleanup({Registry, L}) ->
+cleanup({Processes, L}) ->
     gen_tcp:close(L),
     _ = persistent_term:erase(?LISTEN),
-    Mon = monitor(process, Registry),
-    exit(Registry, kill),
-    receive {'DOWN', Mon, process, Registry, _} -> ok end,
+    [begin
+         Mon = monitor(process, P),
+         exit(P, kill),
+         receive {'DOWN', Mon, process, P, _} -> ok end
+     end || Name <- [mod_megaphone_registry | mod_megaphone_sequencer:shard_names()],
+            P <- [whereis(Name)], is_pid(P)],
+    _ = Processes,
+    mod_megaphone_fake_session:unload(),
     mod_megaphone_stats:delete(),
     _ = persistent_term:erase({mod_megaphone, config}),
     code:purge(ejabberd_bosh),
     code:delete(ejabberd_bosh).
 
-%% The double: reports {bosh_called, Worker} and waits for the answer.
+%% The double of a session creation: reports {create_called, Worker} and
+%% waits for the answer.
 load_fake_bosh() ->
     Src = ["-module(ejabberd_bosh).",
            "-export([process_request/3]).",
            "process_request(_Body, {_IP, _Port}, xml) ->"
-           "    mod_megaphone_fake_bosh ! {bosh_called, self()},"
+           "    mod_megaphone_fake_bosh ! {create_called, self()},"
            "    receive {bosh_answer, Reply} -> Reply end."],
     Forms = [begin
                  {ok, Tokens, _} = erl_scan:string(S),
@@ -197,6 +266,7 @@ connect(Secret) ->
     {ok, S} = gen_tcp:accept(L),
     {ok, Link} = mod_megaphone_link:start_link(S),
     unlink(Link),
+    put(link, Link), % the last link started, for a test that looks at it
     ok = gen_tcp:controlling_process(S, Link),
     ok = mod_megaphone_link:take_socket(Link, S),
     {ok, #{type := hello, nonce := ServerNonce}} = recv(C),
@@ -207,11 +277,22 @@ connect(Secret) ->
                              mac => Mac, name => <<"eunit">>})),
     C.
 
+%% A REQUEST of session Sid (a stand-in session: session/1).
 request(C, Id, Sid, Rid) ->
+    send_request(C, Id, Sid, Rid,
+                 <<"<body rid='", (integer_to_binary(Rid))/binary, "' sid='", Sid/binary,
+                   "' xmlns='http://jabber.org/protocol/httpbind'/>">>).
+
+%% A session creation: it runs in a worker, which calls the double.
+create(C, Id, Rid) ->
+    send_request(C, Id, <<>>, Rid,
+                 <<"<body rid='", (integer_to_binary(Rid))/binary, "' to='localhost' "
+                   "xmlns='http://jabber.org/protocol/httpbind'/>">>).
+
+send_request(C, Id, Sid, Rid, Body) ->
     gen_tcp:send(C, mod_megaphone_codec:encode(
                       #{type => request, id => Id, rid => Rid, sid => Sid,
-                        ip => {127, 0, 0, 1}, port => 4000,
-                        body => <<"<body xmlns='http://jabber.org/protocol/httpbind'/>">>})).
+                        ip => {127, 0, 0, 1}, port => 4000, body => Body})).
 
 recv(C) ->
     case gen_tcp:recv(C, 0, 2000) of
@@ -224,11 +305,18 @@ response(C, Id) ->
            body := Body}} = recv(C),
     {Status, Ct, iolist_to_binary(Body)}.
 
-called() ->
-    receive {bosh_called, W} -> W after 2000 -> error(ejabberd_not_called) end.
+%% The worker of a session creation that called ejabberd_bosh.
+created() ->
+    receive {create_called, W} -> W after 2000 -> error(ejabberd_not_called) end.
 
-answer(W) ->
-    W ! {bosh_answer, {200, <<"OK">>, [{<<"Content-Type">>, <<"text/xml">>}], <<"<body/>">>}}.
+session(Sid) -> mod_megaphone_fake_session:start(Sid).
+called() -> mod_megaphone_fake_session:called().
+nothing_called(Ms) -> mod_megaphone_fake_session:nothing_called(Ms).
+reply(From, Body) -> mod_megaphone_fake_session:reply(From, Body).
+ok_body(Rid) -> mod_megaphone_fake_session:ok_body(Rid).
+
+ok_xml(Rid) ->
+    <<"<body xmlns='http://jabber.org/protocol/httpbind' rid='", (integer_to_binary(Rid))/binary, "'/>">>.
 
 stat(Name) -> mod_megaphone_test_util:stat(Name).
 

@@ -222,6 +222,7 @@ a_client_with_a_certificate_gets_its_link() ->
 %%% Fixture
 %%%===================================================================
 setup(VerifyClient) ->
+    {ok, _} = application:ensure_all_started(stringprep), % jid:nameprep/1 of 'to'
     load_fake_bosh(),
     {ok, Registry} = mod_megaphone_registry:start_link(),
     unlink(Registry),
@@ -337,10 +338,13 @@ request(C, Id, Sid, Rid) ->
 
 request(Id) -> request(Id, <<"sid">>, 1).
 
-request(Id, Sid, Rid) ->
-    #{type => request, id => Id, rid => Rid, sid => Sid,
+%% A session creation: it runs in a worker, which calls the double of
+%% ejabberd_bosh (requests of existing sessions go to their session).
+request(Id, _Sid, Rid) ->
+    #{type => request, id => Id, rid => Rid, sid => <<>>,
       ip => {127, 0, 0, 1}, port => 4000,
-      body => <<"<body xmlns='http://jabber.org/protocol/httpbind'/>">>}.
+      body => <<"<body rid='", (integer_to_binary(Rid))/binary, "' to='localhost' "
+                "xmlns='http://jabber.org/protocol/httpbind'/>">>}.
 
 recv(C) ->
     case ssl:recv(C, 0, 2000) of
