@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_sequencer.erl
 %%% Purpose : Every BOSH session's requests enter ejabberd in rid order,
