@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Megaphone ECM container image.
 #
 #   docker build -t megaphone-ecm .
@@ -60,6 +61,7 @@ RUN missing="tini"; \
     && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin megaphone
 # A numeric, non-root user (above): Kubernetes runAsNonRoot can check a numeric UID without reading /etc/passwd.
 WORKDIR /app
+COPY LICENSE NOTICE ./
 COPY --from=build /extracted/dependencies/ ./
 COPY --from=build /extracted/spring-boot-loader/ ./
 COPY --from=build /extracted/snapshot-dependencies/ ./

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Every benchmark of docs/benchmarks.md on the current commit, one after the other (never two at once: the machine
 # has 2 cores), each with the command and parameters the document gives, each into bench/results/<commit>-<name>/.
 # About 70 minutes here. Run it on an otherwise idle machine; the figures of a run belong together.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """PNG chart of ECM memory against concurrent held requests, from bench/held-requests.sh result directories.
 
     bench/chart-held-requests.py OUT.png RESULT_DIR[=LABEL] ...

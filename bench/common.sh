@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by bench/forwarding.sh, bench/jmh.sh, bench/ejabberd-memory.sh, bench/open-files.sh (sourced).
 # build_scratch [PROFILE]: builds the ECM of $SOURCE (head: `git archive HEAD`; worktree: the working tree) plus
 # the benchmark classes of src/test/java/io/megaphone/bench and the JMH benchmark(s) in a scratch directory

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # CPU time per request of running processes, under a wrk load (docs/benchmarks.md, "Forwarding throughput"):
 # the processes' user + system CPU (from /proc/<pid>/stat) over one wrk run, divided by the requests wrk completed.
 # Less sensitive to a shared machine's noise than requests/s, since time spent waiting for a core is not counted.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # ejabberd memory per logged-in idle BOSH user, direct HTTP (ejabberd's own /http-bind) against through
 # Megaphone (one ECM, LINKS links), with the same load generator and the same N, side by side in one run:
 # two private ejabberd instances started together (A: direct, B: behind the ECM), the same users registered on

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Cost of one metrics scrape of mod_megaphone (the uncached pass of mod_megaphone_metrics plus the text) with
 # N BOSH sessions: N idle BOSH processes and N idle c2s processes in tables shaped like ejabberd's mnesia
 # tables (bosh, session), and N running requests in the registry table. No ejabberd needed; bounded (one node,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Erlang calls into a private ejabberd (scripts/private-ejabberd.sh start DIR) over Erlang distribution: a
 # hidden node with the instance's cookie, on its ERL_DIST_PORT (no epmd), like ejabberdctl itself connects.
 # ejabberdctl 23.01 has no eval command; this is the fast way to register many users and to read memory.
@@ -12,7 +13,7 @@
 #                                                   current function, count, total and mean memory (bytes)
 #                                                   (process_info memory), heap sizes, binary refs of a sample
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 DIR=$(cd "$1" && pwd -P); CMD=$2; shift 2
 # shellcheck source=/dev/null
 . "$DIR/instance.env"

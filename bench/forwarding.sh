@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Forwarding throughput and added latency (docs/benchmarks.md, "Forwarding throughput"):
 #  1. wrk (closed loop, keep-alive, POST of a small BOSH body, bench/bosh-post.lua) against
 #     a) io.megaphone.bench.HelloWorldServer: bare Reactor Netty answering at once (the ceiling),

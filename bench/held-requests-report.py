@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Turns one bench/held-requests.sh result directory into a Markdown report (stdout).
 
 points.txt: n heap_histogram_bytes heap_used_bytes rss_bytes rss_anon_bytes instances

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # ECM memory per held BOSH request: live heap (after a full GC) and RSS at N = 0, 2000, 8000, 16000 held
 # requests, and the slopes (bytes per held request) between the points. See docs/benchmarks.md.
 #

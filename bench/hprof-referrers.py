@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Where do the byte[] and String objects of a heap dump hang? A small HPROF reader for the held-request
 benchmark (bench/held-requests.sh with HEAP_DUMP=1), no dependencies.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # JMH micro-benchmarks of the hot path: the link frame codec (io.megaphone.bench.FrameCodecBenchmark), the
 # BOSH start-tag parser (io.megaphone.edge.BodyStartTagBenchmark) and a link's expiry tick at 1M held requests
 # (io.megaphone.link.DeadlineExpiryBenchmark). Writes bench/results/<date>-jmh/.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The open-file ceiling: one ejabberd holding N concurrent logged-in BOSH users through ECMS ECM processes
 # (each ECM holds N/ECMS client connections; every process here may open at most 20,000 files), driven by
 # LOADGENS load generator processes with their own 127.0.x.y source addresses. Most users are poll only (one

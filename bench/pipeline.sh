@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Issue 13 under load: BOSH clients that pipeline over two connections (loadgen --pipeline: the queued
 # messages go as rid N+1 on the send connection, written *before* the new empty poll N on the poll
 # connection), once through the ECM + mod_megaphone and once against ejabberd's own BOSH, same ejabberd,

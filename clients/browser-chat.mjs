@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 // A real browser through the Megaphone ECM: Debian's Chromium, headless, driven with playwright-core.
 //
 //   node browser-chat.mjs <ecm-base-url> <jid-a> <password-a> <jid-b> <password-b> <screenshot-dir>

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 // Strophe.js 5, headless in Node, through a BOSH endpoint (the Megaphone ECM in the tests).
 //
 //   node strophe-chat.mjs <bosh-url> <jid-a> <password-a> <jid-b> <password-b>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A BOSH chat with nothing but curl: USER_A and USER_B log in through a BOSH endpoint (session creation,
 # SASL PLAIN, stream restart, resource binding, presence), B holds a long poll, A sends B a message, and
 # the script prints what B's poll brought back. Both sessions are then terminated.
@@ -7,7 +8,7 @@
 #
 # BOSH_CHAT_LABEL (optional) is appended to the last line in parentheses, e.g. "(container)".
 set -euo pipefail
-[ $# -ge 6 ] || { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 6 ] || { sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 URL=$1 DOMAIN=$2 USER_A=$3 PASS_A=$4 USER_B=$5 PASS_B=$6
 TEXT=${7:-"Hello from $USER_A, through Megaphone ($(date +%T))"}
 NS="http://jabber.org/protocol/httpbind"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The two images, built and run for real with podman, and a chat through them:
 #
 #   1. bases made from Debian packages (mmdebstrap; no registry), one per Debian release;

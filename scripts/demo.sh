@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Brings up the whole of Megaphone on this machine, on loopback, and shows a chat going through it:
 # a private ejabberd with mod_megaphone, the ECM in front of it, two users chatting over BOSH through the
 # ECM. Everything is left running; `scripts/demo.sh stop` stops it. State and logs go to ./run/.

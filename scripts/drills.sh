@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fault and abuse drills against the real stack (docs/reliability.md): a private ejabberd with mod_megaphone,
 # real ECM processes, real HTTP clients. Runs the JUnit tests tagged `drill` (src/test/java/io/megaphone/drills/)
 # at full scale and prints the figures each drill appended to target/drills/results.jsonl.

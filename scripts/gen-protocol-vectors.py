@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes docs/protocol-vectors.txt from docs/protocol.md's worked examples.
 
 Run it only when the protocol changes; both codecs (Java and Erlang) are tested against its output.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Rewrites the "## Parameters" section of helm/megaphone/README.md from values.yaml's `## @section` and
 `## @param` lines (the bitnami readme-generator convention), keeping everything before it.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what Megaphone needs on a Debian/Ubuntu machine, only where it is missing:
 # ejabberd and erlang-dev (mod_megaphone is built with erlc against the packaged ejabberd),
 # a JDK 17+ (the Maven wrapper fetches Maven itself), make, curl, python3, iproute2, openssl, and for the real web

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A private ejabberd (Debian package) with this repository's mod_megaphone,
 # for tests and the demo. Everything lives in DIR; several instances can
 # run at once (no epmd: ERL_DIST_PORT on 127.0.0.1).
@@ -55,7 +56,7 @@ STOP_TIMEOUT=15
 die() { echo "private-ejabberd: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The whole test suite: installs what is missing, then runs mod_megaphone's eunit tests and the ECM's
 # tests (unit tests and end-to-end tests against a real, private ejabberd started on free loopback ports).
 set -euo pipefail

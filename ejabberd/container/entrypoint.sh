@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Entry point of the ejabberd + mod_megaphone image (ejabberd/Dockerfile): writes ejabberd's configuration from
 # the environment into $CONFIG_DIR, then runs ejabberd in the foreground as the ejabberd user.
 #

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone.erl
 %%% Purpose : gen_mod entry point of mod_megaphone: a listener for

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_codec.erl
 %%% Purpose : Pure encoder/decoder of the megaphone link protocol v1

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_listener.erl
 %%% Purpose : Owns the link listen socket and runs the acceptor.

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_metrics.erl
 %%% Purpose : The expensive part of a metrics scrape (mod_megaphone_prometheus):

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_prometheus.erl
 %%% Purpose : mod_megaphone's statistics in the Prometheus text exposition

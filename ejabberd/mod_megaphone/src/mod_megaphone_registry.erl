@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_registry.erl
 %%% Purpose : Owner of the node-global table of running requests, keyed

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_sequencer.erl
 %%% Purpose : Every request of an existing BOSH session goes into ejabberd

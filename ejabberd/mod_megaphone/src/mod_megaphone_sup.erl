@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_sup.erl
 %%% Purpose : Supervision of mod_megaphone, ordered by dependency

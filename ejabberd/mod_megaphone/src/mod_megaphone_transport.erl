@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_transport.erl
 %%% Purpose : The socket calls of a link, over plain TCP (gen_tcp) or TLS

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A tiny megaphone link client (docs/protocol.md, client side) and a live
 check of mod_megaphone inside a running ejabberd.
 

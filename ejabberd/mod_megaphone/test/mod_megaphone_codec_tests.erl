@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_codec_tests.erl
 %%% Purpose : The Erlang codec stays true to docs/protocol-vectors.txt.

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_gc_tests.erl
 %%% Purpose : gc_heap_threshold: a worker collects the BOSH session

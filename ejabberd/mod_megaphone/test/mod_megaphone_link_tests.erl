@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_link_tests.erl
 %%% Purpose : A real link process on a real loopback socket, with a test

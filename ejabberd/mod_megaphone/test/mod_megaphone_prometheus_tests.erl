@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_prometheus_tests.erl
 %%% Purpose : The Prometheus text of mod_megaphone_prometheus, the HTTP

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_sequencer_tests.erl
 %%% Purpose : Rid order, the bounded wait, joined copies, the shields and

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_stats_tests.erl
 %%% Purpose : The counters behind ejabberdctl megaphone_stats, and the

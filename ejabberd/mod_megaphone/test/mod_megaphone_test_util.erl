@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%% Helpers shared by the eunit modules: a counter's value, and waiting for a condition.
 -module(mod_megaphone_test_util).
 

@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_tests.erl
 %%% Purpose : Start-up refusals of mod_megaphone and the (sid, rid)

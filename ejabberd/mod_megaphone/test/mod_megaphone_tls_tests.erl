@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_tls_tests.erl
 %%% Purpose : The link inside TLS (module option tls): a real link process

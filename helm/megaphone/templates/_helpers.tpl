@@ -1,3 +1,4 @@
+{{- /* SPDX-License-Identifier: Apache-2.0 */ -}}
 {{/*
 megaphone.name: the chart name, or nameOverride; used as app.kubernetes.io/name.
 Truncated to 63 characters (the DNS label limit of Kubernetes names).

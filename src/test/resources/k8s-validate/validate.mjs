@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Validates Kubernetes objects against the API's JSON schemas with kubernetes-models (the OpenAPI schemas of
 // Kubernetes, and prometheus-operator's CRDs, compiled into validators).
 //

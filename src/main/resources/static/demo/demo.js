@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The smallest BOSH client that chats (XEP-0124 + XEP-0206), written out step by step with no library:
 //
 //   1. session request  <body rid to wait hold xmpp:version/>      -> sid + stream features (SASL mechanisms)

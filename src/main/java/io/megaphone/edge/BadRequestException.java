@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 package io.megaphone.edge;
 
 /** The client sent something that is not a BOSH request; answered 400 with a bad-request terminate. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /**
  * The client-facing BOSH side: a WebFlux functional endpoint on the Reactor Netty server Spring Boot runs on
  * {@code server.port}. Start at {@link io.megaphone.edge.BoshHandler#post} (one POST becomes one Mono) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /**
  * Readiness that follows the links: {@code links} is UP while at least one authenticated link takes requests (the
  * default readiness group); {@code firstLink} is UP from the first link on (the Helm chart's readiness, so that a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 package io.megaphone.link;
 
 /** Frame type bytes of the megaphone link protocol v1 (docs/protocol.md, section 1). */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 package io.megaphone.link;
 
 /** A link could not complete its handshake; the pool retries with backoff. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 package io.megaphone.link;
 
 /** What operators and metrics see of one configured link (a slot: it keeps its name across reconnects). */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /**
  * The megaphone link to mod_megaphone (docs/protocol.md). {@link io.megaphone.link.LinkPool} is the entry point:
  * {@code submit} sends one request and hears its answer; it keeps K links per ejabberd node

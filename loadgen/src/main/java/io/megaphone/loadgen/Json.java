@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 package io.megaphone.loadgen;
 
 /** A tiny JSON writer (objects, strings, numbers, booleans), pretty-printed. */
