@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_bosh.erl
 %%% Purpose : The two ends of ejabberd_bosh:process_request/3 that a held

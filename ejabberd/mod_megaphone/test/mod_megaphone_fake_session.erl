@@ -1,3 +1,4 @@
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%% Test doubles shared by the eunit modules: BOSH session processes that
 %%% take requests the way ejabberd_bosh's do (p1_fsm's sync event) and
 %%% report each to the test process, which answers when it likes; and a
