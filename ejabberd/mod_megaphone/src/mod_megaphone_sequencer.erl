@@ -12,7 +12,8 @@
 %%% live copy of a parked rid crashes the session ({key_exists, Rid} in
 %%% gb_trees:insert/3). A rid below prev_rid that is neither in
 %%% 'responses' (the last hold+1 answers) nor held is held until the
-%%% session ends.
+%%% session ends. The first two are fixed in ejabberd itself by the patch
+%%% in ejabberd/upstream/; this order is needed until that is deployed.
 %%%
 %%% Where: a request for an existing session runs on the node of the
 %%% session's BOSH process (mod_bosh:find_session/1, the lookup ejabberd

@@ -104,6 +104,14 @@ public final class PrivateEjabberd implements AutoCloseable {
         return script("join", otherNode);
     }
 
+    /**
+     * Evaluates an Erlang expression on this running node (scripts/private-ejabberd.sh eval) and returns its value as
+     * {@code ~p} prints it, e.g. {@code eval("code:which(ejabberd_bosh)")}.
+     */
+    public String eval(String expression) throws IOException, InterruptedException {
+        return script("eval", expression).strip();
+    }
+
     public String log() throws IOException {
         Path log = dir.resolve("logs/ejabberd.log");
         return Files.exists(log) ? Files.readString(log, StandardCharsets.UTF_8) : "";
@@ -117,7 +125,8 @@ public final class PrivateEjabberd implements AutoCloseable {
         return run(new ProcessBuilder(command), 60);
     }
 
-    private static String run(ProcessBuilder builder, int timeoutSeconds) throws IOException, InterruptedException {
+    /** Runs a command to its end; its output (stdout and stderr), or an exception with it when it failed. */
+    static String run(ProcessBuilder builder, int timeoutSeconds) throws IOException, InterruptedException {
         builder.redirectErrorStream(true);
         Process process = builder.start();
         byte[] out = process.getInputStream().readAllBytes();
