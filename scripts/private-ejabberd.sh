@@ -7,11 +7,14 @@
 #   scripts/private-ejabberd.sh start DIR
 #   scripts/private-ejabberd.sh register DIR USER PASSWORD
 #   scripts/private-ejabberd.sh ctl DIR ARGS...
+#   scripts/private-ejabberd.sh eval DIR 'ERLANG EXPRESSION'
 #   scripts/private-ejabberd.sh join DIR OTHER_NODE
 #   scripts/private-ejabberd.sh stop DIR
 #
 # start prints one line:
 #   ejabberd <version> started: node=<node> c2s=<port> bosh=http://<ip>:<port>/http-bind link=<ip>:<port>
+# eval evaluates the expression on the running node and prints its value
+# (~p), e.g. 'code:which(ejabberd_bosh).'.
 #
 # Environment for start (optional unless noted): MEGAPHONE_SECRET (required;
 # at least 32 bytes; several lines for a rotation), EJ_MAX_PENDING_LINKS,
@@ -24,7 +27,11 @@
 # metrics are at http://<ip>:<http port>/megaphone/metrics),
 # EJ_IP (127.0.0.1: the address every listener and the
 # Erlang distribution bind to), EJ_COOKIE (the Erlang cookie, written to
-# DIR/.erlang.cookie; unset: a random one per DIR).
+# DIR/.erlang.cookie; unset: a random one per DIR), EJ_EXTRA_EBIN (a folder
+# of .beam files, copied to DIR/extra-ebin and put first in the code path
+# with -pa, so that its modules replace ejabberd's own: ejabberd/upstream/
+# builds a patched ejabberd_bosh for it; not under a folder named ejabberd,
+# which would break ejabberd's translations).
 #
 # TLS on the link (off unless both are set): EJ_LINK_TLS_CERTFILE and
 # EJ_LINK_TLS_KEYFILE (PEM server certificate chain and key), optional
@@ -56,7 +63,7 @@ STOP_TIMEOUT=15
 die() { echo "private-ejabberd: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '3,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -83,14 +90,37 @@ port_listens() {
     fi
 }
 
+# Runs a command as the ejabberd user (as it is, when not root).
+as_ej_user() {
+    if [ "$(id -u)" = 0 ]; then
+        setpriv --reuid="$EJ_USER" --regid="$EJ_USER" --init-groups "$@"
+    else
+        "$@"
+    fi
+}
+
 # Runs ejabberdctl against the instance in $DIR.
 ejctl() {
-    local -a cmd=(env "HOME=$DIR" "$EJABBERDCTL" --config-dir "$DIR" --spool "$DIR/db" --logs "$DIR/logs" "$@")
-    if [ "$(id -u)" = 0 ]; then
-        setpriv --reuid="$EJ_USER" --regid="$EJ_USER" --init-groups "${cmd[@]}"
-    else
-        "${cmd[@]}"
-    fi
+    as_ej_user env "HOME=$DIR" "$EJABBERDCTL" --config-dir "$DIR" --spool "$DIR/db" --logs "$DIR/logs" "$@"
+}
+
+# Evaluates the Erlang expression $1 on the running node (a hidden client
+# node, as ejabberdctl's: no epmd, the node's dist port, its cookie in DIR).
+cmd_eval() {
+    local host="${EJ_NODE#*@}" names=-sname
+    case "$host" in *.*) names=-name ;; esac
+    # shellcheck disable=SC2016
+    as_ej_user env "HOME=$DIR" "ERL_INETRC=$DIR/inetrc" "PROBE_NODE=$EJ_NODE" "PROBE_EXPR=$1" \
+        erl "$names" "probe$$-$RANDOM@$host" -hidden -noinput -start_epmd false \
+        -erl_epmd_port "$EJ_DIST_PORT" -dist_listen false -eval '
+            Node = list_to_atom(os:getenv("PROBE_NODE")),
+            Text = string:trim(os:getenv("PROBE_EXPR"), trailing, ". \n"),
+            {ok, Tokens, _} = erl_scan:string(Text ++ "."),
+            {ok, Exprs} = erl_parse:parse_exprs(Tokens),
+            case rpc:call(Node, erl_eval, exprs, [Exprs, []], 30000) of
+                {value, Value, _} -> io:format("~p~n", [Value]), halt(0);
+                {badrpc, Why} -> io:format(standard_error, "eval on ~s: ~p~n", [Node, Why]), halt(1)
+            end.'
 }
 
 load_instance() {
@@ -145,6 +175,13 @@ EJABBERD_PID_PATH=$DIR/ejabberd.pid
 CFG
     if [ -n "${EJ_MAX_PROCESSES:-}" ]; then
         echo "ERL_PROCESSES=$EJ_MAX_PROCESSES" >>"$DIR/ejabberdctl.cfg"
+    fi
+    rm -rf "$DIR/extra-ebin"
+    if [ -n "${EJ_EXTRA_EBIN:-}" ]; then
+        ls "$EJ_EXTRA_EBIN"/*.beam >/dev/null 2>&1 || die "EJ_EXTRA_EBIN=$EJ_EXTRA_EBIN has no .beam file"
+        mkdir -p "$DIR/extra-ebin"
+        cp "$EJ_EXTRA_EBIN"/*.beam "$DIR/extra-ebin/"
+        echo "ERL_OPTIONS=\"-pa $DIR/extra-ebin\"" >>"$DIR/ejabberdctl.cfg"
     fi
 
     cat > "$DIR/ejabberd.yml" <<YML
@@ -415,6 +452,12 @@ case "$CMD" in
         DIR="$(cd "$DIR" && pwd -P)"
         load_instance
         ejctl "$@"
+        ;;
+    eval)
+        [ $# -eq 1 ] || usage
+        DIR="$(cd "$DIR" && pwd -P)"
+        load_instance
+        cmd_eval "$1"
         ;;
     *)
         usage

@@ -12,8 +12,9 @@
 %%% a parked N+1 is never processed and the session dies after 'wait'. A
 %%% second live copy of a parked rid crashes the session ({key_exists,
 %%% Rid}). A rid below prev_rid that ejabberd neither buffers nor holds is
-%%% held until the session ends. ejabberd/upstream/ has the fix for
-%%% ejabberd itself; this module keeps sessions safe on unpatched servers.
+%%% held until the session ends. The first two are fixed in ejabberd
+%%% itself by the patch in ejabberd/upstream/; this order is needed until
+%%% that is deployed.
 %%%
 %%% How: a link decodes a REQUEST's body (mod_megaphone_bosh) and sends it
 %%% to the shard that owns its sid, on the node of the session's BOSH

@@ -106,18 +106,18 @@ public final class PrivateEjabberd implements AutoCloseable {
     }
 
     /**
-     * Evaluates an Erlang expression on this ejabberd node (bench/ejabberd-rpc.sh over Erlang distribution;
-     * ejabberdctl 23.01 has no eval) and returns what it printed ({@code ~p} of the result).
+     * Evaluates an Erlang expression on this running node (scripts/private-ejabberd.sh eval) and returns its value as
+     * {@code ~p} prints it, e.g. {@code eval("code:which(ejabberd_bosh)")}.
      */
     public String eval(String expression) throws IOException, InterruptedException {
-        Path rpc = Path.of("bench/ejabberd-rpc.sh").toAbsolutePath();
-        return run(new ProcessBuilder("bash", rpc.toString(), dir.toString(), "eval", expression), 60).strip();
+        return script("eval", expression).strip();
     }
 
     /** ejabberd's {@code erlang:memory(total)}, in bytes. */
     public long memoryTotal() throws IOException, InterruptedException {
         String printed = eval("erlang:memory(total)");
-        return Long.parseLong(printed.substring(printed.lastIndexOf('\n') + 1).strip());
+        return Long.parseLong(printed.substring(printed.lastIndexOf('
+') + 1).strip());
     }
 
     public String log() throws IOException {
@@ -133,7 +133,8 @@ public final class PrivateEjabberd implements AutoCloseable {
         return run(new ProcessBuilder(command), 60);
     }
 
-    private static String run(ProcessBuilder builder, int timeoutSeconds) throws IOException, InterruptedException {
+    /** Runs a command to its end; its output (stdout and stderr), or an exception with it when it failed. */
+    static String run(ProcessBuilder builder, int timeoutSeconds) throws IOException, InterruptedException {
         builder.redirectErrorStream(true);
         Process process = builder.start();
         byte[] out = process.getInputStream().readAllBytes();
