@@ -1,5 +1,6 @@
 #!/usr/bin/env escript
 %%! -noinput
+%% SPDX-License-Identifier: GPL-2.0-or-later
 %%% Applies a unified diff of one ejabberd source file to the code of the
 %%% installed .beam of that module, when its source is not at hand.
 %%%
