@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Installs what Megaphone needs on a Debian/Ubuntu machine, only where it is missing:
-# ejabberd and erlang-dev (mod_megaphone is built with erlc against the packaged ejabberd),
+# ejabberd and erlang-dev (mod_megaphone is built with erlc against the packaged ejabberd), erlang-proper-dev,
 # a JDK 17+ (the Maven wrapper fetches Maven itself), make, curl, python3, iproute2, openssl, and for the real web
 # client tests (clients/): Node.js 18+ with npm, and Chromium (driven headless by playwright-core).
 # Needs root (or sudo) only when something is missing.
@@ -10,6 +10,7 @@ set -euo pipefail
 missing=()
 command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || missing+=(ejabberd)
 command -v erlc >/dev/null 2>&1 || missing+=(erlang-dev)
+ls -d /usr/lib/erlang/lib/proper-*/include >/dev/null 2>&1 || missing+=(erlang-proper-dev)  # mod_megaphone's property tests
 ls -d /usr/lib/*/ejabberd-*/include >/dev/null 2>&1 || missing+=(ejabberd)
 command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v make >/dev/null 2>&1 || missing+=(make)
