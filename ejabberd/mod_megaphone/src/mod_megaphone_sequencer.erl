@@ -328,8 +328,10 @@ shard_name(I) ->
 shard_call(undefined, _Request) ->
     unavailable;
 shard_call(Shard, Request) ->
-    try gen_server:call(Shard, Request, infinity)
-    catch exit:_ -> unavailable % the module stops
+    %% 5 s: a shard stuck that long costs its sessions their order, never
+    %% their requests (a timeout is an exit too).
+    try gen_server:call(Shard, Request, 5000)
+    catch exit:_ -> unavailable % the module stops, or the shard is stuck
     end.
 
 %%%===================================================================
