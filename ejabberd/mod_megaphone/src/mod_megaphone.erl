@@ -22,6 +22,7 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1,
          mod_options/1, mod_doc/0]).
 -export([config/0, gc_heap_threshold/0, order_timeout/0, metrics_cache_time/0,
+         handshake_timeout/0,
          get_commands_spec/0,
          megaphone_stats/0, format_error/1]).
 
@@ -80,14 +81,18 @@ start(Host, Opts) ->
 
 -spec stop(binary()) -> ok.
 stop(Host) ->
-    case owner() of
-        Host ->
+    case persistent_term:get(?CONFIG_KEY, undefined) of
+        #{host := Host} ->
+            %% The owner host, whether its supervisor runs, is being
+            %% restarted after a crash loop or is gone: everything goes,
+            %% the child spec too, so the next start finds nothing left.
             %% The supervisor stops the listener first, then every link
-            %% (each sends GOAWAY and closes), then the registry.
+            %% (each sends GOAWAY and closes), then the registry and the
+            %% shards.
             unregister_commands(),
-            _ = supervisor:terminate_child(ejabberd_gen_mod_sup, ?SUP),
-            _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?SUP),
+            remove_sup(),
             _ = persistent_term:erase(?CONFIG_KEY),
+            mod_megaphone_sup:forget_start(),
             mod_megaphone_stats:delete();
         _ ->
             ok
@@ -105,7 +110,7 @@ reload(Host, NewOpts, _OldOpts) ->
                     %% address needs a new listen socket.
                     case {IP, Port} == {OldIP, OldPort} of
                         true -> ok;
-                        false -> mod_megaphone_sup:restart_listener()
+                        false -> restart_listener()
                     end;
                 {error, Reason} = Err ->
                     ?CRITICAL_MSG("mod_megaphone keeps its old options on ~ts: ~ts",
@@ -202,6 +207,12 @@ config() ->
 gc_heap_threshold() ->
     running_opt(gc_heap_threshold, 0).
 
+%% The handshake_timeout of the running module, in ms; 5000 when the
+%% module does not run (a link started while it stops).
+-spec handshake_timeout() -> pos_integer().
+handshake_timeout() ->
+    running_opt(handshake_timeout, 5000).
+
 %% The order_timeout of the running module, in ms; 300 when the module
 %% does not run (tests).
 -spec order_timeout() -> pos_integer().
@@ -247,22 +258,60 @@ megaphone_stats() ->
 %%%===================================================================
 %%% Internal functions
 %%%===================================================================
+%% The host whose options the running module uses, or undefined. Running:
+%% its supervisor is a child of ejabberd_gen_mod_sup, alive or being
+%% restarted there. A config left by a run whose supervisor is gone (a
+%% spec left behind, or ejabberd_gen_mod_sup restarted without it) is no
+%% owner: the next start replaces it.
 owner() ->
     case persistent_term:get(?CONFIG_KEY, undefined) of
         #{host := Host} ->
-            case whereis(?SUP) of
-                undefined -> undefined;
-                _ -> Host
+            case sup_child() of
+                {_, Pid, _, _} when is_pid(Pid) -> Host;
+                {_, restarting, _, _} -> Host;
+                _ -> undefined
             end;
         undefined -> undefined
     end.
 
+sup_child() ->
+    try lists:keyfind(?SUP, 1, supervisor:which_children(ejabberd_gen_mod_sup))
+    catch exit:_ -> false % no ejabberd_gen_mod_sup (ejabberd stopping)
+    end.
+
+%% Takes the supervisor and its child spec out of ejabberd_gen_mod_sup,
+%% whatever state they are in (both calls are no-ops on a missing one).
+remove_sup() ->
+    try
+        _ = supervisor:terminate_child(ejabberd_gen_mod_sup, ?SUP),
+        _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?SUP)
+    catch exit:_ ->
+            ok % no ejabberd_gen_mod_sup (ejabberd stopping)
+    end,
+    ok.
+
+%% A new ip/port: a new listen socket. While the supervisor is being
+%% restarted there is no listener to restart: the new one reads the new
+%% address.
+restart_listener() ->
+    try mod_megaphone_sup:restart_listener()
+    catch exit:{noproc, _} -> ok
+    end.
+
+%% The supervisor is ejabberd_gen_mod_sup's 'permanent' child, as
+%% mod_muc_sup is: restarted after any exit, also the 'shutdown' of a
+%% supervisor that gave up (restart limits: mod_megaphone_sup's header).
 start_sup(#{host := Host, ip := IP, port := Port} = Config) ->
+    %% A spec left by an earlier run (the module's supervisor terminated
+    %% but not deleted) would make start_child return already_present.
+    remove_sup(),
+    %% A start asked for is no restart within a crash loop: no wait.
+    mod_megaphone_sup:forget_start(),
     persistent_term:put(?CONFIG_KEY, Config),
     mod_megaphone_stats:new(),
     Spec = #{id => ?SUP,
              start => {?SUP, start_link, []},
-             restart => transient,
+             restart => permanent,
              shutdown => infinity,
              type => supervisor,
              modules => [?SUP]},
@@ -280,6 +329,7 @@ start_sup(#{host := Host, ip := IP, port := Port} = Config) ->
         {error, Reason} ->
             _ = supervisor:delete_child(ejabberd_gen_mod_sup, ?SUP),
             _ = persistent_term:erase(?CONFIG_KEY),
+            mod_megaphone_sup:forget_start(),
             mod_megaphone_stats:delete(),
             Why = listener_error(Reason),
             ?CRITICAL_MSG("mod_megaphone cannot listen on ~ts: ~ts",

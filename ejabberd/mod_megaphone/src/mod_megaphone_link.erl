@@ -4,7 +4,9 @@
 %%% Purpose : One process per accepted link: the handshake, then frames.
 %%%
 %%% Phases:
-%%%   wait_socket  until the acceptor hands the socket over
+%%%   wait_socket  until the acceptor hands the socket over (at most
+%%%                handshake_timeout: a handoff that never comes, the
+%%%                acceptor gone, must not keep a max_pending_links slot)
 %%%   handshake    HELLO sent, waiting for AUTH ({packet, 4}, packet_size
 %%%                4096, {active, once}, handshake_timeout)
 %%%   open         REQUEST / CANCEL / PING / GOAWAY ({active, N},
@@ -41,7 +43,7 @@
 %%% The ids in flight are in an ETS table of the link's own, so the link's
 %%% heap (copied at every garbage collection) does not grow with them.
 %%%
-%%% Counters (mod_megaphone_stats) counted here: links_*, cancels_total,
+%%% Counters (mod_megaphone_stats) counted here: links_*_total, cancels_total,
 %%% requests_deduplicated_total, requests_rejected_total,
 %%% protocol_errors_total.
 %%%----------------------------------------------------------------------
@@ -63,7 +65,6 @@
                 peer = "?" :: string(),
                 phase = wait_socket :: wait_socket | handshake | open |
                                        draining | closing,
-                authenticated = false :: boolean(), % counted in links_active
                 nonce = <<>> :: binary(),
                 timer :: reference() | undefined,
                 name = <<>> :: binary(),
@@ -100,7 +101,9 @@ take_socket(Pid, Socket) ->
 init([]) ->
     %% Trap exits so a module stop runs terminate/2 (GOAWAY, then close).
     process_flag(trap_exit, true),
-    {ok, #state{inflight = ets:new(?MODULE, [set, private])}}.
+    Timeout = mod_megaphone:handshake_timeout(),
+    {ok, #state{inflight = ets:new(?MODULE, [set, private]),
+                timer = erlang:start_timer(Timeout, self(), handshake)}}.
 
 -spec handle_call(term(), gen_server:from(), #state{}) -> {reply, {error, badarg}, #state{}}.
 handle_call(_Request, _From, State) ->
@@ -111,11 +114,22 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, normal, #state{}}.
-handle_info({megaphone_socket, Socket}, #state{phase = wait_socket} = State) ->
+handle_info({megaphone_socket, Socket}, #state{phase = wait_socket, timer = Timer} = State0) ->
+    %% The handshake gets its own handshake_timeout from here.
+    _ = erlang:cancel_timer(Timer),
+    State = State0#state{timer = undefined},
     case mod_megaphone:config() of
         #{tls := true} = Config -> tls_handshake(Socket, Config, State);
         #{} -> hello(State#state{socket = Socket, peer = peer(Socket)})
     end;
+handle_info({timeout, Timer, handshake}, #state{timer = Timer, phase = wait_socket} = State) ->
+    %% No socket came: the acceptor died, or the handoff failed and the
+    %% listener could not end this process. The socket, if any, closes
+    %% with its owner (the acceptor, or this process).
+    mod_megaphone_stats:incr(links_refused_total),
+    ?WARNING_MSG("mod_megaphone link process ended: no socket handed over "
+                 "within handshake_timeout", []),
+    {stop, normal, State};
 handle_info({tcp, Socket, Data}, #state{socket = Socket, phase = closing} = State) ->
     _ = Data,
     ok = activate(Socket, once),
@@ -210,11 +224,7 @@ terminate(Reason, #state{socket = Socket, phase = Phase} = State) ->
             end,
             _ = mod_megaphone_transport:close(Socket)
     end,
-    detach_all(State),
-    case State#state.authenticated of
-        true -> mod_megaphone_stats:decr(links_active);
-        false -> ok
-    end.
+    detach_all(State).
 
 %%%===================================================================
 %%% Handshake
@@ -283,11 +293,10 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
             ok = mod_megaphone_transport:setopts(Socket, [{packet_size, MaxFrame}]),
             %% Counted before WELCOME goes out, so that a peer that has read
             %% WELCOME finds its link in links_active (seen as a flaky eunit
-            %% run on a loaded machine). If the send fails, the link was
-            %% accepted and is then closed: terminate/2 takes it out of
-            %% links_active again.
+            %% run on a loaded machine). The registry counts this process
+            %% until it ends, however it ends (a failed send, a kill).
             mod_megaphone_stats:incr(links_accepted_total),
-            mod_megaphone_stats:incr(links_active),
+            ok = mod_megaphone_registry:link_up(self()),
             case send(Socket, Welcome) of
                 ok ->
                     ?INFO_MSG("mod_megaphone link ~ts authenticated: ECM '~ts', "
@@ -295,13 +304,12 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
                     ok = activate(Socket, ?ACTIVE_N),
                     {noreply, State#state{phase = open, nonce = <<>>,
                                           max_frame = MaxFrame,
-                                          authenticated = true,
                                           name = printable(Name),
                                           max_inflight = MaxInflight,
                                           heartbeat = Hb,
                                           timer = erlang:start_timer(Hb, self(), heartbeat)}};
                 {error, Why} ->
-                    closed({send, Why}, State#state{phase = open, authenticated = true,
+                    closed({send, Why}, State#state{phase = open,
                                                     name = printable(Name)})
             end
     end.

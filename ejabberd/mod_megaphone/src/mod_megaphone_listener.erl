@@ -7,13 +7,18 @@
 %%% the module start at once ({error, {listen, Reason}}) instead of later.
 %%% The acceptor is a linked loop: accept, start a link under the links
 %%% supervisor, hand the socket over. The listen socket dies with this
-%%% process, which ends the acceptor.
+%%% process, which ends the acceptor. A handoff that fails ends the new
+%%% link at once (as ejabberd_listener:start_connection/5 does), and a
+%%% link never handed its socket ends after handshake_timeout
+%%% (mod_megaphone_link): either way its max_pending_links slot is freed.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_listener).
 
 -behaviour(gen_server).
 
 -export([start_link/0]).
+%% The acceptor's handoff of one accepted socket (exported for the tests).
+-export([hand_off/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include("logger.hrl").
@@ -77,7 +82,7 @@ accept_loop(LSocket) ->
         {ok, Socket} ->
             case pending_full() of
                 false ->
-                    start_link(Socket);
+                    hand_off(Socket);
                 true ->
                     %% Pre-auth connections cost a process and a file each:
                     %% past max_pending_links (a flood, a scan) new ones are
@@ -114,14 +119,27 @@ pending_full() ->
             false % module stopping: the listener goes too
     end.
 
-start_link(Socket) ->
+%% Starts a link for Socket and makes it the socket's owner; Socket is
+%% closed if that fails. Returns the link, or error.
+-spec hand_off(inet:socket()) -> {ok, pid()} | error.
+hand_off(Socket) ->
     case mod_megaphone_sup:start_link_link(Socket) of
         {ok, Pid} ->
             case gen_tcp:controlling_process(Socket, Pid) of
-                ok -> mod_megaphone_link:take_socket(Pid, Socket);
-                {error, _} -> gen_tcp:close(Socket)
+                ok ->
+                    ok = mod_megaphone_link:take_socket(Pid, Socket),
+                    {ok, Pid};
+                {error, Why} ->
+                    %% The link would wait for a socket that never comes.
+                    _ = supervisor:terminate_child(mod_megaphone_links_sup, Pid),
+                    _ = gen_tcp:close(Socket),
+                    mod_megaphone_stats:incr(links_refused_total),
+                    ?WARNING_MSG("mod_megaphone link refused: the socket could not be "
+                                 "handed to its link process (~p)", [Why]),
+                    error
             end;
         {error, Why} ->
             ?ERROR_MSG("mod_megaphone cannot start a link process: ~p", [Why]),
-            gen_tcp:close(Socket)
+            _ = gen_tcp:close(Socket),
+            error
     end.

@@ -19,16 +19,24 @@
 %%% table directly. Every read-modify-write is a compare-and-swap
 %%% (ets:select_replace/select_delete matching the whole old row), so
 %%% updates from many links and the worker's final take never interleave.
+%%%
+%%% It also keeps the authenticated links (the links_active gauge): a link
+%%% registers itself once, when its handshake succeeds (link_up/1, a call,
+%%% so it is counted before WELCOME goes out), and this process monitors
+%%% it and drops it when it ends, however it ends (a killed link runs no
+%%% terminate/2, and a gauge it decremented itself would stay too high,
+%%% and make max_pending_links count too few pending links).
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_registry).
 
 -behaviour(gen_server).
 
 -export([start_link/0, insert_new/3, attach/2, take/2, cancel/2, detach/2,
-         purge/2, is_registered/2, count/0]).
+         purge/2, is_registered/2, count/0, link_up/1, links/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(TABLE, mod_megaphone_inflight).
+-define(LINKS, mod_megaphone_links).
 
 -type key() :: {binary(), pos_integer()} | {new, reference()}.
 -type recipient() :: mod_megaphone_worker:recipient().
@@ -130,6 +138,19 @@ count() ->
         N -> N
     end.
 
+%% Link (authenticated now) counts in links/0 until its process ends.
+-spec link_up(pid()) -> ok.
+link_up(Link) ->
+    gen_server:call(?MODULE, {link_up, Link}).
+
+%% Authenticated links alive on this node (0 when the module is not running).
+-spec links() -> non_neg_integer().
+links() ->
+    case ets:info(?LINKS, size) of
+        undefined -> 0;
+        N -> N
+    end.
+
 %%%===================================================================
 %%% gen_server callbacks
 %%%===================================================================
@@ -137,9 +158,16 @@ count() ->
 init([]) ->
     _ = ets:new(?TABLE, [set, public, named_table,
                          {read_concurrency, true}, {write_concurrency, true}]),
+    _ = ets:new(?LINKS, [set, protected, named_table]),
     {ok, undefined}.
 
--spec handle_call(term(), gen_server:from(), undefined) -> {reply, {error, badarg}, undefined}.
+-spec handle_call(term(), gen_server:from(), undefined) -> {reply, ok | {error, badarg}, undefined}.
+handle_call({link_up, Link}, _From, State) ->
+    case ets:insert_new(?LINKS, {Link}) of
+        true -> _ = monitor(process, Link, [{tag, megaphone_link_down}]);
+        false -> ok
+    end,
+    {reply, ok, State};
 handle_call(_Request, _From, State) ->
     {reply, {error, badarg}, State}.
 
@@ -148,6 +176,9 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), undefined) -> {noreply, undefined}.
+handle_info({megaphone_link_down, _Mon, process, Link, _Reason}, State) ->
+    true = ets:delete(?LINKS, Link),
+    {noreply, State};
 handle_info(_Info, State) ->
     {noreply, State}.
 

@@ -7,25 +7,26 @@
 %%% One `counters' array (write_concurrency: links and workers add to it
 %%% from many schedulers without contention), created at module start and
 %%% found through persistent_term. Nothing is kept per user, sid or link.
-%%% requests_inflight is not a counter: the distinct requests in flight,
-%%% the registry table's size (session creations, one row per worker)
-%%% plus the calls of every sequencer shard, each written by its shard in
-%%% a slot of its own (so a restarted shard or a killed worker can never
-%%% leave the gauge too high or count twice).
+%%% The two gauges are no counters. requests_inflight is the distinct
+%%% requests in flight: the registry table's size (session creations, one
+%%% row per worker) plus the calls of every sequencer shard, each written
+%%% by its shard in a slot of its own (so a restarted shard or a killed
+%%% worker can never leave the gauge too high or count twice).
+%%% links_active is the number of authenticated links the registry
+%%% monitors (mod_megaphone_registry:links/0; a killed link leaves it too).
 %%%
 %%% Without a running module (before start, after stop, in a worker that
 %%% outlives it) every update is a no-op.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_stats).
 
--export([new/0, delete/0, incr/1, decr/1, get/0, names/0, value/1,
-         shard_calls/2]).
+-export([new/0, delete/0, incr/1, get/0, names/0, value/1, shard_calls/2]).
 
 -define(KEY, {?MODULE, counters}).
 %% one gauge per sequencer shard, after the counters
 -define(SHARD_SLOTS, 16).
 
--type counter() :: links_active | links_accepted_total | links_refused_total |
+-type counter() :: links_accepted_total | links_refused_total |
                    requests_total | requests_deduplicated_total |
                    requests_rejected_total | cancels_total |
                    protocol_errors_total | gc_collections_total |
@@ -34,7 +35,7 @@
                    requests_forwarded_total | responses_too_large_total |
                    links_refused_pending_total | responses_answered_total |
                    responses_failed_total.
--type name() :: counter() | requests_inflight.
+-type name() :: counter() | links_active | requests_inflight.
 -export_type([counter/0, name/0]).
 
 %%%===================================================================
@@ -77,11 +78,6 @@ delete() ->
 incr(Name) ->
     add(Name, 1).
 
-%% Only for the gauge links_active.
--spec decr(links_active) -> ok.
-decr(links_active) ->
-    add(links_active, -1).
-
 %% {Name, Value} for every stat, names as binaries (ejabberdctl and the
 %% HTTP API both render binaries as plain strings).
 -spec get() -> [{binary(), integer()}].
@@ -98,7 +94,7 @@ value(Name) ->
 %%% Internal functions
 %%%===================================================================
 counters() ->
-    names() -- [requests_inflight].
+    names() -- [links_active, requests_inflight].
 
 add(Name, N) ->
     case persistent_term:get(?KEY, undefined) of
@@ -112,26 +108,27 @@ value(requests_inflight, Ref) ->
     Base = length(counters()),
     mod_megaphone_registry:count() +
         lists:sum([counters:get(Ref, Base + I) || I <- lists:seq(1, ?SHARD_SLOTS)]);
+value(links_active, _Ref) ->
+    mod_megaphone_registry:links();
 value(_Name, undefined) ->
     0;
 value(Name, Ref) ->
     counters:get(Ref, index(Name)).
 
-index(links_active) -> 1;
-index(links_accepted_total) -> 2;
-index(links_refused_total) -> 3;
-index(requests_total) -> 4;
-index(requests_deduplicated_total) -> 5;
-index(requests_rejected_total) -> 6;
-index(cancels_total) -> 7;
-index(protocol_errors_total) -> 8;
-index(gc_collections_total) -> 9;
-index(requests_reordered_total) -> 10;
-index(requests_order_timeout_total) -> 11;
-index(requests_stale_total) -> 12;
-index(requests_host_unknown_total) -> 13;
-index(requests_forwarded_total) -> 14;
-index(responses_too_large_total) -> 15;
-index(links_refused_pending_total) -> 16;
-index(responses_answered_total) -> 17;
-index(responses_failed_total) -> 18.
+index(links_accepted_total) -> 1;
+index(links_refused_total) -> 2;
+index(requests_total) -> 3;
+index(requests_deduplicated_total) -> 4;
+index(requests_rejected_total) -> 5;
+index(cancels_total) -> 6;
+index(protocol_errors_total) -> 7;
+index(gc_collections_total) -> 8;
+index(requests_reordered_total) -> 9;
+index(requests_order_timeout_total) -> 10;
+index(requests_stale_total) -> 11;
+index(requests_host_unknown_total) -> 12;
+index(requests_forwarded_total) -> 13;
+index(responses_too_large_total) -> 14;
+index(links_refused_pending_total) -> 15;
+index(responses_answered_total) -> 16;
+index(responses_failed_total) -> 17.

@@ -1,36 +1,80 @@
 %% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_sup.erl
-%%% Purpose : Supervision of mod_megaphone, ordered by dependency
-%%%           (rest_for_one): the registry ETS table, the sequencer shards
-%%%           (mod_megaphone_sequencer, one per scheduler), then the links,
-%%%           then the listener that starts links, then the metrics sample
-%%%           cache (mod_megaphone_metrics). Stopping goes in
-%%%           reverse: stop accepting, GOAWAY + close every link, drop the
-%%%           shards and the table.
+%%% Purpose : Supervision of mod_megaphone. What depends on what:
 %%%
-%%% The same module also runs the links supervisor (simple_one_for_one of
-%%% temporary mod_megaphone_link children), as ranch_conns_sup does.
+%%%   ejabberd_gen_mod_sup            (ejabberd: one_for_one, 10 restarts in 1 s)
+%%%   └ mod_megaphone_sup             one_for_one, permanent child
+%%%     ├ mod_megaphone_shards_sup    one_for_one
+%%%     │ └ mod_megaphone_sequencer_1..N   (rid order, one shard per scheduler)
+%%%     ├ mod_megaphone_front_sup     rest_for_one: the link side
+%%%     │ ├ mod_megaphone_registry    ETS table of running requests
+%%%     │ ├ mod_megaphone_links_sup   simple_one_for_one, temporary links
+%%%     │ └ mod_megaphone_listener    listen socket and acceptor
+%%%     └ mod_megaphone_metrics       sample cache of the metrics scrape
+%%%
+%%% * A shard holds only the order state of its sessions; nothing but the
+%%%   workers calls it, and they go on without it (mod_megaphone_sequencer:
+%%%   'DOWN' of the shard, shard_call/2 'unavailable'). So a shard crash
+%%%   restarts that shard only, and even a crash loop of the shards (their
+%%%   supervisor giving up) never reaches the links.
+%%% * The links keep their requests' rows in the registry's table (it dies
+%%%   with its owner): the registry first, then the links, then the
+%%%   listener that starts them (rest_for_one). A link crash restarts
+%%%   nothing (temporary: its ECM reconnects); a listener crash restarts the
+%%%   listener only; a registry crash closes every link (with GOAWAY).
+%%% * The metrics cache depends on nothing.
+%%% Stopping goes in reverse: the metrics, the listener, every link (GOAWAY,
+%%% close), the registry, then the shards.
+%%%
+%%% Restart limits. ejabberd_gen_mod_sup is one_for_one with intensity 10
+%%% in 1 s (gen_mod:init/1 in 23.01, 24.12 and 26.07) for every module of
+%%% every host; more and it exits, which stops every module. So each level
+%%% here absorbs a crash loop of the level below for a while (10 restarts
+%%% in 10 s for each child supervisor, 5 in 10 s here: 66 crashes of the
+%%% listener, or of the shards, within 10 s before this supervisor gives up),
+%%% and this one is 'permanent' there (as mod_muc_sup is): when it gives up
+%%% it exits with 'shutdown', which a 'transient' child is never restarted
+%%% from. No intensity bounds how fast a tight loop exhausts these limits,
+%%% so start_link/0 also waits until MIN_RESTART_INTERVAL after the
+%%% previous start of this supervisor (only within a crash loop: a first
+%%% start, or one after mod_megaphone:stop/1, does not wait). It waits in
+%%% ejabberd_gen_mod_sup's restart (that supervisor is busy meanwhile, at
+%%% most 1 s a time, in a crash loop only), and then at most 3 of the 10
+%%% restarts in its window (the current and the previous whole second) come
+%%% from this module, also when a restart fails (say, the port was taken
+%%% meanwhile), which it would otherwise retry at once.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_sup).
 
 -behaviour(supervisor).
 
--export([start_link/0, start_link_links/0, start_link_link/1,
-         restart_listener/0]).
+-export([start_link/0, start_link_child/1, start_link_link/1,
+         restart_listener/0, forget_start/0]).
 -export([init/1]).
 
+-define(SHARDS_SUP, mod_megaphone_shards_sup).
+-define(FRONT_SUP, mod_megaphone_front_sup).
 -define(LINKS_SUP, mod_megaphone_links_sup).
+-define(STARTED_KEY, {?MODULE, started}).
+-define(MIN_RESTART_INTERVAL, 1000).
 
 %%%===================================================================
 %%% API
 %%%===================================================================
+%% The module's supervisor (started by ejabberd_gen_mod_sup, see above).
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
+    brake(),
     supervisor:start_link({local, ?MODULE}, ?MODULE, top).
 
--spec start_link_links() -> {ok, pid()} | {error, term()}.
-start_link_links() ->
+%% One of the supervisors under it.
+-spec start_link_child(shards | front | links) -> {ok, pid()} | {error, term()}.
+start_link_child(shards) ->
+    supervisor:start_link({local, ?SHARDS_SUP}, ?MODULE, shards);
+start_link_child(front) ->
+    supervisor:start_link({local, ?FRONT_SUP}, ?MODULE, front);
+start_link_child(links) ->
     supervisor:start_link({local, ?LINKS_SUP}, ?MODULE, links).
 
 %% Starts one link process for an accepted socket (the caller still owns
@@ -41,9 +85,9 @@ start_link_link(Socket) ->
 
 -spec restart_listener() -> ok | {error, term()}.
 restart_listener() ->
-    case supervisor:terminate_child(?MODULE, mod_megaphone_listener) of
+    case supervisor:terminate_child(?FRONT_SUP, mod_megaphone_listener) of
         ok ->
-            case supervisor:restart_child(?MODULE, mod_megaphone_listener) of
+            case supervisor:restart_child(?FRONT_SUP, mod_megaphone_listener) of
                 {ok, _} -> ok;
                 {error, _} = Err -> Err
             end;
@@ -51,40 +95,63 @@ restart_listener() ->
             Err
     end.
 
+%% The module stopped (or failed to start): its next start is no restart
+%% of a crash loop, it does not wait.
+-spec forget_start() -> ok.
+forget_start() ->
+    _ = persistent_term:erase(?STARTED_KEY),
+    ok.
+
 %%%===================================================================
 %%% supervisor callbacks
 %%%===================================================================
--spec init(top | links) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+-spec init(top | shards | front | links) ->
+          {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init(top) ->
-    Registry = #{id => mod_megaphone_registry,
-                 start => {mod_megaphone_registry, start_link, []},
-                 restart => permanent, shutdown => 5000, type => worker,
-                 modules => [mod_megaphone_registry]},
-    Shards = [#{id => Name,
-                start => {mod_megaphone_sequencer, start_link, [I]},
-                restart => permanent, shutdown => 5000, type => worker,
-                modules => [mod_megaphone_sequencer]}
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 10},
+          [sup(?SHARDS_SUP, shards), sup(?FRONT_SUP, front),
+           worker(mod_megaphone_metrics, [])]}};
+init(shards) ->
+    Shards = [(worker(mod_megaphone_sequencer, [I]))#{id => Name}
               || {I, Name} <- lists:enumerate(mod_megaphone_sequencer:shard_names())],
-    Links = #{id => ?LINKS_SUP,
-              start => {?MODULE, start_link_links, []},
-              restart => permanent, shutdown => infinity, type => supervisor,
-              modules => [?MODULE]},
-    Listener = #{id => mod_megaphone_listener,
-                 start => {mod_megaphone_listener, start_link, []},
-                 restart => permanent, shutdown => 5000, type => worker,
-                 modules => [mod_megaphone_listener]},
-    %% Last: nothing depends on it, so its restart restarts nothing else.
-    Metrics = #{id => mod_megaphone_metrics,
-                start => {mod_megaphone_metrics, start_link, []},
-                restart => permanent, shutdown => 5000, type => worker,
-                modules => [mod_megaphone_metrics]},
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Shards}};
+init(front) ->
     {ok, {#{strategy => rest_for_one, intensity => 10, period => 10},
-          [Registry | Shards] ++ [Links, Listener, Metrics]}};
+          [worker(mod_megaphone_registry, []), sup(?LINKS_SUP, links),
+           worker(mod_megaphone_listener, [])]}};
 init(links) ->
-    %% temporary: a link that dies is gone; its ECM reconnects.
+    %% temporary: a link that dies is gone; its ECM reconnects. (Temporary
+    %% children are never restarted, so they never count against the
+    %% intensity.)
     Link = #{id => mod_megaphone_link,
              start => {mod_megaphone_link, start_link, []},
              restart => temporary, shutdown => 2000, type => worker,
              modules => [mod_megaphone_link]},
     {ok, {#{strategy => simple_one_for_one, intensity => 0, period => 1},
           [Link]}}.
+
+%%%===================================================================
+%%% Internal functions
+%%%===================================================================
+sup(Name, Which) ->
+    #{id => Name, start => {?MODULE, start_link_child, [Which]},
+      restart => permanent, shutdown => infinity, type => supervisor,
+      modules => [?MODULE]}.
+
+worker(Mod, Args) ->
+    #{id => Mod, start => {Mod, start_link, Args},
+      restart => permanent, shutdown => 5000, type => worker,
+      modules => [Mod]}.
+
+%% Within a crash loop, waits until MIN_RESTART_INTERVAL after the
+%% previous start (see the header). Written at a start only (a
+%% persistent_term update is costly, a start is rare).
+brake() ->
+    Now = erlang:monotonic_time(millisecond),
+    case persistent_term:get(?STARTED_KEY, undefined) of
+        Last when is_integer(Last), Now - Last < ?MIN_RESTART_INTERVAL ->
+            timer:sleep(?MIN_RESTART_INTERVAL - (Now - Last));
+        _ ->
+            ok
+    end,
+    persistent_term:put(?STARTED_KEY, erlang:monotonic_time(millisecond)).

@@ -46,11 +46,21 @@ each_counter_counts_only_its_own_events() ->
     ?assertEqual(3, lists:sum([V || {_, V} <- Stats])).
 
 links_active_goes_up_and_down() ->
-    %% Ensures the links_active gauge follows incr/decr.
-    ok = mod_megaphone_stats:incr(links_active),
-    ok = mod_megaphone_stats:incr(links_active),
-    ok = mod_megaphone_stats:decr(links_active),
-    ?assertEqual(1, proplists:get_value(<<"links_active">>, mod_megaphone_stats:get())).
+    %% Ensures the links_active gauge counts the links registered with the
+    %% registry while they live, also one killed (no terminate/2 of its
+    %% own runs then) or registered twice.
+    {ok, Pid} = mod_megaphone_registry:start_link(),
+    unlink(Pid),
+    [L1, L2] = [spawn(fun() -> receive stop -> ok end end) || _ <- [1, 2]],
+    ok = mod_megaphone_registry:link_up(L1),
+    ok = mod_megaphone_registry:link_up(L2),
+    ok = mod_megaphone_registry:link_up(L2),
+    ?assertEqual(2, proplists:get_value(<<"links_active">>, mod_megaphone_stats:get())),
+    exit(L1, kill),
+    mod_megaphone_test_util:wait_until(fun() -> mod_megaphone_stats:value(links_active) == 1 end),
+    L2 ! stop,
+    mod_megaphone_test_util:wait_until(fun() -> mod_megaphone_stats:value(links_active) == 0 end),
+    stop(Pid).
 
 updates_without_a_running_module_are_ignored() ->
     %% Ensures a worker that outlives the module (no counters) neither
