@@ -405,12 +405,20 @@ submit(#{id := Id, body := Body} = Request, #state{socket = Socket, inflight = T
             ets:insert(T, {Id, Ref, {queued, Ticket}}),
             {noreply, monitor_shard(Shard, State)};
         {create, Rid} ->
-            %% a session creation: nothing to de-duplicate
-            Key = {new, Ref},
-            Worker = dispatch(Key, Request#{rid := Rid}, {self(), Socket, Id, Ref}),
-            Mon = monitor(process, Worker, [{tag, {megaphone_worker, Id}}]),
-            ets:insert(T, {Id, Ref, {worker, Key, Worker, Mon}}),
-            {noreply, State};
+            %% a re-sent copy of a creation gets the same session: the
+            %% answer of a recent one, or the running worker's
+            Key = mod_megaphone_registry:creation_key(maps:get(ip, Request), Rid, Body),
+            case mod_megaphone_registry:created(Key) of
+                {ok, Result} ->
+                    mod_megaphone_stats:incr(requests_deduplicated_total),
+                    _ = send(Socket, mod_megaphone_worker:response(Id, Result)),
+                    {noreply, State};
+                none ->
+                    Worker = dispatch(Key, Request#{rid := Rid}, {self(), Socket, Id, Ref}),
+                    Mon = monitor(process, Worker, [{tag, {megaphone_worker, Id}}]),
+                    ets:insert(T, {Id, Ref, {worker, Key, Worker, Mon}}),
+                    {noreply, State}
+            end;
         {answer, Result} ->
             _ = send(Socket, mod_megaphone_worker:response(Id, Result)),
             {noreply, State};

@@ -1,19 +1,21 @@
 %% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_registry.erl
-%%% Purpose : Owner of the node-global table of running requests, keyed
-%%%           {Sid, Rid} (docs/protocol.md, section 4).
+%%% Purpose : Owner of the node-global tables of running session
+%%%           creations, recent creation answers and authenticated links.
 %%%
-%%% Row: {{Sid, Rid}, WorkerPid, [Recipient]}. ejabberd 23.01 must never
-%%% hold two live copies of one (sid, rid), so a re-sent copy attaches to
-%%% the running worker instead of calling ejabberd again. A request with
-%%% no sid or no rid (session creation) has nothing to de-duplicate: it
-%%% runs under the unique key {new, Ref}, which no copy can attach to.
+%%% Row: {Key, WorkerPid, [Recipient]}. A worker runs one session
+%%% creation (requests of existing sessions have no process: see
+%%% mod_megaphone_sequencer). A copy of a creation re-sent by an ECM (its
+%%% first answer lost with a link) has the same key (creation_key/3): it
+%%% attaches to the running worker, or gets the answer kept for a while
+%%% after it (created/1), so the client gets one session, not two.
 %%%
 %%% So every running worker has exactly one row, and whoever deletes it
 %%% owns the end of that worker: the worker itself (take, it answers),
 %%% the CANCEL of its last copy (cancel, the link stops it) or a link that
-%%% saw it die (purge). The table size is the requests_inflight gauge.
+%%% saw it die (purge). The table size is part of the requests_inflight
+%%% gauge.
 %%%
 %%% No call goes through this process: links and workers update the public
 %%% table directly. Every read-modify-write is a compare-and-swap
@@ -32,13 +34,21 @@
 -behaviour(gen_server).
 
 -export([start_link/0, insert_new/3, attach/2, take/2, cancel/2, detach/2,
-         purge/2, is_registered/2, count/0, link_up/1, links/0]).
+         purge/2, is_registered/2, count/0, link_up/1, links/0,
+         creation_key/3, created/1, remember_created/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(TABLE, mod_megaphone_inflight).
 -define(LINKS, mod_megaphone_links).
+%% Answers of recent session creations, for a re-sent copy: each lives
+%% one to two CREATED_AGE periods, and at most MAX_CREATED are kept (a
+%% flood of creations cannot grow the table).
+-define(CREATED, mod_megaphone_created).
+-define(CREATED_AGE, 30000).
+-define(MAX_CREATED, 20000).
 
--type key() :: {binary(), pos_integer()} | {new, reference()}.
+-type key() :: {binary(), pos_integer()} |
+               {create, inet:ip_address(), non_neg_integer(), non_neg_integer()}.
 -type recipient() :: mod_megaphone_worker:recipient().
 -export_type([key/0]).
 
@@ -151,6 +161,36 @@ links() ->
         N -> N
     end.
 
+%% The key of a session creation: a copy re-sent by an ECM (after a link
+%% dropped its answer) is the same body from the same client address.
+-spec creation_key(inet:ip_address(), non_neg_integer(), binary()) -> key().
+creation_key(IP, Rid, Body) ->
+    {create, IP, Rid, erlang:phash2(Body)}.
+
+%% The answer ejabberd gave a session creation of Key lately, if any: a
+%% re-sent copy gets it again (the same session) instead of a second one.
+-spec created(key()) -> {ok, term()} | none.
+created(Key) ->
+    try ets:lookup(?CREATED, Key) of
+        [{Key, Answer, _Generation}] -> {ok, Answer};
+        [] -> none
+    catch error:badarg -> none % module stopping
+    end.
+
+-spec remember_created(key(), term()) -> ok.
+remember_created(Key, Answer) ->
+    try
+        case ets:info(?CREATED, size) < ?MAX_CREATED of
+            true ->
+                [{generation, G}] = ets:lookup(?CREATED, generation),
+                ets:insert(?CREATED, {Key, Answer, G});
+            false ->
+                false
+        end
+    catch error:badarg -> false % module stopping
+    end,
+    ok.
+
 %%%===================================================================
 %%% gen_server callbacks
 %%%===================================================================
@@ -159,6 +199,9 @@ init([]) ->
     _ = ets:new(?TABLE, [set, public, named_table,
                          {read_concurrency, true}, {write_concurrency, true}]),
     _ = ets:new(?LINKS, [set, protected, named_table]),
+    _ = ets:new(?CREATED, [set, public, named_table, {write_concurrency, true}]),
+    ets:insert(?CREATED, {generation, 0}),
+    erlang:send_after(?CREATED_AGE, self(), forget_created),
     {ok, undefined}.
 
 -spec handle_call(term(), gen_server:from(), undefined) -> {reply, ok | {error, badarg}, undefined}.
@@ -176,6 +219,14 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), undefined) -> {noreply, undefined}.
+handle_info(forget_created, State) ->
+    %% rows of the generation before the current one go; the counter row
+    %% ({generation, G}) has no third element and stays
+    [{generation, G}] = ets:lookup(?CREATED, generation),
+    ets:insert(?CREATED, {generation, G + 1}),
+    _ = ets:select_delete(?CREATED, [{{'_', '_', '$1'}, [{'<', '$1', G}], [true]}]),
+    erlang:send_after(?CREATED_AGE, self(), forget_created),
+    {noreply, State};
 handle_info({megaphone_link_down, _Mon, process, Link, _Reason}, State) ->
     true = ets:delete(?LINKS, Link),
     {noreply, State};

@@ -136,11 +136,11 @@ init(Request, Key, GoTimeout) ->
     receive
         abandon -> ok;
         megaphone_cancel -> ok;
-        go -> finish(Key, run(Request))
+        go -> finish(Key, run(Key, Request))
     after GoTimeout ->
             %% Only the registered worker of Key may call ejabberd.
             case registered(Key) of
-                true -> finish(Key, run(Request));
+                true -> finish(Key, run(Key, Request));
                 false -> ok
             end
     end.
@@ -185,9 +185,14 @@ fit(Frame) ->
 
 %% The session creation (requests_total is counted in the sequencer,
 %% where ejabberd is called).
-run(#{id := Id, body := Body, ip := IP, port := Port, rid := Rid}) ->
+run(Key, #{id := Id, body := Body, ip := IP, port := Port, rid := Rid}) ->
     try mod_megaphone_sequencer:create(Body, IP, Port, Rid) of
-        Result -> response(Id, Result)
+        {200, _, _, _} = Result ->
+            %% kept for a re-sent copy, which gets the same session
+            mod_megaphone_registry:remember_created(Key, Result),
+            response(Id, Result);
+        Result ->
+            response(Id, Result)
     catch Class:Reason:Stack ->
             ?ERROR_MSG("mod_megaphone: BOSH request from ~ts failed: ~p",
                        [inet:ntoa(IP), {Class, Reason, Stack}]),

@@ -28,6 +28,7 @@
 link_test_() ->
     {foreach, fun setup/0, fun cleanup/1,
      [fun a_killed_creation_worker_is_answered_500_and_its_id_and_row_are_freed/0,
+      fun a_re_sent_session_creation_is_answered_once_with_the_same_session/0,
       fun a_copy_on_another_link_gets_the_same_answer_from_one_call/0,
       fun cancel_answers_nothing_and_a_held_request_stays_for_its_copies/0,
       fun a_finished_request_is_counted_once_per_call_into_ejabberd/0,
@@ -56,6 +57,29 @@ a_killed_creation_worker_is_answered_500_and_its_id_and_row_are_freed() ->
     W2 ! {bosh_answer, {200, <<"OK">>, [{<<"Content-Type">>, <<"text/xml">>}], <<"<body/>">>}},
     ?assertEqual({200, <<"text/xml">>, <<"<body/>">>}, response(C, 1)),
     ?assertEqual(2, stat(requests_total)).
+
+a_re_sent_session_creation_is_answered_once_with_the_same_session() ->
+    %% Ensures a copy of a session creation re-sent by an ECM (its answer
+    %% lost with a link) does not create a second session: while the first
+    %% runs it joins it, and afterwards it gets the same answer again.
+    A = connect(), B = connect(),
+    ok = create(A, 1, 77),
+    W = created(),
+    ok = create(B, 2, 77),
+    wait_until(fun() -> stat(requests_deduplicated_total) == 1 end),
+    Answer = <<"<body sid='one-session'/>">>,
+    W ! {bosh_answer, {200, <<"OK">>, [{<<"Content-Type">>, <<"text/xml">>}], Answer}},
+    ?assertEqual({200, <<"text/xml">>, Answer}, response(A, 1)),
+    ?assertEqual({200, <<"text/xml">>, Answer}, response(B, 2)),
+    ok = create(B, 3, 77),
+    ?assertEqual({200, <<"text/xml">>, Answer}, response(B, 3)),
+    receive {create_called, _} -> error(created_twice) after 100 -> ok end,
+    ?assertEqual(1, stat(requests_total)),
+    %% another creation (another rid) is a session of its own
+    ok = create(B, 4, 78),
+    W2 = created(),
+    W2 ! {bosh_answer, {200, <<"OK">>, [], <<"<body sid='two'/>">>}},
+    ?assertMatch({200, _, <<"<body sid='two'/>">>}, response(B, 4)).
 
 a_copy_on_another_link_gets_the_same_answer_from_one_call() ->
     %% Ensures a re-sent copy of a held request, on another link, joins it:
