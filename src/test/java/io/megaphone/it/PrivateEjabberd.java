@@ -116,8 +116,7 @@ public final class PrivateEjabberd implements AutoCloseable {
     /** ejabberd's {@code erlang:memory(total)}, in bytes. */
     public long memoryTotal() throws IOException, InterruptedException {
         String printed = eval("erlang:memory(total)");
-        return Long.parseLong(printed.substring(printed.lastIndexOf('
-') + 1).strip());
+        return Long.parseLong(printed.substring(printed.lastIndexOf('\n') + 1).strip());
     }
 
     public String log() throws IOException {
