@@ -16,7 +16,8 @@
 #   bash scripts/container-test.sh [RELEASE...]
 #
 # RELEASE: bookworm (Debian 12, ejabberd 23.01), trixie (13, 24.12), sid (unstable, 26.07); default: all three.
-# Needs root (podman as root); installs podman, runc, mmdebstrap, netavark and iptables with apt-get if missing.
+# Needs root (podman as root); installs podman, runc, catatonit, mmdebstrap, netavark and iptables with apt-get if
+# missing.
 # CONTAINER_TEST_REBUILD_BASES=1 rebuilds the Debian bases (else reused when present).
 set -euo pipefail
 
@@ -44,6 +45,8 @@ done
 missing=()
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
+# podman only recommends catatonit, and a pod's infra container needs it ("finding pause binary")
+command -v catatonit >/dev/null 2>&1 || [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
