@@ -22,7 +22,7 @@
 # EJ_C2S_PORT, EJ_HTTP_PORT, EJ_LINK_PORT (a free loopback port when unset;
 # a restart of the same DIR reuses the ports saved in DIR/instance.env),
 # EJ_MAX_INFLIGHT, EJ_MAX_FRAME (mod_megaphone's max_frame_size), EJ_MAX_PROCESSES (ERL_PROCESSES, the Erlang
-# VM's +P; ejabberdctl's default 250,000 caps a node at about 83,000 BOSH users through Megaphone: 3 processes
+# VM's +P; ejabberdctl's default 250,000 caps a node at about 120,000 BOSH users through Megaphone: 2 processes
 # per user), EJ_METRICS_CACHE_TIME (mod_megaphone's metrics_cache_time in ms, 1000; the
 # metrics are at http://<ip>:<http port>/megaphone/metrics),
 # EJ_IP (127.0.0.1: the address every listener and the

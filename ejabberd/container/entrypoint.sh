@@ -14,8 +14,8 @@
 #   MEGAPHONE_LINK_SECRET_FILE    file holding the link secret (a mounted Secret)      /run/secrets/megaphone-link-secret
 #   MEGAPHONE_LINK_SECRET         the secret itself, when there is no file (written to $CONFIG_DIR, mode 0600)
 #   MEGAPHONE_MAX_INFLIGHT        mod_megaphone max_inflight (requests per link)       10000
-#   EJABBERD_MAX_PROCESSES        Erlang process limit (+P, ERL_PROCESSES): 3 per BOSH user through Megaphone
-#                                 plus a margin; Debian's ejabberdctl default of 250,000 stops near 83,000 users   1000000
+#   EJABBERD_MAX_PROCESSES        Erlang process limit (+P, ERL_PROCESSES): 2 per BOSH user through Megaphone
+#                                 plus a margin; Debian's ejabberdctl default of 250,000 stops near 120,000 users  1000000
 #   MEGAPHONE_METRICS_PORT        Prometheus metrics at http://<pod>:<port>/megaphone/metrics, an ejabberd_http
 #                                 listener of their own (empty: none)                  5281
 #   MEGAPHONE_METRICS_IP          address that listener binds (keep it off the Internet) 0.0.0.0

@@ -16,10 +16,11 @@
 %%% (the ECM's own are megaphone_*), counters end in _total, sizes in
 %%% _bytes; label values come from small fixed sets (never a sid or a JID).
 %%%
-%%% The counters and the worker gauge are read at every scrape (they cost
-%%% nothing); the session counts, process memory and in-flight requests
-%%% come from mod_megaphone_metrics, whose pass over every session is
-%%% cached for metrics_cache_time.
+%%% The counters and the 'workers' gauge (requests_inflight of
+%%% mod_megaphone_stats) are read at every scrape (they cost nothing); the
+%%% session counts, process memory and in-flight REQUEST ids come from
+%%% mod_megaphone_metrics, whose pass over every session is cached for
+%%% metrics_cache_time.
 %%%
 %%% Answers: GET 200 with the text; HEAD the same headers and no body;
 %%% other methods 405 with Allow; a path below the handler's 404; an
@@ -77,16 +78,20 @@ families(Stats, Sample) ->
       [{[{<<"reason">>, <<"handshake">>}], max(0, Refused - Pending)},
        {[{<<"reason">>, <<"pending">>}], Pending}]},
      {<<?PREFIX "workers">>, gauge,
-      <<"Worker processes running now: one per distinct (sid, rid) being answered.">>,
+      <<"Distinct requests in flight on this node: session creations running, and "
+        "(sid, rid) calls queued or inside ejabberd in the sequencer shards (named when "
+        "each had a worker process).">>,
       [{[], S(requests_inflight)}]},
      {<<?PREFIX "requests_inflight">>, gauge,
-      <<"REQUEST ids waiting for their answer on this node's workers, re-sent copies "
-        "included (sampled, see megaphone_ejabberd_sample_age_seconds).">>,
+      <<"REQUEST ids waiting for their answer on this node: session creations' and the "
+        "sequencer shards', re-sent copies included (sampled, see "
+        "megaphone_ejabberd_sample_age_seconds).">>,
       optional([], maps:get(requests_inflight, Sample))},
      {<<?PREFIX "requests_total">>, counter,
-      <<"REQUEST frames by outcome: ejabberd (ejabberd's BOSH handler called on this "
-        "node), deduplicated (a re-sent copy joined the running worker), rejected (503), "
-        "stale (rid below the window), host_unknown, forwarded (run on the session's node).">>,
+      <<"REQUEST frames by outcome: ejabberd (sent into ejabberd's BOSH session, or a "
+        "session creation, on this node), deduplicated (a re-sent copy joined the one in "
+        "flight, or got a recent session creation's answer), rejected (503), stale (rid "
+        "below the window), host_unknown, forwarded (sent to the session's node).">>,
       [{[{<<"outcome">>, <<"ejabberd">>}], S(requests_total)},
        {[{<<"outcome">>, <<"deduplicated">>}], S(requests_deduplicated_total)},
        {[{<<"outcome">>, <<"rejected">>}], S(requests_rejected_total)},
@@ -94,9 +99,10 @@ families(Stats, Sample) ->
        {[{<<"outcome">>, <<"host_unknown">>}], S(requests_host_unknown_total)},
        {[{<<"outcome">>, <<"forwarded">>}], S(requests_forwarded_total)}]},
      {<<?PREFIX "responses_total">>, counter,
-      <<"Answers of the workers by outcome: answered (ejabberd's answer sent), too_large "
-        "(over max_frame_size, sent as the answer-too-large RESPONSE), failed (the BOSH call "
-        "failed or the worker died: 500 with a BOSH terminate).">>,
+      <<"BOSH answers sent as RESPONSE frames, by outcome: answered, too_large (over "
+        "max_frame_size, sent as the answer-too-large RESPONSE), failed (500 with a BOSH "
+        "terminate: a session creation failed or its worker died, or a session gave an "
+        "unexpected answer).">>,
       [{[{<<"outcome">>, <<"answered">>}], S(responses_answered_total)},
        {[{<<"outcome">>, <<"too_large">>}], S(responses_too_large_total)},
        {[{<<"outcome">>, <<"failed">>}], S(responses_failed_total)}]},

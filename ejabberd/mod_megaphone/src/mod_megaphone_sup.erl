@@ -6,23 +6,26 @@
 %%%   ejabberd_gen_mod_sup            (ejabberd: one_for_one, 10 restarts in 1 s)
 %%%   └ mod_megaphone_sup             one_for_one, permanent child
 %%%     ├ mod_megaphone_shards_sup    one_for_one
-%%%     │ └ mod_megaphone_sequencer_1..N   (rid order, one shard per scheduler)
+%%%     │ └ mod_megaphone_sequencer_1..16  (the requests of existing sessions)
 %%%     ├ mod_megaphone_front_sup     rest_for_one: the link side
-%%%     │ ├ mod_megaphone_registry    ETS table of running requests
+%%%     │ ├ mod_megaphone_registry    running session creations; links
 %%%     │ ├ mod_megaphone_links_sup   simple_one_for_one, temporary links
 %%%     │ └ mod_megaphone_listener    listen socket and acceptor
 %%%     └ mod_megaphone_metrics       sample cache of the metrics scrape
 %%%
-%%% * A shard holds only the order state of its sessions; nothing but the
-%%%   workers calls it, and they go on without it (mod_megaphone_sequencer:
-%%%   'DOWN' of the shard, shard_call/2 'unavailable'). So a shard crash
-%%%   restarts that shard only, and even a crash loop of the shards (their
-%%%   supervisor giving up) never reaches the links.
-%%% * The links keep their requests' rows in the registry's table (it dies
-%%%   with its owner): the registry first, then the links, then the
-%%%   listener that starts them (rest_for_one). A link crash restarts
-%%%   nothing (temporary: its ECM reconnects); a listener crash restarts the
-%%%   listener only; a registry crash closes every link (with GOAWAY).
+%%% * 16 shards on every node (the same names on every node, so that a
+%%%   link finds the shard of a sid on the session's node). Links send them
+%%%   requests and monitor them: when a shard ends, the links answer its
+%%%   requests 503 (the ECM re-sends them) and send later ones to the
+%%%   restarted shard. So a shard crash restarts that shard only, and even a
+%%%   crash loop of the shards (their supervisor giving up) never reaches
+%%%   the links.
+%%% * The links keep the rows of their session creations in the registry's
+%%%   table (it dies with its owner): the registry first, then the links,
+%%%   then the listener that starts them (rest_for_one). A link crash
+%%%   restarts nothing (temporary: its ECM reconnects); a listener crash
+%%%   restarts the listener only; a registry crash closes every link (with
+%%%   GOAWAY).
 %%% * The metrics cache depends on nothing.
 %%% Stopping goes in reverse: the metrics, the listener, every link (GOAWAY,
 %%% close), the registry, then the shards.
