@@ -165,7 +165,7 @@ out_attr({K, V}) when is_atom(K) ->
         I when is_integer(I), I >= 0 -> {Name, integer_to_binary(I)};
         _ -> {Name, V}
     end;
-out_attr(Attr) ->
+out_attr({_, _} = Attr) ->
     Attr.
 
 out_el({xmlstreamraw, Raw}, {Attrs, Xml}) ->
@@ -201,5 +201,10 @@ out_el({xmlstreamerror, _}, {Attrs, Xml}) ->
 out_el(_, Acc) ->
     Acc.
 
+%% Every attribute is a pair: anything else raises (as in ejabberd_bosh),
+%% it is not left out of the answer.
 xml_attrs(Attrs) ->
-    [[$\s, Name, $=, $', fxml:crypt(Value), $'] || {Name, Value} <- Attrs].
+    [xml_attr(Attr) || Attr <- Attrs].
+
+xml_attr({Name, Value}) ->
+    [$\s, Name, $=, $', fxml:crypt(Value), $'].
