@@ -2,8 +2,10 @@
 package io.megaphone.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -96,7 +98,9 @@ class PatchedEjabberdRidOrderTest {
         assertThat(patched.log()).doesNotContain("key_exists");
 
         assertThat(onStock.survived()).as("the session on the stock ejabberd ends").isFalse();
-        assertThat(SharedEjabberd.get().log()).as("the stock session's crash").contains("key_exists");
+        // the crash report reaches the log file a moment after the answers
+        await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
+                assertThat(SharedEjabberd.get().log()).as("the stock session's crash").contains("key_exists"));
     }
 
     /** The answers to the two copies of N+1 and to N, and whether the session answered the next request. */
