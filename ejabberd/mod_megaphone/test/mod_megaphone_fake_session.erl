@@ -7,24 +7,44 @@
 
 -include("mod_megaphone_bosh.hrl").
 
--export([load_mod_bosh/0, unload/0, start/1, start/2, called/0, called/1,
+-define(TABLE, mod_megaphone_fake_sessions).
+
+-export([load_mod_bosh/0, unload/0, register_session/2, start/1, start/2, called/0, called/1,
          nothing_called/1, reply/2, ok_body/1, rid/1]).
 
 
-%% mod_bosh:find_session/1 answers {ok, Pid} for sessions started here.
+%% mod_bosh:find_session/1 answers {ok, Pid} for sessions started here
+%% (in an ETS table: persistent_term would copy its whole table at every
+%% new session, which bench/link-inflight.sh does 250,000 times).
 load_mod_bosh() ->
+    Me = self(),
+    Owner = spawn(fun() ->
+                          ets:new(?TABLE, [set, public, named_table]),
+                          Me ! {?TABLE, ready},
+                          receive stop -> ok end
+                  end),
+    receive {?TABLE, ready} -> ok end,
+    persistent_term:put({?MODULE, owner}, Owner),
     load(mod_bosh,
          ["-module(mod_bosh).",
           "-export([find_session/1]).",
           "find_session(Sid) ->"
-          "    case persistent_term:get({fake_session, Sid}, undefined) of"
-          "        undefined -> error;"
-          "        Pid -> {ok, Pid}"
+          "    case ets:lookup(mod_megaphone_fake_sessions, Sid) of"
+          "        [] -> error;"
+          "        [{_, Pid}] -> {ok, Pid}"
           "    end."]).
 
 unload() ->
-    [persistent_term:erase(K) || {{fake_session, _} = K, _} <- persistent_term:get()],
+    case persistent_term:get({?MODULE, owner}, undefined) of
+        undefined -> ok;
+        Owner -> Owner ! stop, persistent_term:erase({?MODULE, owner})
+    end,
     code:purge(mod_bosh), code:delete(mod_bosh),
+    ok.
+
+%% Sid is (now) the session Pid, for find_session/1.
+register_session(Sid, Pid) ->
+    ets:insert(?TABLE, {Sid, Pid}),
     ok.
 
 %% A session process for Sid that reports every request to the calling
@@ -34,7 +54,7 @@ start(Sid) ->
 
 start(Sid, Reporter) ->
     Pid = spawn(fun() -> loop(Reporter) end),
-    persistent_term:put({fake_session, Sid}, Pid),
+    register_session(Sid, Pid),
     Pid.
 
 loop(Reporter) ->

@@ -128,7 +128,7 @@ run(Window, OrderTimeout, Steps, OrderCheck) ->
     Sid = <<"p", (integer_to_binary(erlang:unique_integer([positive])))/binary>>,
     Me = self(),
     Session = spawn(fun() -> session(Me, []) end),
-    persistent_term:put({fake_session, Sid}, Session),
+    mod_megaphone_fake_session:register_session(Sid, Session),
     ok = mod_megaphone_sequencer:seed(Sid, Session, ?CREATION, Window),
     Links = list_to_tuple([spawn_link_proxy(Me) || _ <- lists:seq(1, ?LINKS)]),
     R0 = #run{sid = Sid, session = Session, window = Window, links = Links},
@@ -140,7 +140,6 @@ run(Window, OrderTimeout, Steps, OrderCheck) ->
     R3 = gather(R2, 50),
     Swept = wait(fun() -> mod_megaphone_sequencer:session_state(Sid) == none end),
     [begin unlink(L), exit(L, kill) end || L <- tuple_to_list(Links)],
-    persistent_term:erase({fake_session, Sid}),
     Entered = lists:reverse(R3#run.entered),
     Answered = answered_once(R3),
     Ok = R3#run.violations == [] andalso Answered andalso Bounded andalso Swept

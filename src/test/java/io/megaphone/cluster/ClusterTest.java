@@ -196,13 +196,19 @@ class ClusterTest {
                 .login(user, EjabberdCluster.PASSWORD, 2, "twins", false);
         assertThat(cluster.sessionNodes(0, user)).containsExactly(cluster.nodeName(0));
         long dedupBefore = cluster.megaphoneStat(0, "requests_deduplicated_total");
+        long forwardedBefore = cluster.megaphoneStat(1, "requests_forwarded_total");
         long n = client.nextRid();
         long n1 = client.nextRid();
         BoshTestClient viaNode2 = new BoshTestClient(toNode2.boshUrl(), DOMAIN);
         CompletableFuture<BoshTestClient.Answer> copy1 = viaNode2.postAsync(client.wrap(n1, RidRace.ping("twin")));
-        Thread.sleep(30);
+        // each step waits for the one before, so that a loaded machine cannot let a copy arrive after N+1 was
+        // answered (it would then be a re-send, answered from ejabberd's buffer, not a copy that joins)
+        await().atMost(Duration.ofSeconds(5)).until(
+                () -> cluster.megaphoneStat(1, "requests_forwarded_total") > forwardedBefore);
         CompletableFuture<BoshTestClient.Answer> copy2 = client.postAsync(client.wrap(n1, RidRace.ping("twin")));
-        Thread.sleep(30);
+        await().atMost(Duration.ofSeconds(5)).untilAsserted(() ->
+                assertThat(cluster.megaphoneStat(0, "requests_deduplicated_total") - dedupBefore)
+                        .as("the second copy joined the first on the session's node").isEqualTo(1));
         CompletableFuture<BoshTestClient.Answer> poll = client.postAsync(client.wrap(n, ""));
 
         BoshTestClient.Answer first = copy1.get(5, TimeUnit.SECONDS);

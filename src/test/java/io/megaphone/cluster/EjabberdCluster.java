@@ -65,7 +65,9 @@ public final class EjabberdCluster implements AutoCloseable {
                         "EJ_LINK_PORT", Integer.toString(ports[1]),
                         "EJ_HTTP_PORT", Integer.toString(ports[2]),
                         "EJ_C2S_PORT", Integer.toString(ports[3]),
-                        "EJ_COOKIE", cookie)));
+                        "EJ_COOKIE", cookie,
+                        // long enough for a test to check each step of a race between nodes (ClusterTest)
+                        "EJ_ORDER_TIMEOUT", "5000")));
             }
             cluster.nodes.get(1).join(nodeName(IPS.get(0)));
             for (int i = 0; i < IPS.size(); i++) {
