@@ -435,8 +435,7 @@ monitor_shard(Shard, #state{shards = Shards} = State) ->
 %% The answer of a queued id: ejabberd's BOSH answer, or 500 for anything
 %% else (a session in a state that refuses the request).
 answer(Id, Answer, #state{socket = Socket}) ->
-    Frame = try mod_megaphone_bosh:encode(Answer) of
-                Result -> mod_megaphone_worker:response(Id, Result)
+    Frame = try mod_megaphone_worker:response(Id, mod_megaphone_bosh:encode(Answer))
             catch _:_ ->
                     ?ERROR_MSG("mod_megaphone: unexpected answer of a BOSH session: ~p", [Answer]),
                     mod_megaphone_stats:incr(responses_failed_total),

@@ -87,11 +87,5 @@ rid(#body{attrs = Attrs}) ->
     proplists:get_value(rid, Attrs).
 
 load(Mod, Src) ->
-    Forms = [begin
-                 {ok, Tokens, _} = erl_scan:string(S),
-                 {ok, Form} = erl_parse:parse_form(Tokens),
-                 Form
-             end || S <- Src],
-    {ok, Mod, Bin} = compile:forms(Forms),
-    {module, Mod} = code:load_binary(Mod, atom_to_list(Mod) ++ "_double.erl", Bin),
+    {module, Mod} = mod_megaphone_test_util:load_double(Mod, Src),
     ok.

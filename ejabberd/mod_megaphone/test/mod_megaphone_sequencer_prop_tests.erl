@@ -278,15 +278,10 @@ proxy(Test) ->
 setup() ->
     mod_megaphone_fake_session:load_mod_bosh(),
     mod_megaphone_stats:new(),
-    [begin {ok, P} = mod_megaphone_sequencer:start_link(I), unlink(P), P end
-     || I <- lists:seq(1, length(mod_megaphone_sequencer:shard_names()))].
+    mod_megaphone_test_util:start_shards().
 
 cleanup(Shards) ->
-    [begin
-         Mon = monitor(process, P),
-         exit(P, kill),
-         receive {'DOWN', Mon, process, P, _} -> ok end
-     end || P <- Shards],
+    mod_megaphone_test_util:kill(Shards),
     mod_megaphone_fake_session:unload(),
     _ = persistent_term:erase({mod_megaphone, config}),
     mod_megaphone_stats:delete().

@@ -314,15 +314,10 @@ setup() ->
           "    receive {create_answer, Reply} -> Reply end."]),
     mod_megaphone_stats:new(),
     persistent_term:put({mod_megaphone, config}, #{order_timeout => ?ORDER_TIMEOUT}),
-    [begin {ok, P} = mod_megaphone_sequencer:start_link(I), unlink(P), P end
-     || I <- lists:seq(1, length(mod_megaphone_sequencer:shard_names()))].
+    mod_megaphone_test_util:start_shards().
 
 cleanup(Shards) ->
-    [begin
-         Mon = monitor(process, P),
-         exit(P, kill),
-         receive {'DOWN', Mon, process, P, _} -> ok end
-     end || P <- Shards],
+    mod_megaphone_test_util:kill(Shards),
     mod_megaphone_fake_session:unload(),
     _ = persistent_term:erase({mod_megaphone, config}),
     mod_megaphone_stats:delete(),
@@ -330,14 +325,7 @@ cleanup(Shards) ->
     code:purge(ejabberd_bosh), code:delete(ejabberd_bosh),
     receive_all().
 
-load(Mod, Src) ->
-    Forms = [begin
-                 {ok, Tokens, _} = erl_scan:string(S),
-                 {ok, Form} = erl_parse:parse_form(Tokens),
-                 Form
-             end || S <- Src],
-    {ok, Mod, Bin} = compile:forms(Forms),
-    {module, Mod} = code:load_binary(Mod, atom_to_list(Mod) ++ "_double.erl", Bin).
+load(Mod, Src) -> mod_megaphone_test_util:load_double(Mod, Src).
 
 seed(Sid, Rid) ->
     seed(Sid, Rid, 2).

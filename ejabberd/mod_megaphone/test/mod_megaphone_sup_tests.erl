@@ -282,14 +282,7 @@ cleanup({GenModSup, Session}) ->
      || M <- [ejabberd_bosh, mod_bosh, ejabberd_commands]],
     ok = logger:remove_primary_filter(?MODULE).
 
-load(Mod, Src) ->
-    Forms = [begin
-                 {ok, Tokens, _} = erl_scan:string(S),
-                 {ok, Form} = erl_parse:parse_form(Tokens),
-                 Form
-             end || S <- Src],
-    {ok, Mod, Bin} = compile:forms(Forms),
-    {module, Mod} = code:load_binary(Mod, atom_to_list(Mod) ++ "_double.erl", Bin).
+load(Mod, Src) -> mod_megaphone_test_util:load_double(Mod, Src).
 
 %% A BOSH session that answers every request with the request itself, as
 %% p1_fsm replies to ejabberd_bosh's sync event.

@@ -4,7 +4,7 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
--export([stat/1, wait_until/1, wait_until/2]).
+-export([stat/1, wait_until/1, wait_until/2, load_double/2, start_shards/0, kill/1]).
 
 %% The value of one of mod_megaphone_stats' counters.
 -spec stat(atom()) -> term().
@@ -22,3 +22,30 @@ wait_until(Cond, N) ->
         true -> ok;
         false -> timer:sleep(10), wait_until(Cond, N - 1)
     end.
+
+%% Compiles and loads a test double of Mod from its source lines (one
+%% form per string), over the real module for the test.
+-spec load_double(module(), [string()]) -> {module, module()}.
+load_double(Mod, Src) ->
+    Forms = [begin
+                 {ok, Tokens, _} = erl_scan:string(S),
+                 {ok, Form} = erl_parse:parse_form(Tokens),
+                 Form
+             end || S <- Src],
+    {ok, Mod, Bin} = compile:forms(Forms),
+    {module, Mod} = code:load_binary(Mod, atom_to_list(Mod) ++ "_double.erl", Bin).
+
+%% Every sequencer shard, started unlinked.
+-spec start_shards() -> [pid()].
+start_shards() ->
+    [begin {ok, P} = mod_megaphone_sequencer:start_link(I), unlink(P), P end
+     || I <- lists:seq(1, length(mod_megaphone_sequencer:shard_names()))].
+
+%% Kills each process and waits until it is gone.
+-spec kill([pid()]) -> ok.
+kill(Pids) ->
+    lists:foreach(fun(P) ->
+                          Mon = monitor(process, P),
+                          exit(P, kill),
+                          receive {'DOWN', Mon, process, P, _} -> ok end
+                  end, Pids).

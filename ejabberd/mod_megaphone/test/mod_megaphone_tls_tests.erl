@@ -370,13 +370,7 @@ load_fake_bosh() ->
            "process_request(_Body, {_IP, _Port}, xml) ->"
            "    mod_megaphone_fake_bosh ! {bosh_called, self()},"
            "    receive {bosh_answer, Reply} -> Reply end."],
-    Forms = [begin
-                 {ok, Tokens, _} = erl_scan:string(S),
-                 {ok, Form} = erl_parse:parse_form(Tokens),
-                 Form
-             end || S <- Src],
-    {ok, Mod, Bin} = compile:forms(Forms),
-    {module, Mod} = code:load_binary(Mod, "fake_ejabberd_bosh.erl", Bin).
+    mod_megaphone_test_util:load_double(ejabberd_bosh, Src).
 
 unload_fake_bosh() ->
     code:purge(ejabberd_bosh),
