@@ -136,6 +136,10 @@ handle_info({tcp, Socket, Data}, #state{socket = Socket, phase = closing} = Stat
     {noreply, State};
 handle_info({tcp, Socket, Data}, #state{socket = Socket} = State) ->
     decode_frame(Data, State#state{last_rx = now_ms()});
+handle_info({inet_reply, Socket, ok}, #state{socket = Socket} = State) ->
+    {noreply, State};
+handle_info({inet_reply, Socket, {error, Why}}, #state{socket = Socket} = State) ->
+    closed({send, Why}, State);
 handle_info({tcp_passive, Socket}, #state{socket = Socket} = State) ->
     ok = activate(Socket, ?ACTIVE_N),
     {noreply, State};
@@ -420,7 +424,7 @@ submit(#{id := Id, body := Body} = Request, #state{socket = Socket, inflight = T
                     {noreply, State}
             end;
         {answer, Result} ->
-            _ = send(Socket, mod_megaphone_worker:response(Id, Result)),
+            _ = send_answer(Socket, mod_megaphone_worker:response(Id, Result)),
             {noreply, State};
         unavailable ->
             unavailable(Id, State)
@@ -441,7 +445,7 @@ answer(Id, Answer, #state{socket = Socket}) ->
                     mod_megaphone_stats:incr(responses_failed_total),
                     mod_megaphone_worker:failure(Id)
             end,
-    _ = send(Socket, Frame),
+    _ = send_answer(Socket, Frame),
     ok.
 
 %% A shard ended (its order state with it): its ids here will not be
@@ -457,7 +461,7 @@ shard_down({Name, Node} = Shard, Reason, #state{inflight = T, socket = Socket} =
     end,
     lists:foreach(fun(Id) ->
                           mod_megaphone_stats:incr(requests_rejected_total),
-                          send(Socket, unavailable_frame(Id))
+                          send_answer(Socket, unavailable_frame(Id))
                   end, Ids).
 
 %% Starts a worker, or attaches Recipient to the worker already running
@@ -510,12 +514,12 @@ worker_died(Id, Key, Worker, Reason, #state{socket = Socket} = State) ->
         catch error:badarg -> false % module stopping: table gone
         end,
     mod_megaphone_stats:incr(responses_failed_total),
-    _ = send(Socket, mod_megaphone_worker:failure(Id)),
+    _ = send_answer(Socket, mod_megaphone_worker:failure(Id)),
     ok.
 
 unavailable(Id, #state{socket = Socket} = State) ->
     mod_megaphone_stats:incr(requests_rejected_total),
-    _ = send(Socket, unavailable_frame(Id)),
+    _ = send_answer(Socket, unavailable_frame(Id)),
     {noreply, State}.
 
 unavailable_frame(Id) ->
@@ -585,6 +589,12 @@ detach_all(#state{socket = Socket, inflight = T}) ->
 %%%===================================================================
 send(Socket, Frame) ->
     mod_megaphone_transport:send(Socket, mod_megaphone_codec:encode(Frame)).
+
+%% A RESPONSE: the link may have many answers queued (see
+%% mod_megaphone_transport:send_async/2); the driver's reply comes as
+%% {inet_reply, Socket, Status} (handle_info/2).
+send_answer(Socket, Frame) ->
+    mod_megaphone_transport:send_async(Socket, mod_megaphone_codec:encode(Frame)).
 
 activate(Socket, N) ->
     case mod_megaphone_transport:setopts(Socket, [{active, N}]) of

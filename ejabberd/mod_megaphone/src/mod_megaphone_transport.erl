@@ -23,7 +23,7 @@
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_transport).
 
--export([kind/1, send/2, setopts/2, close/1, shutdown/2, peername/1,
+-export([kind/1, send/2, send_async/2, setopts/2, close/1, shutdown/2, peername/1,
          controlling_process/2, next_frame/2, tls_options/1]).
 
 -type socket() :: inet:socket() | ssl:sslsocket().
@@ -39,6 +39,23 @@ send(Socket, Frame) when is_port(Socket) ->
     gen_tcp:send(Socket, Frame);
 send(Socket, Frame) ->
     ssl:send(Socket, [<<(iolist_size(Frame)):32>>, Frame]).
+
+%% send/2 for a process whose mailbox may be long (a link with many
+%% answers queued): gen_tcp:send/2 waits for the driver's
+%% {inet_reply, S, Status} with a receive that scans the whole mailbox, so
+%% a link sending N queued answers would scan N^2 messages. Over TCP this
+%% hands the frame to the driver and returns; the caller gets
+%% {inet_reply, S, ok | {error, Why}} later (the driver still blocks the
+%% caller while the socket is busy: the same back-pressure). Over TLS,
+%% ssl:send/2's call waits on a fresh reference (no scan).
+-spec send_async(socket(), iodata()) -> ok | {error, term()}.
+send_async(Socket, Frame) when is_port(Socket) ->
+    try erlang:port_command(Socket, Frame) of
+        true -> ok
+    catch error:badarg -> {error, closed}
+    end;
+send_async(Socket, Frame) ->
+    send(Socket, Frame).
 
 %% inet options for TCP. For TLS, packet and packet_size are left to the
 %% link (next_frame/2): the TLS socket stays {packet, raw}; exit_on_close is a
