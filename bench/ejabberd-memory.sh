@@ -4,7 +4,9 @@
 # Megaphone (one ECM, LINKS links), with the same load generator and the same N, side by side in one run:
 # two private ejabberd instances started together (A: direct, B: behind the ECM), the same users registered on
 # both, the same ramps. At each N: erlang:memory() total and processes, process count, open files of the
-# ejabberd OS process, before and after a forced garbage collection of every Erlang process; at the last N a
+# ejabberd OS process, before and after a forced garbage collection of every Erlang process, and after a second
+# one (a first forced GC sizes each new heap from the words in use before it, garbage included, and shrinks it
+# only when the live words are under a quarter of that: a second one sizes it from the live words); at the last N a
 # profile (bench/ejabberd-rpc.sh profile: processes grouped by initial call), the per-user processes in detail
 # (bench/ejabberd-rpc.sh sessions: heap, live heap, monitors...) and the largest ETS tables (bench/ejabberd-rpc.sh
 # tables) of both. Users are poll only (one HTTP connection each, a held poll always outstanding, wait WAIT s),
@@ -69,16 +71,19 @@ for m in "${ECM_MGMTS[@]}"; do wait_ready "$m" "$LINKS"; done
 ECM_URL=$(IFS=,; echo "${ECM_URLS[*]}")   # user i goes to ECM i mod ECMS
 
 ej_pid() { cat "$1/ejabberd.pid"; }
+gc_all() { "$REPO/bench/ejabberd-rpc.sh" "$1" eval '[erlang:garbage_collect(P) || P <- erlang:processes()], ok' >/dev/null; }
 measure() { # mode dir n online -> appends a line to points.txt
-    local mode=$1 dir=$2 n=$3 online=$4 before after fds
+    local mode=$1 dir=$2 n=$3 online=$4 before after after2 fds
     before=$("$REPO/bench/ejabberd-rpc.sh" "$dir" memory)
     fds=$(ls "/proc/$(ej_pid "$dir")/fd" | wc -l)
-    "$REPO/bench/ejabberd-rpc.sh" "$dir" eval '[erlang:garbage_collect(P) || P <- erlang:processes()], ok' >/dev/null
+    gc_all "$dir"
     after=$("$REPO/bench/ejabberd-rpc.sh" "$dir" memory)
-    echo "$mode $n $before $after $fds $online" >>"$OUT/points.txt"
-    log "$mode N=$n: total processes binary ets count = $before | after GC: $after | open files $fds"
+    gc_all "$dir"
+    after2=$("$REPO/bench/ejabberd-rpc.sh" "$dir" memory)
+    echo "$mode $n $before $after $fds $online $after2" >>"$OUT/points.txt"
+    log "$mode N=$n: total processes binary ets count = $before | after GC: $after | after a 2nd GC: $after2 | open files $fds"
 }
-echo "mode n total processes binary ets procs gc_total gc_processes gc_binary gc_ets gc_procs open_files online" >"$OUT/points.txt"
+echo "mode n total processes binary ets procs gc_total gc_processes gc_binary gc_ets gc_procs open_files online gc2_total gc2_processes gc2_binary gc2_ets gc2_procs" >"$OUT/points.txt"
 measure direct "$EJ_A" 0 0
 measure megaphone "$EJ_B" 0 0
 declare -A ONLINE=([direct]=0 [megaphone]=0) PREV=([direct]=0 [megaphone]=0) AT=([direct]=0 [megaphone]=0)
@@ -124,7 +129,8 @@ done
 for mode in direct megaphone; do
     dir=$EJ_A; [[ $mode == direct ]] || dir=$EJ_B
     "$REPO/bench/ejabberd-rpc.sh" "$dir" profile >"$OUT/profile-$mode-${AT[$mode]}.txt" 2>&1 || true
-    "$REPO/bench/ejabberd-rpc.sh" "$dir" sessions >"$OUT/sessions-$mode-${AT[$mode]}.txt" 2>&1 || true
+    # each process read right after two GCs of its own
+    "$REPO/bench/ejabberd-rpc.sh" "$dir" sessions 20 2 >"$OUT/sessions-$mode-${AT[$mode]}-gc2.txt" 2>&1 || true
 done
 for i in "${!ECM_MGMTS[@]}"; do curl -s "http://127.0.0.1:${ECM_MGMTS[i]}/actuator/health" >"$OUT/ecm-health-$((i + 1)).json" || true; done
 "$REPO/scripts/private-ejabberd.sh" ctl "$EJ_B" megaphone_stats >"$OUT/megaphone-stats.txt" 2>&1 || true
@@ -141,24 +147,24 @@ ns = sorted({n for (m, n) in pts if m == "megaphone"})
 dns = sorted({n for (m, n) in pts if m == "direct"})
 def dn(n):  # the largest direct point not above n
     return max(d for d in dns if d <= n)
-print("| mode | N | total MB | processes MB | binary MB | ets MB | Erlang processes | total after GC MB | open files |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| mode | N | total MB | processes MB | binary MB | ets MB | Erlang processes | total after GC MB | after a 2nd GC MB | open files |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for mode, mns in (("direct", dns), ("megaphone", ns)):
     for n in mns:
         v = pts[(mode, n)]
-        print(f"| {mode} | {n:,} | {v[0]/2**20:.1f} | {v[1]/2**20:.1f} | {v[2]/2**20:.1f} | {v[3]/2**20:.1f} | {v[4]:,} | {v[5]/2**20:.1f} | {v[10]:,} |")
+        print(f"| {mode} | {n:,} | {v[0]/2**20:.1f} | {v[1]/2**20:.1f} | {v[2]/2**20:.1f} | {v[3]/2**20:.1f} | {v[4]:,} | {v[5]/2**20:.1f} | {v[12]/2**20:.1f} | {v[10]:,} |")
 print()
 print("Per user (slope from 0 to the users actually logged in at N; bytes, KB = 1024 B):\n")
-print("| N (direct, megaphone) | direct total | megaphone total | ratio | direct after GC | megaphone after GC | ratio after GC | processes/user direct, megaphone |")
-print("|---|---:|---:|---:|---:|---:|---:|---|")
+print("| N (direct, megaphone) | direct total | megaphone total | ratio | direct after GC | megaphone after GC | ratio after GC | after a 2nd GC: direct, megaphone | ratio | processes/user direct, megaphone |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for n in ns[1:]:
-    d = [(pts[("direct", dn(n))][i] - pts[("direct", 0)][i]) / pts[("direct", dn(n))][11] for i in range(11)]
-    m = [(pts[("megaphone", n)][i] - pts[("megaphone", 0)][i]) / pts[("megaphone", n)][11] for i in range(11)]
-    print(f"| {dn(n):,}, {n:,} | {d[0]:,.0f} ({d[0]/1024:.1f} KB) | {m[0]:,.0f} ({m[0]/1024:.1f} KB) | **{m[0]/d[0]:.2f}×** | {d[5]/1024:.1f} KB | {m[5]/1024:.1f} KB | {m[5]/d[5]:.2f}× | {d[4]:.2f}, {m[4]:.2f} |")
+    d = [(pts[("direct", dn(n))][i] - pts[("direct", 0)][i]) / pts[("direct", dn(n))][11] for i in range(len(pts[("direct", 0)]))]
+    m = [(pts[("megaphone", n)][i] - pts[("megaphone", 0)][i]) / pts[("megaphone", n)][11] for i in range(len(pts[("megaphone", 0)]))]
+    print(f"| {dn(n):,}, {n:,} | {d[0]:,.0f} ({d[0]/1024:.1f} KB) | {m[0]:,.0f} ({m[0]/1024:.1f} KB) | **{m[0]/d[0]:.2f}×** | {d[5]/1024:.1f} KB | {m[5]/1024:.1f} KB | **{m[5]/d[5]:.2f}×** | {d[12]/1024:.1f} KB, {m[12]/1024:.1f} KB | {m[12]/d[12]:.2f}× | {d[4]:.2f}, {m[4]:.2f} |")
 if len(ns) > 2 and len(dns) > 2:
     a, b = ns[1], ns[-1]
     da, db = dn(a), dn(b)
-    for k, label in ((0, "as is"), (5, "after GC")):
+    for k, label in ((0, "as is"), (5, "after GC"), (12, "after a 2nd GC")):
         d = (pts[("direct", db)][k] - pts[("direct", da)][k]) / (pts[("direct", db)][11] - pts[("direct", da)][11])
         m = (pts[("megaphone", b)][k] - pts[("megaphone", a)][k]) / (pts[("megaphone", b)][11] - pts[("megaphone", a)][11])
         print(f"\nslope {label}, direct {da:,} → {db:,}, megaphone {a:,} → {b:,}: direct {d/1024:.1f} KB, megaphone {m/1024:.1f} KB per user ({m/d:.2f}×)")

@@ -15,15 +15,19 @@
 #   bench/ejabberd-rpc.sh DIR tables [TOP]           the TOP (25) ETS tables by memory: name, owner's initial
 #                                                   call, rows, bytes, bytes per row; the sum of the
 #                                                   mod_megaphone_sequencer_* shard tables
-#   bench/ejabberd-rpc.sh DIR sessions [SAMPLE]      the per-user processes (ejabberd_bosh, c2s, ejabberd_http),
+#   bench/ejabberd-rpc.sh DIR sessions [SAMPLE [GCS]] the per-user processes (ejabberd_bosh, c2s, ejabberd_http),
 #                                                   each kind: mean process_info memory split into heap block,
 #                                                   live heap (garbage_collection_info heap_size: the used
 #                                                   words), old heap, stack, message queue, links, monitors,
 #                                                   monitored_by (and by whom, in a sample), dictionary; the
 #                                                   heap block sizes seen; the state's words per field of a
-#                                                   SAMPLE (20) of BOSH sessions (sys:get_state)
+#                                                   SAMPLE (20) of BOSH sessions (sys:get_state); GCS (0): that
+#                                                   many erlang:garbage_collect/1 of each process just before
+#                                                   it is read (a first forced GC sizes the new heap from the
+#                                                   words in use before it, garbage included; a second one
+#                                                   from the live words)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '3,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 DIR=$(cd "$1" && pwd -P); CMD=$2; shift 2
 # shellcheck source=/dev/null
 . "$DIR/instance.env"
@@ -135,7 +139,7 @@ ERL
         run_local "TOP = $TOP, ${CODE}"
         ;;
     sessions)
-        SAMPLE=${1:-20}
+        SAMPLE=${1:-20} GCS=${2:-0}
         read -r -d '' CODE <<'ERL' || true
         Kinds = [{ejabberd_bosh, init, 1}, {xmpp_stream_in, init, 1}, {ejabberd_http, init, 3}],
         %% ejabberd 23.01's #state{} of ejabberd_bosh (the order of its fields)
@@ -153,6 +157,7 @@ ERL
                    end,
             W = erlang:system_info(wordsize),
             Stat = fun(P) ->
+                _ = [erlang:garbage_collect(P) || _ <- lists:seq(1, GCS)],
                 case erlang:process_info(P, [memory, garbage_collection_info, stack_size, message_queue_len,
                                              links, monitors, monitored_by, dictionary, binary]) of
                     undefined -> undefined;
@@ -231,7 +236,7 @@ ERL
                  [io:format("  ~-20s ~10.1f~n", [Name, float(V)]) || {Name, V} <- Fields]
         end
 ERL
-        run_local "SAMPLE = $SAMPLE, ${CODE}"
+        run_local "SAMPLE = $SAMPLE, GCS = $GCS, ${CODE}"
         ;;
     *) echo "unknown command $CMD" >&2; exit 2 ;;
 esac
