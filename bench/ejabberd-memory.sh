@@ -31,8 +31,17 @@ SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-ejabberd-memory}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 EJ_A=$(mktemp -d /tmp/ejmem-direct.XXXXXX); EJ_B=$(mktemp -d /tmp/ejmem-megaphone.XXXXXX)
+LG_PIDS=()
 cleanup() {
     touch "$OUT/stop"; sleep 1
+    # the load generators end their steady state, drain and write their JSON (18,000 connections take a while)
+    local pid alive
+    for _ in $(seq 40); do
+        alive=0
+        for pid in "${LG_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        (( alive )) || break
+        sleep 1
+    done
     stop_all
     "$REPO/scripts/private-ejabberd.sh" stop "$EJ_A" >/dev/null 2>&1 || true
     "$REPO/scripts/private-ejabberd.sh" stop "$EJ_B" >/dev/null 2>&1 || true
@@ -104,6 +113,7 @@ for N in $POINTS; do
             --stop-file "$OUT/stop" --ready-file "$OUT/ready-$K" --no-terminate --source "127.0.$((10 + K)).1,127.0.$((10 + K)).2" \
             --login-timeout 120 --out "$OUT/loadgen-$mode-${AT[$mode]}.json" >"$OUT/loadgen-$mode-${AT[$mode]}.log" 2>&1 &
         PIDS+=($!)
+        LG_PIDS+=($!)
         LGPID=$!
         for _ in $(seq 600); do [[ -f "$OUT/ready-$K" ]] && break; kill -0 $LGPID 2>/dev/null || die "loadgen exited, see $OUT/loadgen-$mode-${AT[$mode]}.log"; sleep 1; done
         [[ -f "$OUT/ready-$K" ]] || die "ramp of $mode to ${AT[$mode]} did not finish"
