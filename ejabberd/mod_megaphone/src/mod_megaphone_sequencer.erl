@@ -263,6 +263,9 @@ handle_info({timeout, Timer, {order, Sid, Rid}}, St) ->
     {noreply, update(St, Sid, fun(S) -> order_timeout(Rid, Timer, S) end)};
 handle_info({{session_down, Sid}, _Mon, process, _Pid, Reason}, St) ->
     {noreply, session_down(Sid, Reason, St)};
+handle_info({garbage_collect, {megaphone_gc, P}, _}, St) ->
+    mod_megaphone_worker:collect_again(P),
+    {noreply, St};
 handle_info(_Info, St) ->
     {noreply, St}.
 
