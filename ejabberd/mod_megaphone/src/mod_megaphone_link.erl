@@ -410,7 +410,7 @@ submit(#{id := Id, body := Body} = Request, #state{socket = Socket, inflight = T
             {noreply, monitor_shard(Shard, State)};
         {create, Rid} ->
             %% a re-sent copy of a creation gets the same session: the
-            %% answer of a recent one, or the running worker's
+            %% answer of a recent one (5-10 s), or the running worker's
             Key = mod_megaphone_registry:creation_key(maps:get(ip, Request), Rid, Body),
             case mod_megaphone_registry:created(Key) of
                 {ok, Result} ->
