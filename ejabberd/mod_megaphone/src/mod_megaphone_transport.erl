@@ -48,11 +48,24 @@ send(Socket, Frame) ->
 %% {inet_reply, S, ok | {error, Why}} later (the driver still blocks the
 %% caller while the socket is busy: the same back-pressure). Over TLS,
 %% ssl:send/2's call waits on a fresh reference (no scan).
+%% Only on OTP 25 (Debian 12, ejabberd 23.01), where the driver takes the
+%% frame as the command's data: later releases put more than the data in
+%% the command (a raw frame closes the socket on OTP 27), so there this is
+%% send/2, whose cost with a long mailbox was not measured there.
 -spec send_async(socket(), iodata()) -> ok | {error, term()}.
 send_async(Socket, Frame) when is_port(Socket) ->
-    try erlang:port_command(Socket, Frame) of
-        true -> ok
-    catch error:badarg -> {error, closed}
+    case persistent_term:get({?MODULE, raw_port_command}, undefined) of
+        undefined ->
+            Raw = erlang:system_info(otp_release) =< "25",
+            persistent_term:put({?MODULE, raw_port_command}, Raw),
+            send_async(Socket, Frame);
+        true ->
+            try erlang:port_command(Socket, Frame) of
+                true -> ok
+            catch error:badarg -> {error, closed}
+            end;
+        false ->
+            send(Socket, Frame)
     end;
 send_async(Socket, Frame) ->
     send(Socket, Frame).
