@@ -24,7 +24,7 @@
 
 -define(KEY, {?MODULE, counters}).
 %% one gauge per sequencer shard, after the counters
--define(SHARD_SLOTS, 16).
+-define(SHARD_SLOTS, length(mod_megaphone_sequencer:shard_names())).
 
 -type counter() :: links_accepted_total | links_refused_total |
                    requests_total | requests_deduplicated_total |
@@ -62,7 +62,7 @@ new() ->
 %% Shard I of mod_megaphone_sequencer has N calls in flight now (each
 %% shard writes its own slot, so a restarted shard starts from 0).
 -spec shard_calls(pos_integer(), non_neg_integer()) -> ok.
-shard_calls(I, N) when I =< ?SHARD_SLOTS ->
+shard_calls(I, N) ->
     case persistent_term:get(?KEY, undefined) of
         undefined -> ok;
         Ref -> counters:put(Ref, length(counters()) + I, N)
