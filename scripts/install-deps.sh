@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs what Megaphone needs on a Debian/Ubuntu machine, only where it is missing:
 # ejabberd and erlang-dev (mod_megaphone is built with erlc against the packaged ejabberd), erlang-proper-dev,
-# a JDK 17+ (the Maven wrapper fetches Maven itself), make, curl, python3, iproute2, openssl, and for the real web
-# client tests (clients/): Node.js 18+ with npm, and Chromium (driven headless by playwright-core).
+# a JDK 17+ (the Maven wrapper fetches Maven itself), make, curl, python3, iproute2, openssl, promtool (Debian's
+# prometheus package: AlertRulesTest runs the chart's alert rule tests with it), and for the real web client tests
+# (clients/): Node.js 18+ with npm, and Chromium (driven headless by playwright-core).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # TlsLinkTest makes its certificates with it
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool test rules (AlertRulesTest)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
@@ -36,6 +38,10 @@ $sudo apt-get update -q
 # The Debian ejabberd package starts a system-wide ejabberd where systemd runs; the tests and the demo
 # start their own private instances on free ports, so the system one is not needed (and is stopped).
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet ejabberd 2>/dev/null; then
-    $sudo systemctl stop ejabberd || true
-fi
+# Likewise the prometheus package's server (only promtool is used): it would take port 9090, the ECM's management port.
+for service in ejabberd prometheus; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+        $sudo systemctl stop "$service" || true
+        [ "$service" = ejabberd ] || $sudo systemctl disable "$service" 2>/dev/null || true
+    fi
+done

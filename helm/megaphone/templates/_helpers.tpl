@@ -95,13 +95,15 @@ fullname when the chart creates one, or "default".
 
 {{/*
 megaphone.secretName: the Secret that holds the link secret: link.existingSecret, or the one the
-chart creates from link.secret.
+chart creates from link.secret or link.generateSecret. Fails with the fix when none of the three is set.
 */}}
 {{- define "megaphone.secretName" -}}
 {{- if .Values.link.existingSecret }}
 {{- .Values.link.existingSecret }}
-{{- else }}
+{{- else if or .Values.link.secret .Values.link.generateSecret }}
 {{- include "megaphone.fullname" . }}
+{{- else }}
+{{- fail "link secret: none given (expected: link.existingSecret, the name of a Secret you create and ejabberd's mod_megaphone mounts too, e.g. kubectl -n NAMESPACE create secret generic megaphone-link --from-literal=link-secret=\"$(openssl rand -base64 36)\"; or link.secret; or link.generateSecret=true, which keeps the generated one across helm upgrade but not across helm template)" }}
 {{- end }}
 {{- end }}
 
@@ -230,7 +232,9 @@ and the link GOAWAY fit in the rest).
 {{- $_ := set $config.megaphone.link "tls" $tls }}
 {{- end }}
 {{- end }}
-{{- mustMergeOverwrite $config (deepCopy .Values.extraConfig) | toYaml }}
+{{- $config = mustMergeOverwrite $config (deepCopy .Values.extraConfig) }}
+{{- include "megaphone.validateCapacity" (dict "config" $config "root" .) }}
+{{- $config | toYaml }}
 {{- end }}
 
 {{/*
@@ -261,5 +265,60 @@ trust key, or with half of a client certificate. Called from megaphone.applicati
 {{- fail "link.tls.clientKeyKey is set but link.tls.clientCertificateKey is empty: mutual TLS needs both the client certificate and its private key" }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+megaphone.managementPeers: the peers the NetworkPolicy admits to the management port, as a YAML list:
+networkPolicy.managementFrom, plus serviceMonitor.prometheusFrom when the chart makes a ServiceMonitor (else its
+scrapes would be refused). Fails with the fix when a ServiceMonitor is made but no peer would be admitted.
+*/}}
+{{- define "megaphone.managementPeers" -}}
+{{- $peers := list }}
+{{- range .Values.networkPolicy.managementFrom }}{{ $peers = append $peers . }}{{ end }}
+{{- if .Values.serviceMonitor.enabled }}
+{{- range .Values.serviceMonitor.prometheusFrom }}{{ $peers = append $peers . }}{{ end }}
+{{- if and .Values.networkPolicy.enabled (not $peers) }}
+{{- fail "serviceMonitor.enabled with networkPolicy.enabled, but serviceMonitor.prometheusFrom and networkPolicy.managementFrom are empty: the NetworkPolicy would refuse every scrape (expected: serviceMonitor.prometheusFrom, the peers Prometheus runs in, e.g. [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}], or networkPolicy.enabled=false)" }}
+{{- end }}
+{{- end }}
+{{- toYaml $peers }}
+{{- end }}
+
+{{/*
+megaphone.validateCapacity: refuses an edge.admission.max-held above what the links can carry: links-per-node x
+mod_megaphone's max_inflight (link.maxInflight) x the ejabberd nodes (link.nodes, or link.discovery.minNodes).
+Reads the final Spring properties (extraConfig included). Past that capacity the ECM refuses requests with
+reason link_capacity long before max-held (docs/operations.md, "Capacity").
+*/}}
+{{- define "megaphone.validateCapacity" -}}
+{{- $link := .config.megaphone.link }}
+{{- $links := int (index $link "links-per-node") }}
+{{- $maxHeld := int (index .config.megaphone.edge.admission "max-held") }}
+{{- $maxInflight := int .root.Values.link.maxInflight }}
+{{- $nodes := 0 }}
+{{- $from := "" }}
+{{- if hasKey $link "discovery" }}
+{{- $nodes = int .root.Values.link.discovery.minNodes }}
+{{- $from = "link.discovery.minNodes" }}
+{{- else }}
+{{- $nodes = len $link.nodes }}
+{{- $from = "link.nodes" }}
+{{- end }}
+{{- $capacity := mul $links $maxInflight $nodes }}
+{{- if gt $maxHeld $capacity }}
+{{- fail (printf "edge.admission.maxHeld: %d (expected: <= %d, the links' capacity: links-per-node %d x link.maxInflight %d x %d ejabberd nodes (%s); above it requests get 503 with reason link_capacity: raise link.linksPerNode, or mod_megaphone's max_inflight with link.maxInflight, or lower maxHeld; docs/operations.md, Capacity)" $maxHeld $capacity $links $maxInflight $nodes $from) }}
+{{- end }}
+{{- end }}
+
+{{/*
+megaphone.ejabberdJob: the job label of mod_megaphone's scrape, for the ejabberd alerts: prometheusRule.ejabberdJob,
+or "<fullname>-ejabberd", the job serviceMonitor.ejabberd's ServiceMonitor sets; empty when neither applies.
+*/}}
+{{- define "megaphone.ejabberdJob" -}}
+{{- if .Values.prometheusRule.ejabberdJob }}
+{{- .Values.prometheusRule.ejabberdJob }}
+{{- else if .Values.serviceMonitor.ejabberd.enabled }}
+{{- printf "%s-ejabberd" (include "megaphone.fullname" .) }}
 {{- end }}
 {{- end }}

@@ -38,24 +38,34 @@ final class HelmChart {
         }
     }
 
+    /**
+     * The one value the chart has no default for: where the link secret comes from (link.existingSecret, link.secret
+     * or link.generateSecret). "The defaults" below are the chart's defaults plus this.
+     */
+    static final String DEFAULT_EXISTING_SECRET = "megaphone-link";
+
     /** helm template with the chart's defaults, or with one values file over them. */
     static Rendered template(Path valuesFile) {
         TemplateCommand command = new Helm(CHART).template().withName(RELEASE).withNamespace(NAMESPACE);
         if (valuesFile != null) {
             command = command.withValuesFile(valuesFile);
+        } else {
+            command = command.set("link.existingSecret", DEFAULT_EXISTING_SECRET);
         }
         return new Rendered(command.call());
     }
 
+    /** helm template with only the chart's own values.yaml: no link secret given. */
+    static Rendered templateBare() {
+        return new Rendered(new Helm(CHART).template().withName(RELEASE).withNamespace(NAMESPACE).call());
+    }
+
     /**
-     * helm lint --strict, with one values file over the defaults. helm-java's lint has no --values, so the chart is
+     * helm lint --strict, with one values file over the defaults (null: the defaults and DEFAULT_EXISTING_SECRET). helm-java's lint has no --values, so the chart is
      * copied to a temporary folder whose values.yaml is the defaults with the file merged over them (the way Helm
      * merges: maps key by key, anything else replaced).
      */
     static LintResult lint(Path valuesFile, Path tempDir) throws IOException {
-        if (valuesFile == null) {
-            return new Helm(CHART).lint().strict().call();
-        }
         Path copy = tempDir.resolve("megaphone");
         try (Stream<Path> files = Files.walk(CHART)) {
             for (Path source : files.toList()) {
@@ -67,7 +77,9 @@ final class HelmChart {
                 }
             }
         }
-        Map<String, Object> merged = merge(load(CHART.resolve("values.yaml")), load(valuesFile));
+        Map<String, Object> override = valuesFile != null ? load(valuesFile)
+                : Map.of("link", Map.of("existingSecret", DEFAULT_EXISTING_SECRET));
+        Map<String, Object> merged = merge(load(CHART.resolve("values.yaml")), override);
         DumperOptions options = new DumperOptions();
         options.setDefaultFlowStyle(DumperOptions.FlowStyle.BLOCK);
         Files.writeString(copy.resolve("values.yaml"), new Yaml(options).dump(merged));

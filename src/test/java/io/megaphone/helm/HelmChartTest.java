@@ -5,6 +5,8 @@ import static io.megaphone.helm.HelmChart.at;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import com.marcnuri.helm.DryRun;
+import com.marcnuri.helm.Helm;
 import com.marcnuri.helm.LintResult;
 import io.megaphone.helm.HelmChart.Rendered;
 import java.io.IOException;
@@ -142,7 +144,7 @@ class HelmChartTest {
         Map<String, Object> config = defaults.applicationConfig();
 
         assertThat((List<Object>) at(config, "megaphone", "link", "nodes")).containsExactly("ejabberd:5290");
-        assertThat((Integer) at(config, "megaphone", "link", "links-per-node")).isEqualTo(4);
+        assertThat((Integer) at(config, "megaphone", "link", "links-per-node")).isEqualTo(8);
         assertThat((String) at(config, "megaphone", "edge", "upstream-timeout")).isEqualTo("310s");
         assertThat((List<Object>) at(config, "megaphone", "edge", "paths")).containsExactly("/http-bind", "/bosh");
         assertThat((Integer) at(config, "megaphone", "edge", "admission", "max-held")).isEqualTo(70000);
@@ -154,17 +156,51 @@ class HelmChartTest {
     }
 
     @Test
-    void defaultsGenerateALinkSecretAndMountItAsTheFileTheEcmReads() {
-        Map<String, Object> secret = defaults.one("Secret");
-        String encoded = at(secret, "data", "link-secret");
+    void withNoLinkSecretGivenTheChartRefusesToRenderAndSaysWhatToSet() {
+        assertThatThrownBy(HelmChart::templateBare)
+                .hasMessageContaining("link secret: none given (expected: link.existingSecret")
+                .hasMessageContaining("link.secret").hasMessageContaining("link.generateSecret=true");
+    }
 
-        assertThat(new String(Base64.getDecoder().decode(encoded), StandardCharsets.UTF_8)).hasSize(48);
-        assertThat((String) at(secret, "metadata", "annotations", "helm.sh/resource-policy")).isEqualTo("keep");
-        assertThat((String) at(defaults.volume("link-secret"), "secret", "secretName")).isEqualTo("megaphone");
+    @Test
+    void defaultsMountTheExistingSecretAsTheFileTheEcmReadsAndCreateNone() {
+        assertThat(defaults.all("Secret")).isEmpty();
+        assertThat((String) at(defaults.volume("link-secret"), "secret", "secretName"))
+                .isEqualTo(HelmChart.DEFAULT_EXISTING_SECRET);
         assertThat((String) at(defaults.volumeMount("link-secret"), "mountPath")).isEqualTo("/etc/megaphone/link");
         assertThat((Boolean) at(defaults.volumeMount("link-secret"), "readOnly")).isTrue();
         assertThat(defaults.env()).containsEntry("MEGAPHONE_LINK_SECRET_FILE", "/etc/megaphone/link/link-secret")
                 .doesNotContainKey("MEGAPHONE_LINK_SECRET");
+    }
+
+    /** Argo CD and other GitOps tools render with helm template, on every sync: the secret must not change. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("valueSets")
+    void theLinkSecretSurvivesHelmTemplateTwice(String name, Path valuesFile) {
+        Rendered first = HelmChart.template(valuesFile);
+        Rendered second = HelmChart.template(valuesFile);
+
+        assertThat(second.all("Secret")).isEqualTo(first.all("Secret"));
+        assertThat((Object) second.volume("link-secret")).isEqualTo(first.volume("link-secret"));
+        assertThat(second.text()).as("the whole rendering").isEqualTo(first.text());
+    }
+
+    /**
+     * link.generateSecret asks the cluster for the Secret it generated before (lookup), so that upgrades keep it.
+     * helm-java's template has a cluster client (helm template has none, and lookup then finds nothing), so a render
+     * shows that it asks; an install --dry-run, client only, renders as a first install does (its output has the
+     * NOTES, not the manifest).
+     */
+    @Test
+    void aGeneratedSecretIsOnlyOnRequestAndLooksForTheOneItGeneratedBefore(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("generate.yaml");
+        Files.writeString(values, "link:\n  generateSecret: true\n");
+        assertThatThrownBy(() -> HelmChart.template(values)).hasMessageContaining("lookup \"v1\" \"Secret\"");
+
+        String output = new Helm(HelmChart.CHART).install().withName(HelmChart.RELEASE).withNamespace(HelmChart.NAMESPACE)
+                .dryRun().withDryRunOption(DryRun.CLIENT).clientOnly().withValuesFile(values).call().getOutput();
+        assertThat(output).contains("A random link secret was generated (link.generateSecret); upgrades keep it")
+                .contains("Recommended: link.existingSecret").contains("not across helm template");
     }
 
     @Test
@@ -190,6 +226,60 @@ class HelmChartTest {
         assertThat(rendered.env()).containsEntry("MEGAPHONE_LINK_SECRET_FILE", "/var/run/secrets/megaphone/shared-secret");
         assertThat((List<Object>) at(rendered.applicationConfig(), "megaphone", "link", "nodes")).hasSize(2);
         assertThat((Integer) at(rendered.applicationConfig(), "megaphone", "link", "links-per-node")).isEqualTo(4);
+    }
+
+    @Test
+    void theDefaultImageIsTheOneTheWorkflowPublishesTaggedWithTheChartsAppVersion() throws IOException {
+        Map<String, Object> chart = HelmChart.load(HelmChart.CHART.resolve("Chart.yaml"));
+        String pom = Files.readString(Path.of("pom.xml"));
+        java.util.regex.Matcher version = java.util.regex.Pattern
+                .compile("</parent>\\s*<groupId>[^<]+</groupId>\\s*<artifactId>[^<]+</artifactId>\\s*<version>([^<]+)</version>")
+                .matcher(pom);
+        assertThat(version.find()).as("the project version in pom.xml").isTrue();
+
+        assertThat((String) chart.get("appVersion")).as("the next release: the pom version without -SNAPSHOT")
+                .isEqualTo(version.group(1).replace("-SNAPSHOT", ""));
+        assertThat((String) at(defaults.container(), "image"))
+                .isEqualTo("ghcr.io/megaphone/megaphone-ecm:" + chart.get("appVersion"));
+        assertThat(Files.readString(Path.of(".github/workflows/ci.yml")))
+                .contains("ECM_IMAGE=ghcr.io/$owner/megaphone-ecm")
+                .contains("helm package helm/megaphone --version \"$VERSION\" --app-version \"$VERSION\"")
+                .contains("helm push");
+    }
+
+    @Test
+    void defaultsPreferToSpreadThePodsOverNodes() {
+        Map<String, Object> term = at(defaults.podSpec(), "affinity", "podAntiAffinity",
+                "preferredDuringSchedulingIgnoredDuringExecution", 0);
+        assertThat((Integer) term.get("weight")).isEqualTo(100);
+        assertThat((String) at(term, "podAffinityTerm", "topologyKey")).isEqualTo("kubernetes.io/hostname");
+        assertThat((Map<String, Object>) at(term, "podAffinityTerm", "labelSelector", "matchLabels")).isEqualTo(SELECTOR);
+
+        Rendered own = HelmChart.template(HelmChart.CHART.resolve("ci/hardened-values.yaml"));
+        assertThat((Object) at(own.podSpec(), "affinity")).as("an affinity of the user's replaces the preset")
+                .isEqualTo(Map.of("nodeAffinity", Map.of("preferredDuringSchedulingIgnoredDuringExecution",
+                        List.of(Map.of("weight", 1, "preference", Map.of("matchExpressions", List.of(Map.of(
+                                "key", "node-role.example.org/chat", "operator", "Exists"))))))));
+    }
+
+    @Test
+    void aMaxHeldAboveWhatTheLinksCanCarryIsRefusedWithTheFix(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("four-links.yaml");
+        Files.writeString(values, "link:\n  existingSecret: s\n  linksPerNode: 4\n");
+
+        assertThatThrownBy(() -> HelmChart.template(values)).hasMessageContaining(
+                "edge.admission.maxHeld: 70000 (expected: <= 40000, the links' capacity: links-per-node 4 x"
+                        + " link.maxInflight 10000 x 1 ejabberd nodes (link.nodes)");
+
+        Files.writeString(values, "link:\n  existingSecret: s\n  nodes: [a:5290]\n"
+                + "extraConfig:\n  megaphone:\n    link:\n      links-per-node: 6\n");
+        assertThatThrownBy(() -> HelmChart.template(values)).as("extraConfig counts: it is what the ECM runs with")
+                .hasMessageContaining("(expected: <= 60000");
+
+        Files.writeString(values, "link:\n  existingSecret: s\n  linksPerNode: 4\n"
+                + "  discovery:\n    dnsName: ejabberd-headless\n    minNodes: 2\n");
+        assertThat((Integer) at(HelmChart.template(values).applicationConfig(), "megaphone", "edge", "admission",
+                "max-held")).as("2 discovered nodes x 4 links x 10,000").isEqualTo(70000);
     }
 
     @Test
@@ -238,6 +328,29 @@ class HelmChartTest {
     }
 
     @Test
+    void enablingTheServiceMonitorLetsPrometheusThroughTheDefaultNetworkPolicy() {
+        Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/servicemonitor-values.yaml"));
+        List<Map<String, Object>> ingress = at(rendered.one("NetworkPolicy"), "spec", "ingress");
+
+        assertThat(ingress).extracting(rule -> at(rule, "ports", 0, "port")).containsExactly("bosh", "management");
+        assertThat((Map<String, Object>) at(ingress.get(1), "from", 0))
+                .isEqualTo(Map.of("namespaceSelector", Map.of("matchLabels",
+                        Map.of("kubernetes.io/metadata.name", "monitoring"))));
+        assertThat((String) at(rendered.one("ServiceMonitor"), "spec", "endpoints", 0, "port"))
+                .as("the port the policy opens").isEqualTo("management");
+    }
+
+    @Test
+    void aServiceMonitorThatTheNetworkPolicyWouldRefuseIsRefusedWithTheFix(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("no-prometheus-peer.yaml");
+        Files.writeString(values, "link:\n  existingSecret: s\nserviceMonitor:\n  enabled: true\n  prometheusFrom: []\n");
+
+        assertThatThrownBy(() -> HelmChart.template(values)).hasMessageContaining(
+                "serviceMonitor.prometheusFrom and networkPolicy.managementFrom are empty: the NetworkPolicy would"
+                        + " refuse every scrape (expected: serviceMonitor.prometheusFrom");
+    }
+
+    @Test
     void theEjabberdServiceMonitorScrapesModMegaphoneOnEjabberdsOwnServiceOnly() {
         Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/ejabberd-servicemonitor-values.yaml"));
         Map<String, Object> monitor = rendered.one("ServiceMonitor");
@@ -250,6 +363,9 @@ class HelmChartTest {
         assertThat((String) at(monitor, "spec", "endpoints", 0, "port")).isEqualTo("metrics");
         assertThat((String) at(monitor, "spec", "endpoints", 0, "path")).isEqualTo("/megaphone/metrics");
         assertThat((String) at(monitor, "spec", "endpoints", 0, "interval")).isEqualTo("30s");
+        assertThat((Map<String, Object>) at(monitor, "spec", "endpoints", 0, "relabelings", 0))
+                .as("a job of our own for the ejabberd alerts")
+                .isEqualTo(Map.of("targetLabel", "job", "replacement", "megaphone-ejabberd"));
     }
 
     @Test
@@ -321,6 +437,7 @@ class HelmChartTest {
         Path values = tempDir.resolve("tls-server-only.yaml");
         Files.writeString(values, """
                 link:
+                  existingSecret: s
                   tls:
                     enabled: true
                     existingSecret: link-ca
@@ -341,7 +458,7 @@ class HelmChartTest {
     @Test
     void linkTlsWithoutASecretIsRefusedWithTheFix(@TempDir Path tempDir) throws IOException {
         Path values = tempDir.resolve("tls-no-secret.yaml");
-        Files.writeString(values, "link:\n  tls:\n    enabled: true\n");
+        Files.writeString(values, "link:\n  existingSecret: s\n  tls:\n    enabled: true\n");
 
         assertThatThrownBy(() -> HelmChart.template(values))
                 .hasMessageContaining("link.tls.enabled is true but link.tls.existingSecret is empty");
@@ -352,6 +469,7 @@ class HelmChartTest {
         Path values = tempDir.resolve("tls-half-client.yaml");
         Files.writeString(values, """
                 link:
+                  existingSecret: s
                   tls:
                     enabled: true
                     existingSecret: megaphone-link-tls
@@ -389,7 +507,7 @@ class HelmChartTest {
     @Test
     void aGracePeriodTooShortForAnyBoshWaitIsRefusedWithTheFix(@TempDir Path tempDir) throws IOException {
         Path values = tempDir.resolve("short-drain.yaml");
-        Files.writeString(values, "drain:\n  gracePeriodSeconds: 10\n");
+        Files.writeString(values, "link:\n  existingSecret: s\ndrain:\n  gracePeriodSeconds: 10\n");
 
         assertThatThrownBy(() -> HelmChart.template(values))
                 .hasMessageContaining("drain.gracePeriodSeconds").hasMessageContaining("30");
@@ -399,7 +517,7 @@ class HelmChartTest {
     void aGracePeriodShorterThanTheLongestWaitPlusTwentySecondsIsRefusedWithTheFix(@TempDir Path tempDir)
             throws IOException {
         Path values = tempDir.resolve("long-wait.yaml");
-        Files.writeString(values, "drain:\n  gracePeriodSeconds: 90\n  longestWaitSeconds: 120\n");
+        Files.writeString(values, "link:\n  existingSecret: s\ndrain:\n  gracePeriodSeconds: 90\n  longestWaitSeconds: 120\n");
 
         assertThatThrownBy(() -> HelmChart.template(values))
                 .hasMessageContaining("drain.gracePeriodSeconds: 90 (expected: >= 140: drain.longestWaitSeconds 120 + 20");
@@ -479,30 +597,61 @@ class HelmChartTest {
     @Test
     void anIngressReadTimeoutNotAboveTheLongestWaitIsRefused(@TempDir Path tempDir) throws IOException {
         Path values = tempDir.resolve("short-ingress.yaml");
-        Files.writeString(values, "ingress:\n  enabled: true\n  readTimeoutSeconds: 60\n");
+        Files.writeString(values, "link:\n  existingSecret: s\ningress:\n  enabled: true\n  readTimeoutSeconds: 60\n");
 
         assertThatThrownBy(() -> HelmChart.template(values))
                 .hasMessageContaining("ingress.readTimeoutSeconds: 60 (expected: > drain.longestWaitSeconds 60");
     }
 
     @Test
-    void thePrometheusRuleAlertsOnLinksUpstreamErrorsAndTheHeldLimit() {
+    void thePrometheusRuleAlertsOnScrapesLinksUpstreamErrorsAndCapacityWithARunbookEach() throws IOException {
         Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/prometheusrule-values.yaml"));
         Map<String, Object> rule = rendered.one("PrometheusRule");
 
-        List<Map<String, Object>> rules = at(rule, "spec", "groups", 0, "rules");
-        assertThat(rules).extracting(r -> r.get("alert")).containsExactly("MegaphoneNoLinkToEjabberd",
-                "MegaphonePodWithoutLinks", "MegaphoneLinksDying", "MegaphoneUpstreamErrors",
-                "MegaphoneHeldRequestsNearLimit", "MegaphoneHeapPerHeldRequestHigh");
-        assertThat((String) at(rules.get(0), "expr"))
-                .isEqualTo("max(megaphone_link_up{job=\"megaphone-management\", namespace=\"xmpp\"}) == 0");
-        assertThat((String) at(rules.get(2), "expr")).as("mod_megaphone's own 503s are not links dying")
-                .isEqualTo("sum(rate(megaphone_link_resends_total{job=\"megaphone-management\", namespace=\"xmpp\","
-                        + " reason=\"link_closed\"}[5m])) > 0");
-        assertThat((String) at(rules.get(4), "expr")).endsWith("> 63000");
-        assertThat((String) at(rules.get(1), "labels", "team")).isEqualTo("chat");
+        List<Map<String, Object>> groups = at(rule, "spec", "groups");
+        assertThat(groups).extracting(g -> g.get("name")).containsExactly("megaphone-ecm", "megaphone-ejabberd");
+        List<Map<String, Object>> rules = at(groups.get(0), "rules");
+        assertThat(rules).extracting(r -> r.get("alert")).containsExactly("MegaphoneEcmTargetDown",
+                "MegaphoneEcmMetricsAbsent", "MegaphoneNoLinkToEjabberd", "MegaphonePodWithoutLinks",
+                "MegaphoneLinksDying", "MegaphoneUpstreamErrors", "MegaphoneHeldRequestsNearLimit",
+                "MegaphoneHeldRequestsNearLinkCapacity", "MegaphoneLinkCapacityRefusals",
+                "MegaphoneHeapPerHeldRequestHigh");
+        assertThat((String) at(rules.get(1), "expr"))
+                .isEqualTo("absent(up{job=\"megaphone-management\", namespace=\"xmpp\"})");
+        assertThat((String) at(rules.get(6), "expr")).endsWith("> 63000");
+        assertThat((List<Map<String, Object>>) at(groups.get(1), "rules")).extracting(r -> r.get("alert"))
+                .containsExactly("MegaphoneEjabberdTargetDown", "MegaphoneEjabberdMetricsAbsent",
+                        "MegaphoneLinkHandshakesRefused", "MegaphoneLinkProtocolErrors");
+        assertThat((String) at(groups.get(1), "rules", 0, "expr"))
+                .isEqualTo("up{job=\"megaphone-ejabberd\", namespace=\"xmpp\"} == 0");
+
+        String operations = Files.readString(Path.of("docs/operations.md"));
+        for (Map<String, Object> group : groups) {
+            for (Map<String, Object> alert : (List<Map<String, Object>>) group.get("rules")) {
+                String name = (String) alert.get("alert");
+                assertThat((String) at(alert, "labels", "team")).as(name).isEqualTo("chat");
+                assertThat((String) at(alert, "labels", "severity")).as(name).isIn("critical", "warning", "info");
+                assertThat((String) at(alert, "annotations", "runbook_url")).as(name).isEqualTo(
+                        "https://github.com/megaphone/megaphone/blob/main/docs/operations.md#" + name.toLowerCase());
+                assertThat(operations).as("docs/operations.md has a section for " + name)
+                        .containsPattern("(?m)^#+ " + name + "$");
+            }
+        }
         assertThat((String) at(rule, "metadata", "labels", "release")).isEqualTo("kube-prometheus-stack");
         assertThat(defaults.all("PrometheusRule")).isEmpty();
+    }
+
+    @Test
+    void theEjabberdAlertsNeedAJobToWatch(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("plain-job.yaml");
+        Files.writeString(values, "link:\n  existingSecret: s\nprometheusRule:\n  enabled: true\n");
+        assertThat((List<Map<String, Object>>) at(HelmChart.template(values).one("PrometheusRule"), "spec", "groups"))
+                .as("no ejabberd scrape known: no absent() alert that would always fire").hasSize(1);
+
+        Files.writeString(values, "link:\n  existingSecret: s\nprometheusRule:\n  enabled: true\n"
+                + "  ejabberdJob: megaphone-ejabberd\n");
+        assertThat((String) at(HelmChart.template(values).one("PrometheusRule"), "spec", "groups", 1, "rules", 1,
+                "expr")).isEqualTo("absent(up{job=\"megaphone-ejabberd\"})");
     }
 
     @Test
