@@ -66,6 +66,17 @@ class GrafanaDashboardTest {
     }
 
     @Test
+    void onePanelShowsHeldRequestsAgainstTheLinksCapacityAndTheRefusalsWhenItIsFull() throws IOException {
+        assertThat(panels(dashboard())).anySatisfy(panel -> {
+            List<String> exprs = ((List<Map<String, Object>>) panel.get("targets")).stream()
+                    .map(t -> (String) t.get("expr")).toList();
+            assertThat(exprs).anyMatch(e -> e.contains("megaphone_edge_held_requests{"))
+                    .anyMatch(e -> e.contains("megaphone_link_capacity_requests{"))
+                    .anyMatch(e -> e.contains("megaphone_admission_rejected_total{") && e.contains("reason=\"link_capacity\""));
+        });
+    }
+
+    @Test
     void theEjabberdRowCoversLinksInflightWorkersOutcomesResendsRefusalsSessionsAndProcessMemory() throws IOException {
         Map<String, Object> dashboard = dashboard();
         List<Map<String, Object>> all = at(dashboard, "panels");
