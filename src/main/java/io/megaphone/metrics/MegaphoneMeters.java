@@ -4,6 +4,9 @@ package io.megaphone.metrics;
 /**
  * Every meter Megaphone publishes, named once here and documented in docs/metrics.md. Names are dotted lowercase
  * words that make sense without tags; tag values come from small fixed sets (never a sid, JID or IP).
+ * A base unit is declared only where the exported Prometheus name already carries it (Prometheus appends the unit to
+ * the name): declaring one elsewhere would rename a series under the dashboard and the alerts.
+ * ExportedSeriesNamesTest pins the exported names.
  */
 public enum MegaphoneMeters {
 
@@ -18,9 +21,9 @@ public enum MegaphoneMeters {
     /** Counter: response body bytes sent to clients. */
     EDGE_SENT_BYTES("megaphone.edge.sent", "bytes", "BOSH response body bytes sent"),
     /** Counter: session-creation requests (a body with no sid) forwarded. */
-    EDGE_SESSION_CREATIONS("megaphone.edge.session.creations", "requests", "session-creation requests forwarded"),
+    EDGE_SESSION_CREATIONS("megaphone.edge.session.creations", null, "session-creation requests forwarded"),
     /** Counter, tag {@code condition}: BOSH terminate bodies seen in ejabberd's answers. */
-    BOSH_TERMINATES("megaphone.bosh.terminates", "responses", "BOSH terminate answers, by condition"),
+    BOSH_TERMINATES("megaphone.bosh.terminates", null, "BOSH terminate answers, by condition"),
     /** Gauge: client TCP connections open on the BOSH port now. */
     EDGE_CONNECTIONS_ACTIVE("megaphone.edge.connections.active", null, "client connections open now"),
     /** Counter: client TCP connections accepted on the BOSH port. */
@@ -30,23 +33,23 @@ public enum MegaphoneMeters {
     /** Gauge: requests the ready links can carry at once (the sum of their max_inflight). */
     LINK_CAPACITY("megaphone.link.capacity", "requests", "requests the ready links can carry at once"),
     /** Counter, tag {@code reason}: requests refused by admission control. */
-    ADMISSION_REJECTED("megaphone.admission.rejected", "requests", "requests refused by admission control"),
+    ADMISSION_REJECTED("megaphone.admission.rejected", null, "requests refused by admission control"),
     /** Gauge, tag {@code link}: 1 while the link is authenticated and takes requests, else 0. */
     LINK_UP("megaphone.link.up", null, "1 while the link takes requests"),
     /** Gauge, tag {@code link}: requests in flight on the link. */
-    LINK_INFLIGHT("megaphone.link.inflight", "requests", "requests in flight on the link"),
+    LINK_INFLIGHT("megaphone.link.inflight", null, "requests in flight on the link"),
     /** Timer (histogram), tag {@code link}: heartbeat round-trip times. */
     LINK_RTT("megaphone.link.rtt", "seconds", "heartbeat round-trip time"),
     /** Counter, tag {@code link}: times the link was (re)established. */
-    LINK_CONNECTS("megaphone.link.connects", "connections", "link handshakes completed"),
+    LINK_CONNECTS("megaphone.link.connects", null, "link handshakes completed"),
     /** Counter, tags {@code link}, {@code direction}, {@code type}: frames sent and received. */
-    LINK_FRAMES("megaphone.link.frames", "frames", "link frames, by direction and type"),
+    LINK_FRAMES("megaphone.link.frames", null, "link frames, by direction and type"),
     /**
      * Counter, tag {@code reason}: requests re-sent on another link, because theirs died or was closing
      * ({@code link_closed}), or because mod_megaphone refused them ({@code refused}: 503, over max_inflight or
      * draining).
      */
-    LINK_RESENDS("megaphone.link.resends", "requests",
+    LINK_RESENDS("megaphone.link.resends", null,
             "requests re-sent on another link; reason: link_closed (theirs died or was closing), refused"
                     + " (mod_megaphone's 503: over max_inflight, or draining)");
 
@@ -64,6 +67,7 @@ public enum MegaphoneMeters {
         return meterName;
     }
 
+    /** The unit Prometheus appends to the name, or null; for timers the registry's, seconds. */
     public String baseUnit() {
         return baseUnit;
     }
