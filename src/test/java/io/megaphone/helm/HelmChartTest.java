@@ -341,6 +341,31 @@ class HelmChartTest {
     }
 
     @Test
+    void theEjabberdNetworkPolicyAdmitsPrometheusToTheMetricsPortWhenTheChartScrapesIt(@TempDir Path tempDir)
+            throws IOException {
+        Path values = tempDir.resolve("ejabberd-policy-and-monitor.yaml");
+        Files.writeString(values, """
+                link:
+                  existingSecret: s
+                networkPolicy:
+                  ejabberd:
+                    enabled: true
+                    podSelector: {matchLabels: {app.kubernetes.io/name: ejabberd}}
+                serviceMonitor:
+                  ejabberd:
+                    enabled: true
+                    selector: {app.kubernetes.io/name: ejabberd}
+                """);
+        Map<String, Object> link = HelmChart.template(values).all("NetworkPolicy").stream()
+                .filter(p -> "megaphone-link".equals(at(p, "metadata", "name"))).findFirst().orElseThrow();
+        List<Map<String, Object>> ingress = at(link, "spec", "ingress");
+
+        assertThat(ingress).extracting(rule -> at(rule, "ports", 0, "port")).containsExactly(5290, 5281);
+        assertThat((String) at(ingress.get(1), "from", 0, "namespaceSelector", "matchLabels",
+                "kubernetes.io/metadata.name")).isEqualTo("monitoring");
+    }
+
+    @Test
     void aServiceMonitorThatTheNetworkPolicyWouldRefuseIsRefusedWithTheFix(@TempDir Path tempDir) throws IOException {
         Path values = tempDir.resolve("no-prometheus-peer.yaml");
         Files.writeString(values, "link:\n  existingSecret: s\nserviceMonitor:\n  enabled: true\n  prometheusFrom: []\n");
