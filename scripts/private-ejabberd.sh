@@ -49,9 +49,12 @@
 # then on the second one: join DIR megaphone@127.0.0.2 (ejabberdctl
 # join_cluster; its mnesia data is replaced by the cluster's).
 #
-# Must run as root or as the ejabberd user (ejabberdctl refuses anyone else).
-# As root, ejabberdctl runs as user ejabberd through setpriv instead of su:
-# su goes through PAM, which lowers the open-file limit to 1024.
+# Must run as root (sudo is fine) or as the ejabberd user: ejabberdctl refuses
+# anyone else. As root, ejabberdctl runs as user ejabberd through setpriv
+# instead of su (su goes through PAM, which lowers the open-file limit to
+# 1024), so DIR must be reachable by that user: not under a mode-700 folder
+# such as /root or most home folders (start checks it and says so). The
+# module's beams are copied into DIR; ejabberd reads nothing in the checkout.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -137,7 +140,7 @@ is_running() {
 pid_alive() {
     local pid
     [ -f "$DIR/ejabberd.pid" ] || return 1
-    pid="$(cat "$DIR/ejabberd.pid")"
+    pid="$(cat "$DIR/ejabberd.pid" 2>/dev/null)" || return 1  # ejabberd removes it as it stops
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
@@ -281,6 +284,8 @@ YML
 
     if [ "$(id -u)" = 0 ]; then
         chown -R "$EJ_USER:$EJ_USER" "$DIR"
+        as_ej_user test -r "$DIR/ejabberd.yml" \
+            || die "user $EJ_USER cannot reach $DIR (a parent folder is closed to it, e.g. mode 700 like /root or a home folder): use an instance folder outside it, e.g. under /var/tmp"
     fi
 }
 
@@ -428,6 +433,9 @@ cmd_stop() {
 }
 
 [ $# -ge 2 ] || usage
+if [ "$(id -u)" != 0 ] && [ "$(id -un)" != "$EJ_USER" ]; then
+    die "must run as root (e.g. with sudo) or as user $EJ_USER: ejabberdctl refuses anyone else, and as root it runs ejabberd as user $EJ_USER"
+fi
 CMD="$1"
 DIR="$2"
 shift 2
