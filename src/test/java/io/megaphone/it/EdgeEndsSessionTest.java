@@ -15,6 +15,7 @@ import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.springframework.beans.factory.annotation.Autowired;
@@ -24,7 +25,8 @@ import org.w3c.dom.Element;
 /**
  * A session whose request the edge answers with a terminate of its own (a body over the limit, or of a type it
  * refuses) ends in ejabberd too, at once: a subscribed peer sees the user go offline within a second and ejabberd
- * lists it no more. Before, ejabberd kept the session until its inactivity timeout.
+ * lists it no more. Before, ejabberd kept the session until its inactivity timeout. And the session-creation answer's
+ * {@code secure} says whether the link to ejabberd is TLS (here it is not; TlsLinkTest has the TLS case).
  */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
         properties = {"management.server.port=0", "megaphone.link.links-per-node=1",
@@ -80,6 +82,16 @@ class EdgeEndsSessionTest extends RealEcmTest {
         assertThat(bobClient.chatBodies()).as("nothing of the refused body reached bob").isEmpty();
         await().atMost(Duration.ofSeconds(1)).until(() -> sessionEnds("answered") == answeredBefore + 1);
         assertThat(bobClient.terminate().status()).isEqualTo(200);
+    }
+
+    @Test
+    void theCreationAnswerSaysTheLinkIsNotSecure() throws Exception {
+        BoshTestClient.Answer created = new BoshTestClient(boshUrl(), PrivateEjabberd.DOMAIN).post(
+                "<body content='text/xml; charset=utf-8' hold='1' rid='1000' to='localhost' ver='1.6' wait='10'"
+                        + " xmlns='" + NS + "' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>");
+        Element body = BoshTestClient.parse(created.body());
+        assertThat(body.getAttribute("sid")).isNotEmpty();
+        assertThat(body.getAttribute("secure")).as("the link to ejabberd is plain TCP here").isEqualTo("false");
     }
 
     private static void subscribe(PrivateEjabberd ejabberd, String user, String contact) throws Exception {
