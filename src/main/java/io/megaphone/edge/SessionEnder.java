@@ -12,6 +12,7 @@ import java.util.Arrays;
 import java.util.function.Consumer;
 import org.springframework.core.io.buffer.DataBuffer;
 import org.springframework.core.io.buffer.DataBufferLimitException;
+import org.springframework.http.server.reactive.ServerHttpRequest;
 
 /**
  * Ends in ejabberd a session whose request the edge has answered with a {@code terminate} of its own: it sends, over
@@ -106,10 +107,9 @@ final class SessionEnder implements Exchange {
     static final class BodyOverLimitException extends DataBufferLimitException {
 
         final transient byte[] prefix;
-        final transient org.springframework.http.server.reactive.ServerHttpRequest request;
+        final transient ServerHttpRequest request;
 
-        BodyOverLimitException(DataBufferLimitException cause, byte[] prefix,
-                org.springframework.http.server.reactive.ServerHttpRequest request) {
+        BodyOverLimitException(DataBufferLimitException cause, byte[] prefix, ServerHttpRequest request) {
             super(cause.getMessage());
             this.prefix = prefix;
             this.request = request;
