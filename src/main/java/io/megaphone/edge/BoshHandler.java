@@ -96,7 +96,7 @@ final class BoshHandler {
     /**
      * A terminate for a body that is not read whole: its first {@link SessionEnder#PREFIX_BYTES} are read to find
      * the session it names, which is ended in ejabberd too. A client that waits for 100 Continue sends no body, so it
-     * is answered at once.
+     * is answered at once; a body that stops coming meets {@link RequestDeadline}'s 408.
      */
     private Mono<ServerResponse> refuseEndingSession(ServerHttpRequest http, Outcome outcome, BoshAnswer answer,
             long start) {
@@ -106,8 +106,7 @@ final class BoshHandler {
         int limit = SessionEnder.PREFIX_BYTES;
         return DataBufferUtils.join(DataBufferUtils.takeUntilByteCount(http.getBody(), limit), limit)
                 .doOnNext(prefix -> endSessionNamedIn(prefix, http))
-                .onErrorResume(e -> Mono.empty()) // the client went away: its answer goes nowhere
-                .then(Mono.defer(() -> refuse(outcome, answer, start)));
+                .then(Mono.defer(() -> refuse(outcome, answer, start))); // a read error stays as bodyFailed leaves it
     }
 
     private void endSessionNamedIn(DataBuffer prefix, ServerHttpRequest http) {
