@@ -19,7 +19,7 @@
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_bosh).
 
--export([decode/1, encode/1, terminate/2, sync_event/2, max_stanza_size/0]).
+-export([decode/1, encode/1, terminate/2, sync_event/2, max_stanza_size/0, secure/2]).
 
 -include("mod_megaphone_bosh.hrl").
 
@@ -64,6 +64,31 @@ terminate(Condition, HttpReason) ->
 -spec sync_event({pid(), term()}, #body{}) -> tuple().
 sync_event(From, Body) ->
     {'$gen_sync_event', From, Body}.
+
+%% A session-creation answer whose root 'secure' attribute says Secure:
+%% XEP-0124 has it tell the client whether the hop from the connection
+%% manager to the server is secure, which is the link, while ejabberd
+%% always writes 'true'. A body without the attribute is left as it is.
+-spec secure(binary(), boolean()) -> binary().
+secure(Body, Secure) ->
+    StartTag = case binary:match(Body, <<">">>) of
+                   {End, _} -> End;
+                   nomatch -> byte_size(Body)
+               end,
+    case binary:match(Body, [<<" secure='">>, <<" secure=\"">>], [{scope, {0, StartTag}}]) of
+        {At, Len} ->
+            Quote = binary:at(Body, At + Len - 1),
+            case binary:match(Body, <<Quote>>, [{scope, {At + Len, StartTag - At - Len}}]) of
+                {Close, _} ->
+                    Value = atom_to_binary(Secure, utf8),
+                    <<(binary:part(Body, 0, At + Len))/binary, Value/binary,
+                      (binary:part(Body, Close, byte_size(Body) - Close))/binary>>;
+                nomatch ->
+                    Body
+            end;
+        nomatch ->
+            Body
+    end.
 
 %% The first c2s listener's max_stanza_size, as process_request/3 reads it
 %% for every request (infinity without one, or without ejabberd: tests).

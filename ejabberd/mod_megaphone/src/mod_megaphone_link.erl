@@ -165,9 +165,9 @@ handle_info({ssl_closed, Socket}, #state{socket = Socket} = State) ->
     closed(ssl_closed, State);
 handle_info({megaphone_answer, Id, Ref, Answer}, #state{inflight = T} = State) ->
     case ets:lookup(T, Id) of
-        [{Id, Ref, {queued, _}}] ->
+        [{Id, Ref, {queued, {_, Sid, _}}}] ->
             ets:delete(T, Id),
-            answer(Id, Answer, State),
+            answer(Id, Sid, Answer, State),
             maybe_drained(State);
         _ -> {noreply, State} % cancelled meanwhile (or reused id)
     end;
@@ -415,7 +415,8 @@ submit(#{id := Id, body := Body} = Request, #state{socket = Socket, inflight = T
             case mod_megaphone_registry:created(Key) of
                 {ok, Result} ->
                     mod_megaphone_stats:incr(requests_deduplicated_total),
-                    _ = send(Socket, mod_megaphone_worker:response(Id, Result)),
+                    _ = send(Socket, mod_megaphone_worker:for_link(
+                                       mod_megaphone_worker:response(Id, Result), Socket)),
                     {noreply, State};
                 none ->
                     Worker = dispatch(Key, Request#{rid := Rid}, {self(), Socket, Id, Ref}),
@@ -437,8 +438,11 @@ monitor_shard(Shard, #state{shards = Shards} = State) ->
     State#state{shards = Shards#{Shard => Mon}}.
 
 %% The answer of a queued id: ejabberd's BOSH answer, or 500 for anything
-%% else (a session in a state that refuses the request).
-answer(Id, Answer, #state{socket = Socket}) ->
+%% else (a session in a state that refuses the request). An answer too
+%% large for a frame ends the session too: the ECM answers the client with
+%% a terminate, and ejabberd has taken the rid, so no request of the
+%% client would end it.
+answer(Id, Sid, Answer, #state{socket = Socket}) ->
     Frame = try mod_megaphone_worker:response(Id, mod_megaphone_bosh:encode(Answer))
             catch _:_ ->
                     ?ERROR_MSG("mod_megaphone: unexpected answer of a BOSH session: ~p", [Answer]),
@@ -446,6 +450,10 @@ answer(Id, Answer, #state{socket = Socket}) ->
                     mod_megaphone_worker:failure(Id)
             end,
     _ = send_answer(Socket, Frame),
+    case Frame == mod_megaphone_codec:answer_too_large(Id) of
+        true -> mod_megaphone_sequencer:close_session(Sid);
+        false -> ok
+    end,
     ok.
 
 %% A shard ended (its order state with it): its ids here will not be

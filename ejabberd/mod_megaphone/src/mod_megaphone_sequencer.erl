@@ -61,7 +61,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, shard_names/0, shard_of/1, submit/2, cancel/2, create/4,
-         seed/4, session_state/1, inflight/0]).
+         seed/4, session_state/1, inflight/0, close_session/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -include("logger.hrl").
@@ -203,6 +203,19 @@ create(Body, IP, Port, Rid) ->
 seed(Sid, Bosh, Rid, Requests) ->
     _ = shard_call(shard_name(Sid), {seed, Sid, Bosh, Rid, Requests}),
     ok.
+
+%% Ends BOSH session Sid, on whichever node it runs, as ejabberd_bosh:close/1
+%% does (its process stops, its c2s closes: the user goes offline), without
+%% waiting for it; its calls still here are answered when it is down.
+-spec close_session(binary()) -> ok.
+close_session(Sid) ->
+    case find_session(Sid) of
+        {ok, Bosh} ->
+            _ = spawn(fun() -> ejabberd_bosh:close({http_bind, Bosh, {{0, 0, 0, 0}, 0}}) end),
+            ok;
+        error ->
+            ok
+    end.
 
 %% For tests: {Cont, Answered, Skipped, #{Rid => waiting | released}}.
 -spec session_state(binary()) -> {integer(), [integer()], [integer()], map()} | none.

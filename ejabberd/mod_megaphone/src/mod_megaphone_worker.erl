@@ -36,7 +36,7 @@
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_worker).
 
--export([start/2, start/3, go/1, abandon/1, cancel/1, failure/1, response/2]).
+-export([start/2, start/3, go/1, abandon/1, cancel/1, failure/1, response/2, for_link/2]).
 -export([collect_session/2, collect_again/1, session_processes/1]).
 
 -include("logger.hrl").
@@ -100,6 +100,16 @@ response(Id, {Status, _Reason, Headers, RespBody}) ->
     fit(#{type => response, id => Id, status => Status,
           content_type => content_type(Headers),
           body => iolist_to_binary(RespBody)}).
+
+%% A session creation's RESPONSE Frame as it goes on the link of Socket:
+%% the answer's 'secure' says whether that link is TLS.
+-spec for_link(mod_megaphone_codec:frame(), mod_megaphone_transport:socket()) ->
+          mod_megaphone_codec:frame().
+for_link(#{status := 200, body := Body} = Frame, Socket) ->
+    Secure = mod_megaphone_transport:kind(Socket) == tls,
+    Frame#{body := mod_megaphone_bosh:secure(iolist_to_binary(Body), Secure)};
+for_link(Frame, _Socket) ->
+    Frame.
 
 %% Garbage-collects (asynchronously) every process of the BOSH session
 %% process Bosh (itself and its c2s) whose total heap is above Threshold
@@ -233,7 +243,7 @@ reply(Recipients, Frame) ->
                       %% A closed or stuck socket is the link's problem
                       %% (send_timeout closes it); the answer is dropped.
                       _ = mod_megaphone_transport:send(
-                            Socket, mod_megaphone_codec:encode(Frame#{id := Id})),
+                            Socket, mod_megaphone_codec:encode(for_link(Frame#{id := Id}, Socket))),
                       ok;
                   false ->
                       ok

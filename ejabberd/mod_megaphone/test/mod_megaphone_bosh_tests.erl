@@ -65,7 +65,8 @@ bosh_codec_is_ejabberds_test_() ->
       {"an item-not-found terminate", fun item_not_found_terminate/0},
       {"a stanza gets jabber:client, a stream end terminates", fun stanza_and_stream_end/0},
       {"a session-creation request", fun session_creation_request/0},
-      {"the refused requests", fun refused_requests/0}]}.
+      {"the refused requests", fun refused_requests/0},
+      {"secure says what the link is", fun secure_says_what_the_link_is/0}]}.
 
 setup() ->
     load_reference(),
@@ -590,3 +591,21 @@ el(Name, Attrs, Children, Quote) ->
 
 xml_attrs(Attrs, Quote) ->
     [[$\s, N, $=, Quote, V, Quote] || {N, V} <- Attrs].
+
+
+%% Ensures the creation answer's root 'secure' is set to what the link is,
+%% in either quote style, and nothing else changes (not a child's
+%% attribute, not a body without one, not a truncated one).
+secure_says_what_the_link_is() ->
+    Created = <<"<body xmlns='http://jabber.org/protocol/httpbind' sid='s1' secure='true'"
+                " requests='2'><stream:features secure='true'/></body>">>,
+    <<"<body xmlns='http://jabber.org/protocol/httpbind' sid='s1' secure='false'"
+      " requests='2'><stream:features secure='true'/></body>">> =
+        mod_megaphone_bosh:secure(Created, false),
+    Created = mod_megaphone_bosh:secure(Created, true),
+    <<"<body secure=\"true\" sid='s'/>">> =
+        mod_megaphone_bosh:secure(<<"<body secure=\"false\" sid='s'/>">>, true),
+    <<"<body sid='s'><x secure='true'/></body>">> =
+        mod_megaphone_bosh:secure(<<"<body sid='s'><x secure='true'/></body>">>, false),
+    <<"<body secure='tr">> = mod_megaphone_bosh:secure(<<"<body secure='tr">>, false),
+    ok.

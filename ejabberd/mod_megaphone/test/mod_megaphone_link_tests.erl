@@ -17,6 +17,7 @@
 -export([bench/1]).
 
 -include_lib("eunit/include/eunit.hrl").
+-include("mod_megaphone_bosh.hrl").
 
 -define(SECRET, <<"eunit-secret-eunit-secret-eunit-secret">>).
 %% The secret before a rotation: still accepted, no longer the first.
@@ -38,7 +39,9 @@ link_test_() ->
       fun over_max_inflight_is_503_and_counted/0,
       fun a_shard_that_ends_answers_its_ids_503_and_the_next_request_goes_through/0,
       {timeout, 60, fun held_requests_cost_the_link_no_process_and_no_heap/0},
-      fun an_ecm_proving_any_secret_of_the_list_is_welcomed/0]}.
+      fun an_ecm_proving_any_secret_of_the_list_is_welcomed/0,
+      fun an_answer_too_large_for_a_frame_closes_its_session/0,
+      fun a_creation_answer_over_plain_tcp_says_it_is_not_secure/0]}.
 
 %%%===================================================================
 %%% Cases
@@ -263,6 +266,36 @@ bench(N) ->
         cleanup(Fixture)
     end.
 
+an_answer_too_large_for_a_frame_closes_its_session() ->
+    %% Ensures an answer over max_frame_size is sent as the "answer too
+    %% large" RESPONSE and ends its session in ejabberd (the ECM tells the
+    %% client the session is over; ejabberd took the rid), and that an
+    %% answer that fits closes nothing.
+    S = session(<<"s9">>),
+    C = connect(),
+    ok = request(C, 9, <<"s9">>, 40),
+    {From, 40} = called(),
+    reply(From, ok_body(40)),
+    {200, _, _} = response(C, 9),
+    receive {close_called, _} -> error(closed_a_session_whose_answer_fit) after 100 -> ok end,
+    ok = request(C, 10, <<"s9">>, 41),
+    {From2, 41} = called(),
+    Big = (ok_body(41))#body{els = [{xmlstreamraw, binary:copy(<<"x">>, 70000)}]},
+    reply(From2, Big),
+    ?assertEqual({502, <<>>, <<>>}, response(C, 10)),
+    receive {close_called, Closed} -> ?assertEqual(S, Closed) after 2000 -> error(session_not_closed) end.
+
+a_creation_answer_over_plain_tcp_says_it_is_not_secure() ->
+    %% Ensures the creation answer's 'secure' (ejabberd writes 'true') says
+    %% the link is not TLS, for the first answer and for a re-sent copy.
+    C = connect(),
+    ok = create(C, 1, 90),
+    W = created(),
+    W ! {bosh_answer, {200, <<"OK">>, [{<<"Content-Type">>, ?CT}], <<"<body sid='c1' secure='true'/>">>}},
+    ?assertEqual({200, ?CT, <<"<body sid='c1' secure='false'/>">>}, response(C, 1)),
+    ok = create(C, 2, 90),
+    ?assertEqual({200, ?CT, <<"<body sid='c1' secure='false'/>">>}, response(C, 2)).
+
 %%%===================================================================
 %%% Fixture: registry, counters, config, a listen socket, the double
 %%%===================================================================
@@ -305,10 +338,13 @@ cleanup({Processes, L}) ->
 %% waits for the answer.
 load_fake_bosh() ->
     Src = ["-module(ejabberd_bosh).",
-           "-export([process_request/3]).",
+           "-export([process_request/3, close/1]).",
            "process_request(_Body, {_IP, _Port}, xml) ->"
            "    mod_megaphone_fake_bosh ! {create_called, self()},"
-           "    receive {bosh_answer, Reply} -> Reply end."],
+           "    receive {bosh_answer, Reply} -> Reply end.",
+           "close({http_bind, Pid, _IP}) ->"
+           "    mod_megaphone_fake_bosh ! {close_called, Pid},"
+           "    ok."],
     mod_megaphone_test_util:load_double(ejabberd_bosh, Src).
 
 %%%===================================================================

@@ -11,13 +11,16 @@ import io.megaphone.link.UpstreamUnavailableException;
 import io.megaphone.metrics.EdgeMetrics;
 import io.megaphone.metrics.Outcome;
 import io.micrometer.core.instrument.Counter;
+import java.net.InetSocketAddress;
 import java.util.EnumMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.springframework.core.io.buffer.DataBuffer;
 import org.springframework.core.io.buffer.DataBufferLimitException;
+import org.springframework.core.io.buffer.DataBufferUtils;
 import org.springframework.http.HttpHeaders;
 import org.springframework.http.HttpMethod;
 import org.springframework.http.server.reactive.ServerHttpRequest;
@@ -48,6 +51,7 @@ final class BoshHandler {
     private final int maxBodyBytes;
     private final Map<AdmissionControl.Refusal, Counter> refusals = new EnumMap<>(AdmissionControl.Refusal.class);
     private final Counter drainingRefusals;
+    private final SessionEnder sessionEnder;
     private volatile boolean draining;
 
     BoshHandler(MegaphoneProperties.Edge edge, LinkPool pool, EdgeMetrics metrics) {
@@ -71,6 +75,8 @@ final class BoshHandler {
             refusals.put(refusal, metrics.rejection(refusal.name().toLowerCase(Locale.ROOT)));
         }
         this.drainingRefusals = metrics.rejection("draining");
+        this.sessionEnder = new SessionEnder(pool, metrics.sessionEnd("sent"), metrics.sessionEnd("answered"),
+                metrics.sessionEnd("failed"));
     }
 
     /** A BOSH POST: the Mono completes with ejabberd's answer, or fails with what the edge answers itself. */
@@ -79,12 +85,40 @@ final class BoshHandler {
         ServerHttpRequest http = request.exchange().getRequest();
         HttpHeaders headers = http.getHeaders();
         if (!BoshContentType.accepts(headers.getFirst(HttpHeaders.CONTENT_TYPE))) {
-            return refuse(Outcome.BAD_REQUEST, BoshAnswers.unsupportedMediaType(), start);
+            return refuseEndingSession(http, Outcome.BAD_REQUEST, BoshAnswers.unsupportedMediaType(), start);
         }
         if (headers.getContentLength() > maxBodyBytes) {
-            return refuse(Outcome.TOO_LARGE, BoshAnswers.tooLarge(), start);
+            return refuseEndingSession(http, Outcome.TOO_LARGE, BoshAnswers.tooLarge(), start);
         }
         return new HeldRequest(this, http, start);
+    }
+
+    /**
+     * A terminate for a body that is not read whole: its first {@link SessionEnder#PREFIX_BYTES} are read to find
+     * the session it names, which is ended in ejabberd too. A client that waits for 100 Continue sends no body, so it
+     * is answered at once; a body that stops coming meets {@link RequestDeadline}'s 408.
+     */
+    private Mono<ServerResponse> refuseEndingSession(ServerHttpRequest http, Outcome outcome, BoshAnswer answer,
+            long start) {
+        if (http.getHeaders().containsHeader(HttpHeaders.EXPECT)) {
+            return refuse(outcome, answer, start);
+        }
+        int limit = SessionEnder.PREFIX_BYTES;
+        return DataBufferUtils.join(DataBufferUtils.takeUntilByteCount(http.getBody(), limit), limit)
+                .doOnNext(prefix -> endSessionNamedIn(prefix, http))
+                .then(Mono.defer(() -> refuse(outcome, answer, start))); // a read error stays as bodyFailed leaves it
+    }
+
+    private void endSessionNamedIn(DataBuffer prefix, ServerHttpRequest http) {
+        byte[] bytes = new byte[prefix.readableByteCount()];
+        prefix.read(bytes);
+        DataBufferUtils.release(prefix);
+        endSessionNamedIn(bytes, http);
+    }
+
+    private void endSessionNamedIn(byte[] prefix, ServerHttpRequest http) {
+        InetSocketAddress client = clientAddresses.resolve(http.getRemoteAddress(), http.getHeaders()).address();
+        sessionEnder.endNamedIn(prefix, client.getAddress(), client.getPort());
     }
 
     int maxBodyBytes() {
@@ -92,10 +126,28 @@ final class BoshHandler {
     }
 
     /**
-     * The body could not be read whole: over the limit, 413. Anything else (the client went away, or
-     * {@link RequestDeadline} answered 408 and closed the connection) stays as it is.
+     * The body as {@link HeldRequest} reads it: joined, up to the limit. Without a Content-Length (a chunked body)
+     * its first bytes are kept as it is read, so that a body over the limit still names the session to end.
+     */
+    Mono<DataBuffer> readBody(ServerHttpRequest http) {
+        if (http.getHeaders().getContentLength() >= 0) {
+            return DataBufferUtils.join(http.getBody(), maxBodyBytes);
+        }
+        SessionEnder.Prefix prefix = new SessionEnder.Prefix();
+        return DataBufferUtils.join(http.getBody().doOnNext(prefix), maxBodyBytes)
+                .onErrorMap(DataBufferLimitException.class,
+                        e -> new SessionEnder.BodyOverLimitException(e, prefix.bytes(), http));
+    }
+
+    /**
+     * The body could not be read whole: over the limit, 413, and the session it names is ended in ejabberd too.
+     * Anything else (the client went away, or {@link RequestDeadline} answered 408 and closed the connection) stays
+     * as it is.
      */
     Throwable bodyFailed(Throwable error, long start) {
+        if (error instanceof SessionEnder.BodyOverLimitException overLimit) {
+            endSessionNamedIn(overLimit.prefix, overLimit.request);
+        }
         if (error instanceof DataBufferLimitException) {
             metrics.finished(Outcome.TOO_LARGE, start);
             return new EdgeAnswerException(BoshAnswers.tooLarge());
@@ -168,9 +220,13 @@ final class BoshHandler {
         } else if (error instanceof FrameTooLargeException tooLarge && tooLarge.answer()) {
             metrics.finished(Outcome.ANSWER_TOO_LARGE, start);
             metrics.terminate("undefined-condition");
+            // ejabberd took rid R (mod_megaphone ends the session when it cannot frame the answer; when the ECM's
+            // own limit is the smaller one, R + 1 asks ejabberd to)
+            endSession(tooLarge.request(), 1);
             return new EdgeAnswerException(BoshAnswers.answerTooLarge());
-        } else if (error instanceof FrameTooLargeException) {
+        } else if (error instanceof FrameTooLargeException tooLarge) {
             metrics.finished(Outcome.TOO_LARGE, start);
+            endSession(tooLarge.request(), 0); // never sent: ejabberd did not see rid R
             return new EdgeAnswerException(BoshAnswers.tooLarge());
         } else if (error instanceof UpstreamUnavailableException) {
             metrics.finished(Outcome.UPSTREAM_UNAVAILABLE, start);
@@ -180,6 +236,12 @@ final class BoshHandler {
             return error; // EdgeExceptionHandler logs it and answers 500
         }
         return new EdgeAnswerException(draining ? answer.closing() : answer);
+    }
+
+    private void endSession(RequestEnvelope request, long ridStep) {
+        if (request != null) {
+            sessionEnder.end(request.rid() + ridStep, request.sid(), request.address(), request.port());
+        }
     }
 
     /** OPTIONS that is not a CORS preflight (CorsWebFilter answers those): what the path allows. */

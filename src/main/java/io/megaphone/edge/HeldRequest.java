@@ -75,7 +75,7 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
         actual = subscriber;
         subscriber.onSubscribe(this);
         if ((state & DONE) == 0) {
-            DataBufferUtils.join(http.getBody(), handler.maxBodyBytes()).subscribe(this);
+            handler.readBody(http).subscribe(this);
         }
     }
 

@@ -10,14 +10,21 @@ package io.megaphone.link;
 public final class FrameTooLargeException extends RuntimeException {
 
     private final boolean answer;
+    private final transient RequestEnvelope request;
 
-    FrameTooLargeException(boolean answer, String message) {
+    FrameTooLargeException(boolean answer, RequestEnvelope request, String message) {
         super(message, null, false, false);
         this.answer = answer;
+        this.request = request;
     }
 
     /** True: ejabberd's answer was too large; false: the request was. */
     public boolean answer() {
         return answer;
+    }
+
+    /** The request that failed, so that the edge can end its session in ejabberd. */
+    public RequestEnvelope request() {
+        return request;
     }
 }

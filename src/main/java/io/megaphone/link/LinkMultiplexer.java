@@ -192,7 +192,7 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         }
         int length = request.envelope.bytes().length + 1 + 4; // type, id, envelope
         if (length > serverMaxFrame) {
-            request.fail(new FrameTooLargeException(false, "request frame of " + length
+            request.fail(new FrameTooLargeException(false, request.envelope, "request frame of " + length
                     + " bytes is over the max_frame of " + serverMaxFrame + " that " + target + " accepts"));
             return;
         }
@@ -266,7 +266,7 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
                 listener.refused(request, this); // another link (or, past the re-send limit, a 503 at the edge)
             } else if (request != null && LinkFrameDecoder.isTooLargeAnswer(response)) {
                 // A re-send would get the same answer from ejabberd's buffer: fail this request only.
-                request.fail(new FrameTooLargeException(true, "ejabberd's answer is too large for " + target));
+                request.fail(new FrameTooLargeException(true, request.envelope, "ejabberd's answer is too large for " + target));
             } else if (request != null) {
                 request.complete(response);
             }

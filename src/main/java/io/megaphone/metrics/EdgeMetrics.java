@@ -125,6 +125,14 @@ public final class EdgeMetrics {
         terminates.getOrDefault(key, terminates.get("other")).increment();
     }
 
+    /** A counter of terminates sent to ejabberd for sessions the edge ended, tag {@code result}. */
+    public Counter sessionEnd(String result) {
+        return Counter.builder(MegaphoneMeters.EDGE_SESSION_ENDS.meterName())
+                .description(MegaphoneMeters.EDGE_SESSION_ENDS.description())
+                .baseUnit(MegaphoneMeters.EDGE_SESSION_ENDS.baseUnit())
+                .tag("result", result).register(registry);
+    }
+
     /** A rejection counter for admission control, tag {@code reason}. */
     public Counter rejection(String reason) {
         return Counter.builder(MegaphoneMeters.ADMISSION_REJECTED.meterName())

@@ -22,6 +22,11 @@ public enum MegaphoneMeters {
     EDGE_SENT_BYTES("megaphone.edge.sent", "bytes", "BOSH response body bytes sent"),
     /** Counter: session-creation requests (a body with no sid) forwarded. */
     EDGE_SESSION_CREATIONS("megaphone.edge.session.creations", null, "session-creation requests forwarded"),
+    /**
+     * Counter, tag {@code result} (sent, answered, failed): terminates the edge sent to ejabberd for sessions it
+     * ended itself (a body over the limit, a request or answer too large for the link).
+     */
+    EDGE_SESSION_ENDS("megaphone.edge.session.ends", null, "sessions the edge ended, told to ejabberd"),
     /** Counter, tag {@code condition}: BOSH terminate bodies seen in ejabberd's answers. */
     BOSH_TERMINATES("megaphone.bosh.terminates", null, "BOSH terminate answers, by condition"),
     /** Gauge: client TCP connections open on the BOSH port now. */

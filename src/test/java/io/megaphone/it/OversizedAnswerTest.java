@@ -82,6 +82,10 @@ class OversizedAnswerTest {
         assertThat(roster.body()).contains("type='terminate'", "condition='undefined-condition'",
                 "answer-too-large");
         assertThat(stat("responses_too_large_total")).isEqualTo(1);
+        // the client was told its session is over: ejabberd ends it too (mod_megaphone closes it), long before
+        // its 30 s inactivity timeout (each ejabberdctl call takes about a second)
+        org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(5))
+                .until(() -> !ejabberd.ctl("connected_users").contains("big@localhost"));
         assertThat(meters.get("megaphone.edge.requests").tag("outcome", "answer_too_large").counter().count())
                 .isEqualTo(1.0);
         // No link closed: same connections, both ready, and another user is served on them.
@@ -92,6 +96,26 @@ class OversizedAnswerTest {
                 .status()).isEqualTo(200);
         assertThat(connects()).isEqualTo(connectsBefore);
         assertThat(pool.resends()).isZero();
+    }
+
+    @Test
+    void aRequestTooLargeForTheLinkIs413AndEndsItsSessionInEjabberd() throws Exception {
+        String url = "http://127.0.0.1:" + port + "/http-bind";
+        org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(10))
+                .until(() -> pool.readyLinks() == 2);
+        ejabberd.register("wordy", "pw");
+        BoshTestClient wordy = new BoshTestClient(url, PrivateEjabberd.DOMAIN).login("wordy", "pw", 10);
+        assertThat(ejabberd.ctl("connected_users")).contains("wordy@localhost");
+
+        // 20 KB: under the ECM's body limit (256 KiB), over the 16 KiB max_frame ejabberd announced
+        BoshTestClient.Answer refused = wordy.post(wordy.wrap(wordy.nextRid(),
+                BoshTestClient.chat("nobody@localhost", "w".repeat(20_000))));
+
+        assertThat(refused.status()).isEqualTo(413);
+        assertThat(BoshTestClient.parse(refused.body()).getAttribute("condition")).isEqualTo("policy-violation");
+        // long before its 30 s inactivity timeout (each ejabberdctl call takes about a second)
+        org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(5))
+                .until(() -> !ejabberd.ctl("connected_users").contains("wordy@localhost"));
     }
 
     private long connects() {

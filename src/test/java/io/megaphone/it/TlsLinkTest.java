@@ -136,6 +136,12 @@ class TlsLinkTest {
         assertThat(stats()).containsEntry("links_active", 2L);
         assertThat(ejabberd.log()).contains("listening for links on").contains("(host localhost, TLS)");
 
+        BoshTestClient.Answer created = new BoshTestClient("http://127.0.0.1:" + port + "/http-bind",
+                PrivateEjabberd.DOMAIN).post("<body content='text/xml; charset=utf-8' hold='1' rid='1000'"
+                        + " to='localhost' ver='1.6' wait='10' xmlns='http://jabber.org/protocol/httpbind'"
+                        + " xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>");
+        assertThat(BoshTestClient.parse(created.body()).getAttribute("secure"))
+                .as("the creation answer says the hop to ejabberd is secure").isEqualTo("true");
         ejabberd.register("tls-alice", PASSWORD);
         ejabberd.register("tls-bob", PASSWORD);
         String url = "http://127.0.0.1:" + port + "/http-bind";

@@ -71,7 +71,11 @@ class FrameLimitTest {
         Object big = send(1, "<body rid='1'>big</body>".getBytes(StandardCharsets.UTF_8)).get(5, TimeUnit.SECONDS);
         Object small = send(2, "<body rid='2'/>".getBytes(StandardCharsets.UTF_8)).get(5, TimeUnit.SECONDS);
 
-        assertThat(big).isInstanceOfSatisfying(FrameTooLargeException.class, e -> assertThat(e.answer()).isTrue());
+        assertThat(big).isInstanceOfSatisfying(FrameTooLargeException.class, e -> {
+            assertThat(e.answer()).isTrue();
+            assertThat(e.request().rid()).as("the edge ends its session").isEqualTo(1);
+            assertThat(e.request().sid()).isEqualTo("sid-limit");
+        });
         assertThat(small).isInstanceOfSatisfying(Frame.Response.class,
                 r -> assertThat(new String(r.body(), StandardCharsets.UTF_8)).isEqualTo("<body rid='2'/>"));
         assertThat(pool.links().get(0).stats().connects()).isEqualTo(1);
@@ -86,7 +90,10 @@ class FrameLimitTest {
         Object small = send(2, "<body rid='2'/>".getBytes(StandardCharsets.UTF_8)).get(5, TimeUnit.SECONDS);
 
         assertThat(tooBig).isInstanceOfSatisfying(FrameTooLargeException.class,
-                e -> assertThat(e.answer()).isFalse());
+                e -> {
+                    assertThat(e.answer()).isFalse();
+                    assertThat(e.request().rid()).as("the edge ends its session").isEqualTo(1);
+                });
         assertThat(small).isInstanceOf(Frame.Response.class);
         assertThat(server.received).hasSize(1);
         assertThat(pool.links().get(0).stats().connects()).isEqualTo(1);

@@ -42,6 +42,7 @@ class ExportedSeriesNamesTest {
             "megaphone_edge_requests_total",
             "megaphone_edge_sent_bytes_total",
             "megaphone_edge_session_creations_total",
+            "megaphone_edge_session_ends_total",
             "megaphone_link_capacity_requests",
             "megaphone_link_connects_total",
             "megaphone_link_frames_total",
