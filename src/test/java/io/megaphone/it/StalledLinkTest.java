@@ -6,6 +6,10 @@ import static org.awaitility.Awaitility.await;
 
 import io.megaphone.link.LinkPool;
 import io.megaphone.link.LinkView;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.distribution.CountAtBucket;
+import java.util.concurrent.TimeUnit;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
@@ -46,6 +50,9 @@ class StalledLinkTest {
 
     @Autowired
     private LinkPool pool;
+
+    @Autowired
+    private MeterRegistry registry;
 
     @DynamicPropertySource
     static void linkThroughProxy(DynamicPropertyRegistry registry) {
@@ -96,6 +103,8 @@ class StalledLinkTest {
                     stalls() - stallsBefore, pool.resendsLinkClosed() - resendsBefore, chat.lost().size(),
                     chat.withoutEnd().size(), chat.missing().size());
 
+            System.out.println("[stalled link] heartbeat round trips: " + roundTrips());
+
             assertThat(chat.lost()).as("sessions lost").isEmpty();
             assertThat(chat.withoutEnd()).as("sessions whose peer's last message never came").isEmpty();
             assertThat(chat.missing()).as("messages sent and never received").isEmpty();
@@ -106,6 +115,27 @@ class StalledLinkTest {
             assertThat(pool.resendsLinkClosed() - resendsBefore).as("requests re-sent off the stalled links")
                     .isPositive();
         }
+    }
+
+    /** The links' PING round trips so far: how many, how many over 100 ms and 250 ms, the longest. */
+    private String roundTrips() {
+        long count = 0;
+        long over100 = 0;
+        long over250 = 0;
+        double maxMillis = 0;
+        for (Timer rtt : registry.find("megaphone.link.rtt").timers()) {
+            count += rtt.count();
+            maxMillis = Math.max(maxMillis, rtt.max(TimeUnit.MILLISECONDS));
+            for (CountAtBucket bucket : rtt.takeSnapshot().histogramCounts()) {
+                if (bucket.bucket(TimeUnit.MILLISECONDS) == 100) {
+                    over100 += rtt.count() - (long) bucket.count();
+                } else if (bucket.bucket(TimeUnit.MILLISECONDS) == 250) {
+                    over250 += rtt.count() - (long) bucket.count();
+                }
+            }
+        }
+        return String.format(Locale.ROOT, "%d, %d over 100 ms, %d over 250 ms, longest %.0f ms", count, over100,
+                over250, maxMillis);
     }
 
     private long stalls() {
