@@ -43,7 +43,7 @@ class LinkConfiguration {
         MegaphoneProperties.Tls tls = link.tls();
         LinkSettings settings = new LinkSettings(new HandshakeProof(secrets(link)), ecmName(link), link.heartbeat(),
                 link.handshakeTimeout(), link.maxFrameBytes(), sslContext(tls),
-                tls.enabled() && !tls.serverName().isBlank() ? tls.serverName() : null);
+                tls.enabled() && !tls.serverName().isBlank() ? tls.serverName() : null, link.stallTimeout());
         boolean discovery = !link.discovery().dnsName().isBlank();
         if (link.nodes().isEmpty() && !discovery) {
             throw new IllegalStateException("megaphone.link.nodes: [] (expected: at least one host:port of"

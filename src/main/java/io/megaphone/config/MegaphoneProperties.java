@@ -11,6 +11,8 @@ import jakarta.validation.constraints.NotNull;
 import jakarta.validation.constraints.Pattern;
 import java.time.Duration;
 import java.util.List;
+import org.hibernate.validator.constraints.time.DurationMax;
+import org.hibernate.validator.constraints.time.DurationMin;
 import org.springframework.boot.context.properties.ConfigurationProperties;
 import org.springframework.boot.context.properties.bind.DefaultValue;
 import org.springframework.validation.annotation.Validated;
@@ -22,6 +24,9 @@ import org.springframework.validation.annotation.Validated;
 @ConfigurationProperties("megaphone")
 @Validated
 public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Valid @NotNull @DefaultValue Link link) {
+
+    static final String STALL_TIMEOUT_RANGE = "must be between 30ms and 299ms: below mod_megaphone's order_timeout"
+            + " (300 ms), after which a session's rid N+1 goes to ejabberd without rid N";
 
     /**
      * The client-facing BOSH side.
@@ -128,6 +133,10 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param tls TLS on the links (mod_megaphone's {@code tls} option must match)
      * @param maxFrameBytes the largest frame read from a link (an answer over it fails that one request, the link
      *     stays up); what the ECM sends is bounded by the server's {@code max_frame} from WELCOME
+     * @param stallTimeout while requests are in flight on a link, it is closed and its requests are re-sent on
+     *     another link when nothing has been read from it for this long after a REQUEST or PING went out (it then
+     *     pings every third of it); below mod_megaphone's {@code order_timeout} (300 ms), which holds a session's
+     *     rid N+1 that long waiting for rid N
      */
     public record Link(
             @DefaultValue("127.0.0.1:5290") List<@Pattern(regexp = ".+:\\d{1,5}",
@@ -141,6 +150,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("50ms") @NotNull Duration reconnectMinBackoff,
             @DefaultValue("500ms") @NotNull Duration reconnectMaxBackoff,
             @DefaultValue("1048576") @Min(4096) int maxFrameBytes,
+            @DefaultValue("150ms") @NotNull @DurationMin(millis = 30, message = STALL_TIMEOUT_RANGE)
+            @DurationMax(millis = 299, message = STALL_TIMEOUT_RANGE) Duration stallTimeout,
             @DefaultValue("true") boolean inlineSecretAllowed,
             @Valid @NotNull @DefaultValue Discovery discovery,
             @Valid @NotNull @DefaultValue Tls tls) {

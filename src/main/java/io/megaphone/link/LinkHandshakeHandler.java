@@ -102,8 +102,8 @@ final class LinkHandshakeHandler extends ChannelInboundHandlerAdapter {
         if (welcome.heartbeatMillis() > 0) {
             heartbeatNanos = Math.min(heartbeatNanos, TimeUnit.MILLISECONDS.toNanos(welcome.heartbeatMillis()));
         }
-        LinkHeartbeatHandler heartbeat = new LinkHeartbeatHandler(heartbeatNanos,
-                "link " + target + " (node " + welcome.node() + ")", stats);
+        LinkHeartbeatHandler heartbeat = new LinkHeartbeatHandler(heartbeatNanos, settings.stallTimeout().toNanos(),
+                "link " + target + " (node " + welcome.node() + ")", stats, multiplexer::inflightCount);
         ctx.pipeline().addAfter(ctx.name(), null, heartbeat);
         ctx.pipeline().addAfter(ctx.name(), null, heartbeat.idleStateHandler());
         ctx.pipeline().remove(this);

@@ -8,6 +8,7 @@ import io.netty.handler.timeout.IdleStateEvent;
 import io.netty.handler.timeout.IdleStateHandler;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.function.IntSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -16,6 +17,10 @@ import org.slf4j.LoggerFactory;
  * as it is also the round-trip probe (megaphone.link.rtt) and what keeps mod_megaphone's idle check quiet; a
  * PONG to every PING of the server; and the link closed when the {@link IdleStateHandler} in front of this one
  * ({@link #idleStateHandler}) reports nothing read for 3 intervals.
+ *
+ * <p>Stall detection: while requests are in flight, a PING also goes every stall timeout / 3, and the link is
+ * closed (its requests re-sent elsewhere) when nothing at all has been read for the stall timeout since a REQUEST
+ * or such a PING went out. Any bytes read reset it, so a link that answers is never stalled.
  */
 final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
 
@@ -23,15 +28,26 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
     static final int SILENT_INTERVALS = 3;
 
     private final long intervalNanos;
+    private final long stallNanos;
     private final String link;
     private final LinkStats stats;
+    private final IntSupplier inflight;
     private volatile long rttNanos = -1;
+    private ChannelHandlerContext ctx;
     private ScheduledFuture<?> pinger;
+    /** PINGs every stall timeout / 3 while requests are in flight; null when none are. */
+    private ScheduledFuture<?> prober;
+    /** The pending stall check, or null. */
+    private ScheduledFuture<?> stallCheck;
+    /** When the first REQUEST or probe PING since the last read went out; 0: none did. */
+    private long awaitingSinceNanos;
 
-    LinkHeartbeatHandler(long intervalNanos, String link, LinkStats stats) {
+    LinkHeartbeatHandler(long intervalNanos, long stallNanos, String link, LinkStats stats, IntSupplier inflight) {
         this.intervalNanos = intervalNanos;
+        this.stallNanos = stallNanos;
         this.link = link;
         this.stats = stats;
+        this.inflight = inflight;
     }
 
     /** The handler that goes in front of this one: reader idle after {@value #SILENT_INTERVALS} intervals. */
@@ -44,26 +60,91 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
         return rttNanos;
     }
 
+    /** Event loop: a REQUEST went out. Something must now be read within the stall timeout. */
+    void requestSent() {
+        if (ctx == null) {
+            return; // removed
+        }
+        awaitRead();
+        if (prober == null) {
+            long every = Math.max(1, stallNanos / 3);
+            prober = ctx.executor().scheduleAtFixedRate(this::probe, every, every, TimeUnit.NANOSECONDS);
+        }
+    }
+
+    private void probe() {
+        if (inflight.getAsInt() == 0) {
+            prober.cancel(false);
+            prober = null;
+            return;
+        }
+        ping();
+        awaitRead();
+    }
+
+    private void ping() {
+        LinkFrames.send(ctx.channel(), stats, new Frame.Ping(System.nanoTime()));
+    }
+
+    private void awaitRead() {
+        if (awaitingSinceNanos == 0) {
+            awaitingSinceNanos = System.nanoTime() | 1; // never 0
+            if (stallCheck == null) {
+                stallCheck = ctx.executor().schedule(this::checkStall, stallNanos, TimeUnit.NANOSECONDS);
+            }
+        }
+    }
+
+    private void checkStall() {
+        stallCheck = null;
+        long since = awaitingSinceNanos;
+        if (since == 0 || !ctx.channel().isActive()) {
+            return;
+        }
+        long waited = System.nanoTime() - since;
+        if (waited < stallNanos) {
+            stallCheck = ctx.executor().schedule(this::checkStall, stallNanos - waited, TimeUnit.NANOSECONDS);
+            return;
+        }
+        stats.stalled();
+        log.warn("{} stalled: nothing read for {} ms with {} requests in flight; closing it (they are re-sent)",
+                link, TimeUnit.NANOSECONDS.toMillis(waited), inflight.getAsInt());
+        ctx.close();
+    }
+
     @Override
     public void handlerAdded(ChannelHandlerContext ctx) {
-        pinger = ctx.executor().scheduleAtFixedRate(
-                () -> LinkFrames.send(ctx.channel(), stats, new Frame.Ping(System.nanoTime())),
-                0, intervalNanos, TimeUnit.NANOSECONDS);
+        this.ctx = ctx;
+        pinger = ctx.executor().scheduleAtFixedRate(this::ping, 0, intervalNanos, TimeUnit.NANOSECONDS);
     }
 
     @Override
     public void handlerRemoved(ChannelHandlerContext ctx) {
-        pinger.cancel(false);
+        stopTimers();
+        this.ctx = null;
     }
 
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
-        pinger.cancel(false);
+        stopTimers();
         ctx.fireChannelInactive();
+    }
+
+    private void stopTimers() {
+        pinger.cancel(false);
+        if (prober != null) {
+            prober.cancel(false);
+            prober = null;
+        }
+        if (stallCheck != null) {
+            stallCheck.cancel(false);
+            stallCheck = null;
+        }
     }
 
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        awaitingSinceNanos = 0;
         if (msg instanceof Frame.Ping ping) {
             LinkFrames.send(ctx.channel(), stats, new Frame.Pong(ping.opaque()));
         } else if (msg instanceof Frame.Pong pong) {
@@ -72,6 +153,13 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
         } else {
             ctx.fireChannelRead(msg);
         }
+    }
+
+    /** Bytes were read, whether or not they completed a frame (a large RESPONSE still arriving). */
+    @Override
+    public void channelReadComplete(ChannelHandlerContext ctx) {
+        awaitingSinceNanos = 0;
+        ctx.fireChannelReadComplete();
     }
 
     @Override

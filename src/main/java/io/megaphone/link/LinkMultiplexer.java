@@ -213,6 +213,7 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
             return;
         }
         send(new Frame.Request(id, request.envelope));
+        heartbeat.requestSent();
     }
 
     private void send(Frame frame) {

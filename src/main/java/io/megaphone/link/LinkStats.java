@@ -12,6 +12,7 @@ public final class LinkStats {
         "goaway", "error"};
 
     private final LongAdder connects = new LongAdder();
+    private final LongAdder stalls = new LongAdder();
     /** Where heartbeat round trips go (the metrics binder's histogram); none until one is set. */
     private volatile LongConsumer rttRecorder = nanos -> { };
     private final LongAdder[] sent = adders();
@@ -71,6 +72,15 @@ public final class LinkStats {
 
     public long connects() {
         return connects.sum();
+    }
+
+    void stalled() {
+        stalls.increment();
+    }
+
+    /** Times the link was closed as stalled: nothing read for the stall timeout with requests in flight. */
+    public long stalls() {
+        return stalls.sum();
     }
 
     public long sent(int typeIndex) {

@@ -19,7 +19,7 @@ import java.util.concurrent.TimeUnit;
 import org.springframework.stereotype.Component;
 
 /**
- * Watches the link pool: per-link state, requests in flight, heartbeat round trip, connects and frames, and the
+ * Watches the link pool: per-link state, requests in flight, heartbeat round trip, connects, stalls and frames, and the
  * pool-wide held requests and re-sends. The {@code link} tag is {@code host:port#index} of a link, so its values
  * are bounded by the configured or discovered nodes; a link's meters go when its node goes.
  */
@@ -88,6 +88,8 @@ class LinkMetricsBinder implements MeterBinder {
         stats.recordRtt(nanos -> rtt.record(nanos, TimeUnit.NANOSECONDS));
         meters.add(FunctionCounter.builder(MegaphoneMeters.LINK_CONNECTS.meterName(), stats, LinkStats::connects)
                 .description(MegaphoneMeters.LINK_CONNECTS.description()).tag("link", name).register(registry));
+        meters.add(FunctionCounter.builder(MegaphoneMeters.LINK_STALLS.meterName(), stats, LinkStats::stalls)
+                .description(MegaphoneMeters.LINK_STALLS.description()).tag("link", name).register(registry));
         for (int type = 0; type < LinkStats.TYPES.length; type++) {
             int t = type;
             meters.add(FunctionCounter.builder(MegaphoneMeters.LINK_FRAMES.meterName(), stats, s -> s.sent(t))

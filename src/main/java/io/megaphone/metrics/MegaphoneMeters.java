@@ -47,6 +47,9 @@ public enum MegaphoneMeters {
     LINK_RTT("megaphone.link.rtt", "seconds", "heartbeat round-trip time"),
     /** Counter, tag {@code link}: times the link was (re)established. */
     LINK_CONNECTS("megaphone.link.connects", null, "link handshakes completed"),
+    /** Counter, tag {@code link}: times the link was closed as stalled (nothing read with requests in flight). */
+    LINK_STALLS("megaphone.link.stalls", null,
+            "links closed because nothing was read for the stall timeout while requests were in flight"),
     /** Counter, tags {@code link}, {@code direction}, {@code type}: frames sent and received. */
     LINK_FRAMES("megaphone.link.frames", null, "link frames, by direction and type"),
     /**

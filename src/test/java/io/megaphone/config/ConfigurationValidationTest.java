@@ -37,6 +37,12 @@ class ConfigurationValidationTest {
     }
 
     @Test
+    void aStallTimeoutNotBelowTheModulesOrderTimeoutIsRefused() {
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--megaphone.link.stall-timeout=300ms");
+        assertThat(message).contains("Property: megaphone.link.stallTimeout").contains("PT0.3S").contains("order_timeout");
+    }
+
+    @Test
     void aMalformedNodeAddressIsRefused() {
         String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET, "--megaphone.link.nodes=ejabberd.local");
         assertThat(message).contains("megaphone.link.nodes").contains("ejabberd.local").contains("host:port");

@@ -15,15 +15,42 @@ import java.util.concurrent.atomic.AtomicInteger;
 /**
  * A TCP proxy on a free local port in front of {@code upstream}, whose connections a test can cut: both sockets
  * closed with a reset (SO_LINGER 0), so both ends see the connection die as on a network failure, and the ECM's
- * own code finds out (no hook into it).
+ * own code finds out (no hook into it). Or stall: the proxy keeps both sockets open and reading, but drops what it
+ * reads in one or both directions instead of forwarding it, as a peer that no longer reads (or a black-holed path)
+ * looks to the other end.
  */
 final class CuttableProxy implements AutoCloseable {
 
     private final ServerSocket server;
     private final InetSocketAddress upstream;
-    /** Live connections, oldest first: {client side, upstream side}. */
-    private final List<Socket[]> connections = new CopyOnWriteArrayList<>();
+    /** Live connections, oldest first. */
+    private final List<Connection> connections = new CopyOnWriteArrayList<>();
     final AtomicInteger accepted = new AtomicInteger();
+
+    /** One proxied connection: the client's (the ECM's) socket and the upstream one, and what its stall saw. */
+    static final class Connection {
+        final Socket client;
+        final Socket upstream;
+        /** Bytes from the client (requests) are dropped from now on. */
+        volatile boolean dropRequests;
+        /** Bytes from upstream (answers) are dropped from now on. */
+        volatile boolean dropAnswers;
+        /** System.nanoTime() of the stall, of the first bytes dropped each way, and of the client's close; 0: not yet. */
+        volatile long stalledAt;
+        volatile long firstRequestBytesDroppedAt;
+        volatile long firstAnswerBytesDroppedAt;
+        volatile long clientClosedAt;
+
+        Connection(Socket client, Socket upstream) {
+            this.client = client;
+            this.upstream = upstream;
+        }
+
+        /** Milliseconds from the stall to the client closing the connection, or -1 while it is open. */
+        double stallToCloseMillis() {
+            return clientClosedAt == 0 ? -1 : (clientClosedAt - stalledAt) / 1e6;
+        }
+    }
 
     CuttableProxy(InetSocketAddress upstream) throws IOException {
         this.upstream = upstream;
@@ -44,8 +71,8 @@ final class CuttableProxy implements AutoCloseable {
         if (connections.isEmpty()) {
             return false;
         }
-        Socket[] pair = connections.remove(0);
-        for (Socket socket : pair) {
+        Connection connection = connections.remove(0);
+        for (Socket socket : new Socket[] {connection.client, connection.upstream}) {
             try {
                 socket.setSoLinger(true, 0);
             } catch (IOException ignored) {
@@ -56,6 +83,22 @@ final class CuttableProxy implements AutoCloseable {
         return true;
     }
 
+    /**
+     * Stops forwarding on the oldest live connection that is not stalled already: its answers, and its requests
+     * too when {@code requestsToo}. Both sockets stay open; the connection ends when either end closes it.
+     */
+    Connection stallOldest(boolean requestsToo) {
+        for (Connection connection : connections) {
+            if (connection.stalledAt == 0) {
+                connection.stalledAt = System.nanoTime();
+                connection.dropRequests = requestsToo;
+                connection.dropAnswers = true;
+                return connection;
+            }
+        }
+        throw new IllegalStateException("no live connection to stall");
+    }
+
     private void accept() {
         while (!server.isClosed()) {
             try {
@@ -63,28 +106,42 @@ final class CuttableProxy implements AutoCloseable {
                 Socket server = new Socket(upstream.getAddress(), upstream.getPort());
                 client.setTcpNoDelay(true);
                 server.setTcpNoDelay(true);
-                Socket[] pair = {client, server};
-                connections.add(pair);
+                Connection connection = new Connection(client, server);
+                connections.add(connection);
                 accepted.incrementAndGet();
-                daemon("proxy-up", () -> pump(client, server, pair));
-                daemon("proxy-down", () -> pump(server, client, pair));
+                daemon("proxy-up", () -> pump(connection, true));
+                daemon("proxy-down", () -> pump(connection, false));
             } catch (IOException e) {
                 // the proxy is closing, or upstream refused: the ECM sees a closed connection and retries
             }
         }
     }
 
-    private void pump(Socket from, Socket to, Socket[] pair) {
+    private void pump(Connection connection, boolean requests) {
+        Socket from = requests ? connection.client : connection.upstream;
+        Socket to = requests ? connection.upstream : connection.client;
         byte[] buffer = new byte[16384];
         try (InputStream in = from.getInputStream(); OutputStream out = to.getOutputStream()) {
             int n;
             while ((n = in.read(buffer)) >= 0) {
-                out.write(buffer, 0, n);
+                if (requests ? !connection.dropRequests : !connection.dropAnswers) {
+                    out.write(buffer, 0, n);
+                } else if (requests && connection.firstRequestBytesDroppedAt == 0) {
+                    connection.firstRequestBytesDroppedAt = System.nanoTime();
+                } else if (!requests && connection.firstAnswerBytesDroppedAt == 0) {
+                    connection.firstAnswerBytesDroppedAt = System.nanoTime();
+                }
+            }
+            if (requests) {
+                connection.clientClosedAt = System.nanoTime();
             }
         } catch (IOException e) {
             // cut, or the other side closed
+            if (requests && connection.clientClosedAt == 0) {
+                connection.clientClosedAt = System.nanoTime();
+            }
         } finally {
-            connections.remove(pair);
+            connections.remove(connection);
             closeQuietly(from);
             closeQuietly(to);
         }

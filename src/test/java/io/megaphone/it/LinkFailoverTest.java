@@ -87,7 +87,13 @@ class LinkFailoverTest {
                 await().atMost(Duration.ofSeconds(15)).until(() -> bobPoller.chatBodies.size() >= expected
                         || !bobPoller.failures.isEmpty());
             }
-            Thread.sleep(500); // a duplicate would arrive now
+            // A last message as a barrier instead of a pause: ejabberd routes alice's stanzas to bob in order, and a
+            // copy of one of her requests can only enter ejabberd before a later rid does (mod_megaphone releases a
+            // session's rids in order), so a duplicate of any message above would reach bob before this one.
+            sent.add("last");
+            aliceRequests.add(aliceClient.sendChat(bob + "@localhost", "last"));
+            await().atMost(Duration.ofSeconds(15)).until(() -> bobPoller.chatBodies.contains("last")
+                    || !bobPoller.failures.isEmpty());
             assertThat(bobPoller.failures).isEmpty();
             assertThat(bobPoller.chatBodies).containsExactlyElementsOf(sent);
             assertThat(bobPoller.retries).as("5xx answers bob's client saw").hasValue(0);

@@ -39,8 +39,9 @@ class BackPressureTest {
     @Test
     void aLinkWhoseServerStopsReadingBuffersAtMostAboutItsHighWaterMark() throws Exception {
         server = new FakeMegaphoneServer(SECRET, request -> null);
+        // Stall detection would close this link within 150 ms (LinkStallTest): out of the way, this is about the buffer.
         LinkSettings settings = new LinkSettings(new HandshakeProof(SECRET), "slow-ecm", Duration.ofSeconds(15),
-                Duration.ofSeconds(2), 1 << 20);
+                Duration.ofSeconds(2), 1 << 20, null, null, Duration.ofSeconds(60));
         pool = new LinkPool(List.of(server.socketAddress()), 1, settings, Duration.ofSeconds(60),
                 Duration.ofMillis(20), Duration.ofMillis(200), 1);
         pool.start();

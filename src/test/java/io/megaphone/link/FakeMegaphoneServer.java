@@ -41,6 +41,8 @@ final class FakeMegaphoneServer implements AutoCloseable {
     final java.util.concurrent.atomic.AtomicInteger refusedAuths = new java.util.concurrent.atomic.AtomicInteger();
     /** When true the fake stops answering PINGs: a link that is up but stalled. */
     volatile boolean stalled;
+    /** Links on which the fake sends nothing any more (no PONG, no RESPONSE), though it still reads them. */
+    final java.util.Set<Channel> silent = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private final Channel server;
 
     FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer) throws InterruptedException {
@@ -129,12 +131,12 @@ final class FakeMegaphoneServer implements AutoCloseable {
             if (frame instanceof Frame.Request request) {
                 received.add(new Received(ctx.channel(), request));
                 Frame.Response response = answer.apply(request);
-                if (response != null) {
+                if (response != null && !silent.contains(ctx.channel())) {
                     ctx.writeAndFlush(FrameCodec.encode(response, ctx.alloc()));
                 }
             } else if (frame instanceof Frame.Cancel cancel) {
                 cancels.add(cancel);
-            } else if (frame instanceof Frame.Ping ping && !stalled) {
+            } else if (frame instanceof Frame.Ping ping && !stalled && !silent.contains(ctx.channel())) {
                 ctx.writeAndFlush(FrameCodec.encode(new Frame.Pong(ping.opaque()), ctx.alloc()));
             }
         }

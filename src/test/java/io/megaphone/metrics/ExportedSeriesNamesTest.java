@@ -52,6 +52,7 @@ class ExportedSeriesNamesTest {
             "megaphone_link_rtt_seconds_count",
             "megaphone_link_rtt_seconds_max",
             "megaphone_link_rtt_seconds_sum",
+            "megaphone_link_stalls_total",
             "megaphone_link_up"));
 
     private static ConfigurableApplicationContext ecm;
