@@ -128,6 +128,7 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      * @param tls TLS on the links (mod_megaphone's {@code tls} option must match)
      * @param maxFrameBytes the largest frame read from a link (an answer over it fails that one request, the link
      *     stays up); what the ECM sends is bounded by the server's {@code max_frame} from WELCOME
+     * @param dns how the links resolve the nodes' host names
      */
     public record Link(
             @DefaultValue("127.0.0.1:5290") List<@Pattern(regexp = ".+:\\d{1,5}",
@@ -143,7 +144,20 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("1048576") @Min(4096) int maxFrameBytes,
             @DefaultValue("true") boolean inlineSecretAllowed,
             @Valid @NotNull @DefaultValue Discovery discovery,
-            @Valid @NotNull @DefaultValue Tls tls) {
+            @Valid @NotNull @DefaultValue Tls tls,
+            @Valid @NotNull @DefaultValue Dns dns) {
+    }
+
+    /**
+     * The links' DNS resolver (Netty's, non-blocking; answers are kept for their TTL).
+     *
+     * @param nameServers name servers to ask, as {@code ip:port}, in order; empty: the system's
+     *     ({@code /etc/resolv.conf})
+     * @param queryTimeout how long to wait for one answer before asking again or failing the connect
+     */
+    public record Dns(@DefaultValue List<@Pattern(regexp = ".+:\\d{1,5}", message = "must be ip:port")
+                              String> nameServers,
+                      @DefaultValue("5s") @NotNull Duration queryTimeout) {
     }
 
     /**
