@@ -9,7 +9,15 @@ import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.nio.NioDatagramChannel;
 import io.netty.channel.socket.nio.NioSocketChannel;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
 import java.nio.charset.StandardCharsets;
+import java.util.HashSet;
+import java.util.Set;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -18,7 +26,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * A link slot stopped or retired at each point of its connect leaves no connection open and never connects again;
+ * A link slot stopped or retired at each point of its connect (TCP connect pending, before HELLO, before WELCOME,
+ * after WELCOME) leaves no connection open and never connects again;
  * a pool drained by the ECM does not reconnect; a node's own GOAWAY is followed by a reconnect after a backoff, not
  * at once. Counted on the stand-in's side: connections accepted, and open now.
  */
@@ -138,5 +147,56 @@ class LinkLifecycleTest {
         long gapMillis = TimeUnit.NANOSECONDS.toMillis(accepted.get(1) - closed);
         assertThat(gapMillis).as("ms from the drained link's close to the next connect")
                 .isGreaterThanOrEqualTo(MAX_BACKOFF.toMillis() - 50);
+    }
+
+    @Test
+    void retiredDuringTheTcpConnectItNeverCompletesThatConnect() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null); // only for stop()
+        try (ServerSocket full = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            // A listener whose accept queue is full: the kernel drops the next SYN, so a connect stays pending.
+            List<Socket> filling = new ArrayList<>();
+            Set<Integer> ours = new HashSet<>();
+            for (int i = 0; i < 8; i++) {
+                Socket socket = new Socket();
+                try {
+                    socket.connect(full.getLocalSocketAddress(), 200);
+                    filling.add(socket);
+                    ours.add(socket.getLocalPort());
+                } catch (IOException queueFull) {
+                    socket.close();
+                    break;
+                }
+            }
+            assertThat(filling).as("connects until one stays pending (the queue is full)").hasSizeLessThan(8);
+            LinkSettings settings = new LinkSettings(new HandshakeProof(SECRET), "lifecycle-ecm",
+                    Duration.ofSeconds(15), Duration.ofSeconds(30), 1 << 20);
+            pool = new LinkPool(List.of(new InetSocketAddress(InetAddress.getLoopbackAddress(), full.getLocalPort())),
+                    1, settings, Duration.ofSeconds(30), Duration.ofMillis(20), MAX_BACKOFF, loops,
+                    NioSocketChannel.class, false,
+                    LinkPool.dnsResolver(NioDatagramChannel.class, List.of(), LinkPool.DEFAULT_DNS_QUERY_TIMEOUT));
+            pool.start();
+            Thread.sleep(300); // the connect is under way (its SYN dropped); the connect timeout is 2 s
+
+            pool.setNodes(List.of());
+
+            // Room again: a connect still under way would get in with its next SYN (after about 1 s).
+            full.setSoTimeout(2500);
+            int others = 0;
+            try {
+                while (true) {
+                    Socket accepted = full.accept();
+                    if (!ours.contains(accepted.getPort())) {
+                        others++;
+                    }
+                    accepted.close();
+                }
+            } catch (SocketTimeoutException quiet) {
+                // nothing more came
+            }
+            for (Socket socket : filling) {
+                socket.close();
+            }
+            assertThat(others).as("connections of the retired link that completed").isZero();
+        }
     }
 }
