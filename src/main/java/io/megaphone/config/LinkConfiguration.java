@@ -21,7 +21,9 @@ import java.util.List;
 import javax.net.ssl.SSLException;
 import io.netty.channel.EventLoopGroup;
 import io.netty.util.concurrent.EventExecutor;
+import io.netty.channel.socket.DatagramChannel;
 import io.netty.channel.socket.SocketChannel;
+import io.netty.util.NetUtil;
 import org.springframework.context.SmartLifecycle;
 import org.springframework.context.annotation.Bean;
 import org.springframework.http.client.ReactorResourceFactory;
@@ -54,7 +56,9 @@ class LinkConfiguration {
         int linksPerNode = link.linksPerNode() != null ? link.linksPerNode() : loopCount(group);
         LinkPool pool = new LinkPool(discovery ? List.of() : addresses(link.nodes()), linksPerNode, settings,
                 properties.edge().upstreamTimeout(), link.reconnectMinBackoff(), link.reconnectMaxBackoff(),
-                group, loops.onChannelClass(SocketChannel.class, group), false);
+                group, loops.onChannelClass(SocketChannel.class, group), false,
+                LinkPool.dnsResolver(loops.onChannelClass(DatagramChannel.class, group),
+                        nameServers(link.dns().nameServers()), link.dns().queryTimeout()));
         pool.start();
         return pool;
     }
@@ -233,6 +237,28 @@ class LinkConfiguration {
         } catch (UnknownHostException e) {
             return "ecm";
         }
+    }
+
+    /** The configured name servers: IP addresses only (looking a name server up would need a name server). */
+    static List<InetSocketAddress> nameServers(List<String> servers) {
+        return servers.stream().map(server -> {
+            int colon = server.lastIndexOf(':');
+            String host = server.substring(0, colon);
+            if (host.startsWith("[") && host.endsWith("]")) {
+                host = host.substring(1, host.length() - 1);
+            }
+            byte[] ip = NetUtil.createByteArrayFromIpAddressString(host);
+            if (ip == null) {
+                throw new IllegalStateException("megaphone.link.dns.name-servers: " + server
+                        + " (expected: ip:port, e.g. 10.96.0.10:53)");
+            }
+            try {
+                return new InetSocketAddress(InetAddress.getByAddress(ip), Integer.parseInt(server.substring(colon + 1)));
+            } catch (UnknownHostException | IllegalArgumentException e) {
+                throw new IllegalStateException("megaphone.link.dns.name-servers: " + server
+                        + " (expected: ip:port with a port up to 65535)", e);
+            }
+        }).toList();
     }
 
     static List<InetSocketAddress> addresses(List<String> nodes) {

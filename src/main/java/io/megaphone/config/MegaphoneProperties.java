@@ -137,6 +137,7 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      *     another link when nothing has been read from it for this long after a REQUEST or PING went out (it then
      *     pings every third of it); below mod_megaphone's {@code order_timeout} (300 ms), which holds a session's
      *     rid N+1 that long waiting for rid N
+     * @param dns how the links resolve the nodes' host names
      */
     public record Link(
             @DefaultValue("127.0.0.1:5290") List<@Pattern(regexp = ".+:\\d{1,5}",
@@ -154,7 +155,20 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DurationMax(millis = 299, message = STALL_TIMEOUT_RANGE) Duration stallTimeout,
             @DefaultValue("true") boolean inlineSecretAllowed,
             @Valid @NotNull @DefaultValue Discovery discovery,
-            @Valid @NotNull @DefaultValue Tls tls) {
+            @Valid @NotNull @DefaultValue Tls tls,
+            @Valid @NotNull @DefaultValue Dns dns) {
+    }
+
+    /**
+     * The links' DNS resolver (Netty's, non-blocking; answers are kept for their TTL).
+     *
+     * @param nameServers name servers to ask, as {@code ip:port}, in order; empty: the system's
+     *     ({@code /etc/resolv.conf})
+     * @param queryTimeout how long to wait for one answer before asking again or failing the connect
+     */
+    public record Dns(@DefaultValue List<@Pattern(regexp = ".+:\\d{1,5}", message = "must be ip:port")
+                              String> nameServers,
+                      @DefaultValue("5s") @NotNull Duration queryTimeout) {
     }
 
     /**

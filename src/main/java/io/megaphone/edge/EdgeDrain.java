@@ -16,7 +16,8 @@ import org.springframework.stereotype.Component;
  * Graceful drain on SIGTERM, before the web server stops: readiness goes DOWN at once (the load balancer moves
  * new connections elsewhere), session creations get 503, answers carry {@code Connection: close} so clients open
  * their next request elsewhere, held requests finish normally (at most the drain timeout, which covers the longest
- * BOSH wait), then every link gets GOAWAY. Requests still held at the deadline get a retryable 503.
+ * BOSH wait), then every link gets GOAWAY and none connects again. Requests still held at the deadline get a
+ * retryable 503.
  */
 @Component
 final class EdgeDrain implements SmartLifecycle {
@@ -38,12 +39,15 @@ final class EdgeDrain implements SmartLifecycle {
         this.delay = properties.edge().drainDelay();
     }
 
-    /** Also after a {@code stop()} (a paused or restarted context): take traffic again. */
+    /**
+     * A drain is final: after a {@code stop()} the links are gone for good ({@link LinkPool#drain()}), so a context
+     * started again stays draining and not ready; close it and start a new one.
+     */
     @Override
     public void start() {
         if (edge.draining()) {
-            edge.stopDraining();
-            AvailabilityChangeEvent.publish(events, this, ReadinessState.ACCEPTING_TRAFFIC);
+            log.warn("started again after a drain: the links do not reconnect, readiness stays DOWN (close this"
+                    + " context and start a new one)");
         }
         running = true;
     }

@@ -57,6 +57,7 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
     private final DeadlineWheel deadlines = new DeadlineWheel(System.nanoTime());
     private final Consumer<PendingRequest> expireOne = this::expireOne;
     private volatile State state = State.HANDSHAKE;
+    private volatile boolean drainedByServer;
     private volatile int inflightCount;
     private volatile LinkHeartbeatHandler heartbeat;
     private Channel channel;
@@ -88,10 +89,14 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         return ready() && channel.isWritable();
     }
 
-    /** Bytes written to this link and not yet taken by the kernel. */
-    long pendingOutboundBytes() {
-        Channel ch = channel;
-        return ch == null || ch.unsafe().outboundBuffer() == null ? 0 : ch.unsafe().outboundBuffer().totalPendingWriteBytes();
+    /** The link's channel, null before it is active (tests read its outbound buffer on its event loop). */
+    Channel channel() {
+        return channel;
+    }
+
+    /** Whether the server sent GOAWAY (its node is draining), as opposed to a drain of the ECM's own. */
+    boolean drainedByServer() {
+        return drainedByServer;
     }
 
     int inflightCount() {
@@ -274,6 +279,7 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
             closeIfDrained();
         } else if (frame instanceof Frame.GoAway goAway) {
             log.info("link {} (node {}) draining on GOAWAY from the server: {}", target, serverNode, goAway.reason());
+            drainedByServer = true;
             state = State.DRAINING;
             closeIfDrained();
         } else if (frame instanceof Frame.Error error) {

@@ -9,7 +9,14 @@ import io.netty.channel.EventLoopGroup;
 import io.netty.channel.MultiThreadIoEventLoopGroup;
 import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.DatagramChannel;
+import io.netty.channel.socket.nio.NioDatagramChannel;
 import io.netty.channel.socket.nio.NioSocketChannel;
+import io.netty.resolver.AddressResolverGroup;
+import io.netty.resolver.dns.DnsAddressResolverGroup;
+import io.netty.resolver.dns.DnsNameResolverBuilder;
+import io.netty.resolver.dns.DnsServerAddressStreamProviders;
+import io.netty.resolver.dns.SequentialDnsServerAddressStreamProvider;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -69,6 +76,7 @@ public final class LinkPool implements AutoCloseable {
     private final List<LinkSlot> retiring = new CopyOnWriteArrayList<>();
     private final List<MembershipListener> membershipListeners = new CopyOnWriteArrayList<>();
     private final Bootstrap bootstrap;
+    private final AddressResolverGroup<InetSocketAddress> resolver;
     private final LinkSettings settings;
     private final int linksPerNode;
     private final Duration minBackoff;
@@ -87,6 +95,8 @@ public final class LinkPool implements AutoCloseable {
     private final LongAdder clientGone = new LongAdder();
     /** One shared callback: a method reference made per request would cost every held request 16 bytes. */
     private final Runnable countClientGone = clientGone::increment;
+    /** Test seam: runs in {@link #resend} between a pick that found no link and the parking; null in production. */
+    volatile Runnable beforePark;
 
     /** Told when links come and go (nodes found or lost by discovery). */
     public interface MembershipListener {
@@ -103,7 +113,34 @@ public final class LinkPool implements AutoCloseable {
     public LinkPool(List<InetSocketAddress> nodes, int linksPerNode, LinkSettings settings, Duration upstreamTimeout,
                     Duration minBackoff, Duration maxBackoff, int ioThreads) {
         this(nodes, linksPerNode, settings, upstreamTimeout, minBackoff, maxBackoff,
-                new MultiThreadIoEventLoopGroup(ioThreads, NioIoHandler.newFactory()), NioSocketChannel.class, true);
+                new MultiThreadIoEventLoopGroup(ioThreads, NioIoHandler.newFactory()), NioSocketChannel.class, true,
+                dnsResolver(NioDatagramChannel.class, List.of(), DEFAULT_DNS_QUERY_TIMEOUT));
+    }
+
+    /** How long the default resolver waits for one DNS answer (Netty's default). */
+    public static final Duration DEFAULT_DNS_QUERY_TIMEOUT = Duration.ofSeconds(5);
+
+    /**
+     * Netty's non-blocking DNS resolver, which keeps answers for their TTL: the links look their nodes' names up
+     * with it, so a slow name server never stalls an event loop.
+     *
+     * @param datagramChannelType the UDP channel class of the pool's event loops (e.g. {@code NioDatagramChannel})
+     * @param nameServers the name servers to ask, in order; empty: the system's ({@code /etc/resolv.conf})
+     * @param queryTimeout how long to wait for one answer
+     */
+    public static AddressResolverGroup<InetSocketAddress> dnsResolver(
+            Class<? extends DatagramChannel> datagramChannelType, List<InetSocketAddress> nameServers,
+            Duration queryTimeout) {
+        Objects.requireNonNull(datagramChannelType, "datagramChannelType");
+        if (queryTimeout.isNegative() || queryTimeout.isZero()) {
+            throw new IllegalArgumentException("queryTimeout: " + queryTimeout + " (expected: > 0)");
+        }
+        DnsNameResolverBuilder builder = new DnsNameResolverBuilder()
+                .datagramChannelType(datagramChannelType)
+                .queryTimeoutMillis(queryTimeout.toMillis())
+                .nameServerProvider(nameServers.isEmpty() ? DnsServerAddressStreamProviders.platformDefault()
+                        : new SequentialDnsServerAddressStreamProvider(nameServers));
+        return new DnsAddressResolverGroup(builder);
     }
 
     /**
@@ -112,10 +149,13 @@ public final class LinkPool implements AutoCloseable {
      * its answer comes back on that loop, with no hand-over between threads ({@link #pick}).
      *
      * @param ownsGroup whether {@link #close()} shuts {@code group} down
+     * @param resolver resolves the nodes' names when a link connects, without blocking its event loop
+     *     ({@link #dnsResolver}); the pool closes it
      */
     public LinkPool(List<InetSocketAddress> nodes, int linksPerNode, LinkSettings settings, Duration upstreamTimeout,
                     Duration minBackoff, Duration maxBackoff, EventLoopGroup group,
-                    Class<? extends Channel> channelClass, boolean ownsGroup) {
+                    Class<? extends Channel> channelClass, boolean ownsGroup,
+                    AddressResolverGroup<InetSocketAddress> resolver) {
         Objects.requireNonNull(nodes, "nodes");
         if (linksPerNode < 1) {
             throw new IllegalArgumentException("linksPerNode: " + linksPerNode + " (expected: >= 1)");
@@ -129,7 +169,8 @@ public final class LinkPool implements AutoCloseable {
         this.maxBackoff = maxBackoff;
         this.loops = new ArrayList<>();
         group.forEach(executor -> loops.add((EventLoop) executor));
-        this.bootstrap = new Bootstrap().group(group).channel(channelClass)
+        this.resolver = Objects.requireNonNull(resolver, "resolver");
+        this.bootstrap = new Bootstrap().group(group).channel(channelClass).resolver(resolver)
                 .option(ChannelOption.TCP_NODELAY, true)
                 .option(ChannelOption.SO_KEEPALIVE, true)
                 .option(ChannelOption.WRITE_BUFFER_WATER_MARK, WATER_MARK)
@@ -167,7 +208,7 @@ public final class LinkPool implements AutoCloseable {
                 if (slot.current() != null) {
                     retiring.add(slot);
                 }
-                slot.retire();
+                slot.retire("node removed from discovery");
                 membershipListeners.forEach(l -> l.removed(slot));
             }
         }
@@ -352,9 +393,17 @@ public final class LinkPool implements AutoCloseable {
         LinkMultiplexer best = pick(from);
         if (best != null) {
             best.submit(request);
-        } else {
-            request.parkedSinceNanos = System.nanoTime();
-            parked.add(request);
+            return;
+        }
+        request.parkedSinceNanos = System.nanoTime();
+        Runnable hook = beforePark;
+        if (hook != null) {
+            hook.run();
+        }
+        parked.add(request);
+        // A link that became ready after the pick above may have found nothing parked (Listener.onReady): look again.
+        if (readyLinks() > 0) {
+            unpark();
         }
     }
 
@@ -391,18 +440,19 @@ public final class LinkPool implements AutoCloseable {
         if (expiry != null) {
             expiry.cancel(false);
         }
+        resolver.close();
         if (ownsGroup) {
             group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
         }
     }
 
-    /** Sends GOAWAY on every link; each closes once its requests are answered. */
+    /**
+     * Sends GOAWAY on every link; each closes once its requests are answered, and no link connects again: a drained
+     * pool takes no traffic until it is closed (a pool does not restart).
+     */
     public void drain() {
         for (LinkSlot slot : slots) {
-            LinkMultiplexer link = slot.current();
-            if (link != null) {
-                link.drain("ECM shutting down");
-            }
+            slot.retire("ECM shutting down");
         }
     }
 

@@ -2,11 +2,15 @@
 package io.megaphone.link;
 
 import io.netty.bootstrap.Bootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.handler.flush.FlushConsolidationHandler;
 import java.net.InetSocketAddress;
 import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -17,7 +21,8 @@ import reactor.util.retry.Retry;
 
 /**
  * One of the K links to one ejabberd node: keeps a {@link LinkMultiplexer} up, reconnecting with exponential
- * backoff and jitter (Reactor's {@link Retry}) whenever it closes or fails its handshake.
+ * backoff and jitter (Reactor's {@link Retry}) whenever it closes or fails its handshake. After {@link #stop()} or
+ * {@link #retire} it never connects again, and a connect or handshake under way then leaves no channel open.
  */
 final class LinkSlot implements LinkView {
 
@@ -32,10 +37,12 @@ final class LinkSlot implements LinkView {
     private final Duration maxBackoff;
     private final AtomicInteger failures = new AtomicInteger();
     private final LinkStats stats = new LinkStats();
+    /** The ready link; set (under this slot's lock) only while the slot runs. */
     private volatile LinkMultiplexer current;
-    private volatile boolean running;
-    private volatile Disposable connecting;
-    private volatile MonoSink<LinkMultiplexer> handshake;
+    /** Guarded by this slot's lock, as is {@link #connecting}: a stop and a link's events never interleave. */
+    private boolean running;
+    private boolean stopped;
+    private Disposable connecting;
 
     LinkSlot(Bootstrap bootstrap, InetSocketAddress address, int index, LinkSettings settings,
              LinkMultiplexer.Listener poolListener, Duration minBackoff, Duration maxBackoff) {
@@ -85,16 +92,19 @@ final class LinkSlot implements LinkView {
         return current;
     }
 
-    void start() {
-        running = true;
-        connect();
+    /** Starts connecting; does nothing once the slot was stopped or retired (a slot does not restart). */
+    synchronized void start() {
+        if (!running && !stopped) {
+            running = true;
+            connect(Duration.ZERO);
+        }
     }
 
-    /** The node left: no reconnect; the link drains (GOAWAY) and closes once its requests are answered. */
-    void retire() {
+    /** No reconnect; the link drains (GOAWAY) and closes once its requests are answered. */
+    void retire(String reason) {
         LinkMultiplexer link = stopConnecting();
         if (link != null) {
-            link.drain("node removed from discovery");
+            link.drain(reason);
         }
     }
 
@@ -107,32 +117,45 @@ final class LinkSlot implements LinkView {
     }
 
     private LinkMultiplexer stopConnecting() {
-        running = false;
-        Disposable pending = connecting;
-        if (pending != null) {
-            pending.dispose();
+        Disposable pending;
+        LinkMultiplexer link;
+        synchronized (this) {
+            running = false;
+            stopped = true;
+            pending = connecting;
+            connecting = null;
+            link = current;
         }
-        return current;
+        if (pending != null) {
+            pending.dispose(); // closes the channel of a connect or handshake under way (Attempt.cancel)
+        }
+        return link;
     }
 
-    private void connect() {
-        connecting = Mono.defer(this::connectOnce)
+    /** Starts a connect loop after {@code delay}; called under the slot's lock while it runs. */
+    private void connect(Duration delay) {
+        Mono<LinkMultiplexer> loop = Mono.defer(this::connectOnce)
                 .retryWhen(Retry.backoff(Long.MAX_VALUE, minBackoff).maxBackoff(maxBackoff).jitter(0.5)
-                        .filter(error -> running))
-                .subscribe(link -> {
-                    current = link;
-                    if (failures.getAndSet(0) > 0) {
-                        log.info("link {} reconnected", name);
-                    }
-                }, error -> log.debug("link {} stopped connecting: {}", name, error.toString()));
+                        .filter(error -> isRunning()));
+        if (!delay.isZero()) {
+            loop = Mono.delay(delay).then(loop);
+        }
+        connecting = loop.subscribe(link -> {
+            if (failures.getAndSet(0) > 0) {
+                log.info("link {} reconnected", name);
+            }
+        }, error -> log.debug("link {} stopped connecting: {}", name, error.toString()));
+    }
+
+    private synchronized boolean isRunning() {
+        return running;
     }
 
     private Mono<LinkMultiplexer> connectOnce() {
         return Mono.<LinkMultiplexer>create(sink -> {
-            handshake = sink;
-            Listener listener = new Listener();
-            LinkMultiplexer link = new LinkMultiplexer(listener, name, stats);
-            bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
+            Attempt attempt = new Attempt(sink);
+            LinkMultiplexer link = new LinkMultiplexer(attempt, name, stats);
+            ChannelFuture connect = bootstrap.clone().handler(new ChannelInitializer<SocketChannel>() {
                 @Override
                 protected void initChannel(SocketChannel ch) {
                     if (settings.tls()) {
@@ -143,11 +166,14 @@ final class LinkSlot implements LinkView {
                     }
                     ch.pipeline().addLast(new FlushConsolidationHandler(256, true),
                             new LinkFrameDecoder(settings.maxFrameBytes(), stats),
-                            new LinkHandshakeHandler(settings, link, listener, name, stats), link);
+                            new LinkHandshakeHandler(settings, link, attempt, name, stats), link);
                 }
-            }).connect(address).addListener(future -> {
+            }).connect(address);
+            attempt.channel = connect.channel();
+            sink.onCancel(attempt::cancel);
+            connect.addListener(future -> {
                 if (!future.isSuccess()) {
-                    sink.error(future.cause());
+                    attempt.fail(future.cause());
                 }
             });
         }).doOnError(error -> {
@@ -158,34 +184,67 @@ final class LinkSlot implements LinkView {
         });
     }
 
-    /** Relays link events to the pool, and restarts the connect loop when the link goes away. */
-    private final class Listener implements LinkMultiplexer.Listener {
-        @Override
-        public void onReady(LinkMultiplexer link) {
-            MonoSink<LinkMultiplexer> sink = handshake;
-            if (sink != null) {
-                sink.success(link);
-            }
-            poolListener.onReady(link);
+    /**
+     * One connect and handshake: it ends once, as the slot's ready link, as a failure (the loop retries), or
+     * cancelled (stop, retire), which closes its channel. Then relays the link's events to the pool, and restarts
+     * the connect loop when the link goes away while the slot runs.
+     */
+    private final class Attempt implements LinkMultiplexer.Listener {
+        private final MonoSink<LinkMultiplexer> sink;
+        private final AtomicBoolean settled = new AtomicBoolean();
+        private volatile Channel channel;
+
+        Attempt(MonoSink<LinkMultiplexer> sink) {
+            this.sink = sink;
         }
 
-        @Override
-        public void onHandshakeFailed(LinkMultiplexer link, Throwable cause) {
-            MonoSink<LinkMultiplexer> sink = handshake;
-            if (sink != null) {
+        void cancel() {
+            Channel ch = channel;
+            if (settled.compareAndSet(false, true) && ch != null) {
+                ch.close();
+            }
+        }
+
+        void fail(Throwable cause) {
+            if (settled.compareAndSet(false, true)) {
                 sink.error(cause);
             }
         }
 
         @Override
-        public void onClosed(LinkMultiplexer link, java.util.List<PendingRequest> orphans) {
-            if (current == link) {
-                current = null;
+        public void onReady(LinkMultiplexer link) {
+            boolean taken;
+            synchronized (LinkSlot.this) {
+                taken = running && settled.compareAndSet(false, true);
+                if (taken) {
+                    current = link;
+                }
+            }
+            if (!taken) {
+                link.close(); // stopped or retired during the handshake: nobody would ever close it
+                return;
+            }
+            sink.success(link);
+            poolListener.onReady(link);
+        }
+
+        @Override
+        public void onHandshakeFailed(LinkMultiplexer link, Throwable cause) {
+            fail(cause);
+        }
+
+        @Override
+        public void onClosed(LinkMultiplexer link, List<PendingRequest> orphans) {
+            synchronized (LinkSlot.this) {
+                if (current == link) {
+                    current = null;
+                    if (running) {
+                        // A node that sent GOAWAY is going away: give it time rather than knock again at once.
+                        connect(link.drainedByServer() ? maxBackoff : Duration.ZERO);
+                    }
+                }
             }
             poolListener.onClosed(link, orphans);
-            if (running) {
-                connect();
-            }
         }
 
         @Override

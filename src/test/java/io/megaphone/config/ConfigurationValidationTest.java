@@ -49,6 +49,14 @@ class ConfigurationValidationTest {
     }
 
     @Test
+    void aNameServerGivenByNameIsRefused() {
+        String message = failedStartup("--megaphone.link.secret=" + LONG_SECRET,
+                "--megaphone.link.dns.name-servers=ns1.example.com:53");
+        assertThat(message).contains("megaphone.link.dns.name-servers: ns1.example.com:53")
+                .contains("expected: ip:port");
+    }
+
+    @Test
     void aMissingSecretSaysHowToSetIt() {
         String message = failedStartup();
         assertThat(message).contains("megaphone.link.secret").contains("neither set")

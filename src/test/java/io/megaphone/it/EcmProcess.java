@@ -73,6 +73,7 @@ public final class EcmProcess implements AutoCloseable {
         private PrivateEjabberd ejabberd;
         private boolean loopbackOnly = true;
         private int readyLinks;
+        private boolean anyLinks;
 
         private Builder() {
         }
@@ -128,6 +129,12 @@ public final class EcmProcess implements AutoCloseable {
             return this;
         }
 
+        /** Waits only until {@code /actuator/health} answers, ready links or not, instead of readiness. */
+        public Builder waitForHealthOnly() {
+            this.anyLinks = true;
+            return this;
+        }
+
         /** Starts the ECM and waits until it is ready; tries new ports if the ones picked were taken meanwhile. */
         public EcmProcess start() throws Exception {
             for (int attempt = 1; ; attempt++) {
@@ -168,7 +175,7 @@ public final class EcmProcess implements AutoCloseable {
             Runtime.getRuntime().addShutdownHook(new Thread(process::destroyForcibly));
             EcmProcess ecm = new EcmProcess(label, port, managementPort, process, log);
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(readyLinks > 0 ? 90 : 60);
-            while (readyLinks > 0 ? ecm.readyLinks() < readyLinks : !ecm.ready()) {
+            while (anyLinks ? ecm.readyLinks() < 0 : readyLinks > 0 ? ecm.readyLinks() < readyLinks : !ecm.ready()) {
                 if (!process.isAlive() || System.nanoTime() > deadline) {
                     ecm.kill();
                     throw new IllegalStateException("ECM " + label + " did not become ready"

@@ -43,6 +43,17 @@ final class FakeMegaphoneServer implements AutoCloseable {
     volatile boolean stalled;
     /** Links on which the fake sends nothing any more (no PONG, no RESPONSE), though it still reads them. */
     final java.util.Set<Channel> silent = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    /** TCP connections accepted, and open now: what a client left behind shows here. */
+    final java.util.concurrent.atomic.AtomicInteger accepted = new java.util.concurrent.atomic.AtomicInteger();
+    final java.util.concurrent.atomic.AtomicInteger open = new java.util.concurrent.atomic.AtomicInteger();
+    /** When each connection was accepted, and when each closed, in System.nanoTime(). */
+    final Queue<Long> acceptedAt = new ConcurrentLinkedQueue<>();
+    final Queue<Long> closedAt = new ConcurrentLinkedQueue<>();
+    /** When true a new connection gets no HELLO until {@link #release()}; when holdWelcome, an AUTH no WELCOME. */
+    volatile boolean holdHello;
+    volatile boolean holdWelcome;
+    /** The HELLOs and WELCOMEs held back, in order. */
+    final Queue<Runnable> held = new ConcurrentLinkedQueue<>();
     private final Channel server;
 
     FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer) throws InterruptedException {
@@ -94,6 +105,14 @@ final class FakeMegaphoneServer implements AutoCloseable {
         }
     }
 
+    /** Sends every held HELLO or WELCOME (to connections still open). */
+    void release() {
+        Runnable next;
+        while ((next = held.poll()) != null) {
+            next.run();
+        }
+    }
+
     @Override
     public void close() {
         server.close().syncUninterruptibly();
@@ -107,8 +126,16 @@ final class FakeMegaphoneServer implements AutoCloseable {
 
         @Override
         public void channelActive(ChannelHandlerContext ctx) {
+            acceptedAt.add(System.nanoTime());
+            accepted.incrementAndGet();
+            open.incrementAndGet();
             serverNonce = HandshakeProof.newNonce();
-            ctx.writeAndFlush(FrameCodec.encode(new Frame.Hello(1, 1, serverNonce), ctx.alloc()));
+            Runnable hello = () -> ctx.writeAndFlush(FrameCodec.encode(new Frame.Hello(1, 1, serverNonce), ctx.alloc()));
+            if (holdHello) {
+                held.add(hello);
+            } else {
+                hello.run();
+            }
         }
 
         @Override
@@ -117,10 +144,19 @@ final class FakeMegaphoneServer implements AutoCloseable {
                 if (frame instanceof Frame.Auth auth && HandshakeProof.matches(
                         proof.authMac(auth.version(), serverNonce, auth.clientNonce(), auth.name()), auth.mac())) {
                     authenticated = true;
-                    links.add(ctx.channel());
-                    ctx.writeAndFlush(FrameCodec.encode(new Frame.Welcome(
-                            proof.welcomeMac(1, auth.clientNonce(), serverNonce), 1 << 20, 10_000, 15_000, "fake@node"),
-                            ctx.alloc()));
+                    Runnable welcome = () -> {
+                        if (!ctx.channel().isActive()) {
+                            return;
+                        }
+                        links.add(ctx.channel());
+                        ctx.writeAndFlush(FrameCodec.encode(new Frame.Welcome(proof.welcomeMac(1, auth.clientNonce(),
+                                serverNonce), 1 << 20, 10_000, 15_000, "fake@node"), ctx.alloc()));
+                    };
+                    if (holdWelcome) {
+                        held.add(welcome);
+                    } else {
+                        welcome.run();
+                    }
                 } else {
                     refusedAuths.incrementAndGet();
                     ctx.writeAndFlush(FrameCodec.encode(new Frame.Error(Frame.Error.AUTH_FAILED, "auth_failed"),
@@ -143,6 +179,8 @@ final class FakeMegaphoneServer implements AutoCloseable {
 
         @Override
         public void channelInactive(ChannelHandlerContext ctx) {
+            closedAt.add(System.nanoTime());
+            open.decrementAndGet();
             links.remove(ctx.channel());
         }
     }

@@ -27,8 +27,8 @@ import org.junit.jupiter.api.Test;
 /**
  * The handshake of a real mod_megaphone configured with two secrets (a rotation: the new one first, the old one
  * still accepted) and at most 3 connections pending authentication. ECMs proving either secret get links (a rolling
- * rotation never fails a link), one proving neither never does; past 3 silent pre-auth connections a new one is
- * closed before HELLO, and each silent one is closed at the handshake deadline.
+ * rotation never fails a link), one proving neither tries and is refused each time; past 3 silent pre-auth
+ * connections a new one is closed before HELLO, and each silent one is closed at the handshake deadline.
  */
 class LinkHandshakeRealEjabberdTest {
 
@@ -68,14 +68,26 @@ class LinkHandshakeRealEjabberdTest {
 
     @Test
     void duringARotationEcmsProvingTheOldOrTheNewSecretGetLinksAndOthersDoNot() throws Exception {
+        long refusedBefore = stat("links_refused_total");
+        long acceptedBefore = stat("links_accepted_total");
         LinkPool stillOld = pool(OLD);
         LinkPool rotated = pool(NEW, OLD);
         LinkPool neither = pool("neither-secret-" + UUID.randomUUID());
 
         await().atMost(Duration.ofSeconds(10)).until(() -> stillOld.readyLinks() == 1 && rotated.readyLinks() == 1);
-        Thread.sleep(500); // some retries of the wrong one
+        // The wrong one did try, and was refused, more than once (it retries): counted on both sides.
+        LinkStats wrong = neither.links().get(0).stats();
+        await().atMost(Duration.ofSeconds(10)).until(() -> stat("links_refused_total") >= refusedBefore + 2
+                && wrong.sent(AUTH) >= 2);
+        assertThat(wrong.received(WELCOME)).as("WELCOMEs the wrong secret got").isZero();
         assertThat(neither.readyLinks()).isZero();
+        assertThat(stat("links_accepted_total")).as("links authenticated: the old and the rotated ECM's")
+                .isEqualTo(acceptedBefore + 2);
     }
+
+    /** {@link LinkStats#TYPES} indexes. */
+    private static final int AUTH = 1;
+    private static final int WELCOME = 2;
 
     @Test
     void preAuthConnectionsAreBoundedInNumberAndInTime() throws Exception {

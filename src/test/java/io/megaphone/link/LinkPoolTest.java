@@ -7,7 +7,15 @@ import static org.awaitility.Awaitility.await;
 import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import io.netty.channel.EventLoop;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.nio.NioDatagramChannel;
+import io.netty.channel.socket.nio.NioSocketChannel;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -20,6 +28,7 @@ class LinkPoolTest {
     private static final byte[] SECRET = "pool-test-secret-pool-test-secret-pool".getBytes(StandardCharsets.UTF_8);
     private FakeMegaphoneServer server;
     private LinkPool pool;
+    private EventLoopGroup loops;
 
     @AfterEach
     void stop() {
@@ -29,6 +38,42 @@ class LinkPoolTest {
         if (server != null) {
             server.close();
         }
+        if (loops != null) {
+            loops.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+        }
+    }
+
+    /** A pool on two event loops of the test's, as production's runs on the web server's: link #i on loop i. */
+    private List<EventLoop> poolOnTwoLoops() {
+        loops = new MultiThreadIoEventLoopGroup(2, NioIoHandler.newFactory());
+        LinkSettings settings = new LinkSettings(new HandshakeProof(SECRET), "test-ecm", Duration.ofSeconds(15),
+                Duration.ofSeconds(2), 1 << 20);
+        pool = new LinkPool(List.of(server.socketAddress()), 2, settings, Duration.ofSeconds(30),
+                Duration.ofMillis(20), Duration.ofMillis(200), loops, NioSocketChannel.class, false,
+                LinkPool.dnsResolver(NioDatagramChannel.class, List.of(), LinkPool.DEFAULT_DNS_QUERY_TIMEOUT));
+        pool.start();
+        List<EventLoop> each = new ArrayList<>();
+        loops.forEach(loop -> each.add((EventLoop) loop));
+        return each;
+    }
+
+    private int inflightOn(int index) {
+        return pool.links().stream().filter(link -> link.name().endsWith("#" + index)).findFirst().orElseThrow()
+                .inflight();
+    }
+
+    /** Submits from {@code loop}, as the web server does for a request that arrived on that loop. */
+    private void submitOn(EventLoop loop, RequestEnvelope envelope) throws Exception {
+        Exchange ignore = new Exchange() {
+            @Override
+            public void onResponse(Frame.Response response) {
+            }
+
+            @Override
+            public void onFailure(Throwable error) {
+            }
+        };
+        loop.submit(() -> pool.submit(envelope, ignore)).get(5, TimeUnit.SECONDS);
     }
 
     private LinkPool pool(byte[] secret, int links, Duration upstreamTimeout) {
@@ -225,5 +270,80 @@ class LinkPoolTest {
         assertThat(new String(answer.get().body(), StandardCharsets.UTF_8)).isEqualTo("<body>last</body>");
         await().atMost(Duration.ofSeconds(2)).until(() -> !held.channel().isActive());
         await().atMost(Duration.ofSeconds(3)).until(() -> pool.readyLinks() == 1); // a fresh link replaces it
+    }
+
+    @Test
+    void aRequestSubmittedOnALinksEventLoopGoesOutOnThatLinkThoughAnotherHasFewerInFlight() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        List<EventLoop> each = poolOnTwoLoops();
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
+
+        for (int i = 1; i <= 6; i++) {
+            submitOn(each.get(1), envelope(i, "<body/>"));
+        }
+        submitOn(each.get(0), envelope(7, "<body/>"));
+
+        // Registered synchronously on the caller's loop (no hand-over), so counted when submitOn returns.
+        assertThat(inflightOn(1)).as("in flight on the link of loop 1").isEqualTo(6);
+        assertThat(inflightOn(0)).as("in flight on the link of loop 0").isEqualTo(1);
+    }
+
+    @Test
+    void theLocalLinkIsPickedOnlyWhileWithinTheSlackOfTheLeastLoaded() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        List<EventLoop> each = poolOnTwoLoops();
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
+
+        for (int i = 1; i <= LinkPool.AFFINITY_SLACK + 1; i++) {
+            submitOn(each.get(0), envelope(i, "<body/>"));
+        }
+        assertThat(inflightOn(0)).isEqualTo(LinkPool.AFFINITY_SLACK + 1);
+        assertThat(inflightOn(1)).isZero();
+
+        submitOn(each.get(0), envelope(100, "<body/>")); // the local link is now SLACK + 1 above the other
+
+        await().atMost(Duration.ofSeconds(2)).until(() -> inflightOn(1) == 1);
+        assertThat(inflightOn(0)).isEqualTo(LinkPool.AFFINITY_SLACK + 1);
+    }
+
+    @Test
+    void aRequestParkedJustAsALinkComesUpGoesOutOnThatLinkNotAs503() throws Exception {
+        server = new FakeMegaphoneServer(SECRET, request -> null);
+        poolOnTwoLoops();
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 2);
+        AtomicReference<Frame.Response> answer = new AtomicReference<>();
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        RequestEnvelope envelope = envelope(31, "<body rid='31'/>");
+        Submit.of(pool, envelope).subscribe(answer::set, failure::set);
+        await().atMost(Duration.ofSeconds(2)).until(() -> server.received.size() == 1);
+        FakeMegaphoneServer.Received held = server.received.poll();
+        // The other link goes and comes back up to WELCOME, which the stand-in holds (as every later one).
+        server.holdWelcome = true;
+        server.links.stream().filter(link -> link != held.channel()).findFirst().orElseThrow().close();
+        await().atMost(Duration.ofSeconds(5)).until(() -> server.held.size() == 1 && pool.readyLinks() == 1);
+        // The race, made deterministic: the request's link dies, the pick finds no link ready; before the request is
+        // parked, the other link gets its WELCOME and the pool's onReady has run (it found nothing parked).
+        pool.beforePark = () -> {
+            pool.beforePark = null;
+            server.release();
+            await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 1);
+            LinkMultiplexer other = pool.links().stream().map(link -> ((LinkSlot) link).current())
+                    .filter(link -> link != null).findFirst().orElseThrow();
+            try {
+                other.channel().eventLoop().submit(() -> { }).get(5, TimeUnit.SECONDS); // after its onReady
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        };
+
+        held.channel().close();
+
+        await().atMost(Duration.ofSeconds(3)).until(() -> server.received.size() == 1 || failure.get() != null);
+        assertThat(failure.get()).as("the request failed instead of going out on the link that came up").isNull();
+        FakeMegaphoneServer.Received again = server.received.poll();
+        assertThat(again.request().envelope()).isEqualTo(envelope);
+        assertThat(pool.beforePark).as("the race was run").isNull();
+        server.answer(again, 200, "<body>kept</body>");
+        await().atMost(Duration.ofSeconds(2)).until(() -> answer.get() != null);
     }
 }
