@@ -103,7 +103,8 @@ final class LinkHandshakeHandler extends ChannelInboundHandlerAdapter {
             heartbeatNanos = Math.min(heartbeatNanos, TimeUnit.MILLISECONDS.toNanos(welcome.heartbeatMillis()));
         }
         LinkHeartbeatHandler heartbeat = new LinkHeartbeatHandler(heartbeatNanos, settings.stallTimeout().toNanos(),
-                "link " + target + " (node " + welcome.node() + ")", stats, multiplexer::inflightCount);
+                "link " + target + " (node " + welcome.node() + ")", stats, multiplexer::inflightCount,
+                () -> listener.anotherLinkAnswers(multiplexer));
         ctx.pipeline().addAfter(ctx.name(), null, heartbeat);
         ctx.pipeline().addAfter(ctx.name(), null, heartbeat.idleStateHandler());
         ctx.pipeline().remove(this);

@@ -8,6 +8,7 @@ import io.netty.handler.timeout.IdleStateEvent;
 import io.netty.handler.timeout.IdleStateHandler;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 import java.util.function.IntSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -20,7 +21,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Stall detection: while requests are in flight, a PING also goes every stall timeout / 3, and the link is
  * closed (its requests re-sent elsewhere) when nothing at all has been read for the stall timeout since a REQUEST
- * or such a PING went out. Any bytes read reset it, so a link that answers is never stalled.
+ * or such a PING went out. Any bytes read reset it, so a link that answers is never stalled. It is not closed
+ * while no other ready link answers in time either: the whole node is slow then, and a session's next request cannot
+ * overtake this one through a link of this ECM, so a re-send would only move the load.
  */
 final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
 
@@ -32,6 +35,7 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
     private final String link;
     private final LinkStats stats;
     private final IntSupplier inflight;
+    private final BooleanSupplier anotherLinkAnswers;
     private volatile long rttNanos = -1;
     private ChannelHandlerContext ctx;
     private ScheduledFuture<?> pinger;
@@ -39,10 +43,12 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
     private ScheduledFuture<?> prober;
     /** The pending stall check, or null. */
     private ScheduledFuture<?> stallCheck;
-    /** When the first REQUEST or probe PING since the last read went out; 0: none did. */
-    private long awaitingSinceNanos;
+    /** When the first REQUEST or probe PING since the last read went out; 0: none did. Read by other links. */
+    private volatile long awaitingSinceNanos;
 
-    LinkHeartbeatHandler(long intervalNanos, long stallNanos, String link, LinkStats stats, IntSupplier inflight) {
+    LinkHeartbeatHandler(long intervalNanos, long stallNanos, String link, LinkStats stats, IntSupplier inflight,
+                         BooleanSupplier anotherLinkAnswers) {
+        this.anotherLinkAnswers = anotherLinkAnswers;
         this.intervalNanos = intervalNanos;
         this.stallNanos = stallNanos;
         this.link = link;
@@ -58,6 +64,12 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
     /** Round-trip time of the last PING, or -1 before the first PONG. */
     long rttNanos() {
         return rttNanos;
+    }
+
+    /** Any thread: whether this link has waited for a read at least {@code nanos} (the stall timeout, by peers). */
+    boolean waitedAtLeast(long nowNanos, long nanos) {
+        long since = awaitingSinceNanos;
+        return since != 0 && nowNanos - since >= nanos;
     }
 
     /** Event loop: a REQUEST went out. Something must now be read within the stall timeout. */
@@ -105,6 +117,10 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
         if (waited < stallNanos) {
             stallCheck = ctx.executor().schedule(this::checkStall, stallNanos - waited, TimeUnit.NANOSECONDS);
             return;
+        }
+        if (!anotherLinkAnswers.getAsBoolean()) {
+            stallCheck = ctx.executor().schedule(this::checkStall, stallNanos, TimeUnit.NANOSECONDS);
+            return; // every other link waits too: the node is slow, not this link
         }
         stats.stalled();
         log.warn("{} stalled: nothing read for {} ms with {} requests in flight; closing it (they are re-sent)",

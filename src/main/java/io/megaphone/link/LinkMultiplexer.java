@@ -46,6 +46,14 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
 
         /** mod_megaphone refused a request it did not process (503: over max_inflight, draining): elsewhere too. */
         void refused(PendingRequest request, LinkMultiplexer from);
+
+        /**
+         * Whether a ready link other than {@code self} has read something within its stall timeout (or waits for
+         * nothing): only then is a silent {@code self} stalled rather than its node slow.
+         */
+        default boolean anotherLinkAnswers(LinkMultiplexer self) {
+            return true;
+        }
     }
 
     enum State { HANDSHAKE, READY, DRAINING, CLOSED }
@@ -110,6 +118,12 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
 
     String target() {
         return target;
+    }
+
+    /** Whether the link is ready and has waited at least {@code nanos} for a read (any thread). */
+    boolean waitsLongerThan(long nowNanos, long nanos) {
+        LinkHeartbeatHandler current = heartbeat;
+        return current != null && current.waitedAtLeast(nowNanos, nanos);
     }
 
     /** Round-trip time of the last heartbeat, or -1 before the first. */

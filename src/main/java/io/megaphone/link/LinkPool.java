@@ -490,5 +490,18 @@ public final class LinkPool implements AutoCloseable {
         public void refused(PendingRequest request, LinkMultiplexer from) {
             resend(request, from, resendsRefused);
         }
+
+        @Override
+        public boolean anotherLinkAnswers(LinkMultiplexer self) {
+            long now = System.nanoTime();
+            long stall = settings.stallTimeout().toNanos();
+            for (LinkSlot slot : slots) {
+                LinkMultiplexer link = slot.current();
+                if (link != null && link != self && link.ready() && !link.waitsLongerThan(now, stall)) {
+                    return true;
+                }
+            }
+            return false;
+        }
     }
 }

@@ -256,5 +256,10 @@ final class LinkSlot implements LinkView {
         public void refused(PendingRequest request, LinkMultiplexer from) {
             poolListener.refused(request, from);
         }
+
+        @Override
+        public boolean anotherLinkAnswers(LinkMultiplexer self) {
+            return poolListener.anotherLinkAnswers(self);
+        }
     }
 }

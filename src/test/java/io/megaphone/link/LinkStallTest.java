@@ -117,4 +117,32 @@ class LinkStallTest {
         assertThat(pool.links().stream().mapToLong(l -> l.stats().sent(6)).sum() - pingsBefore)
                 .as("slow PINGs only, no fast ones without requests in flight").isLessThanOrEqualTo(4);
     }
+
+    @Test
+    void linksAllSilentAtOnceAreASlowNodeAndStayUntilOneAnswersAgain() throws Exception {
+        start();
+        Disposable first = Submit.of(pool, envelope(9)).subscribe();
+        Disposable second = Submit.of(pool, envelope(10)).subscribe();
+        try {
+            await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 2);
+            List<FakeMegaphoneServer.Received> held = List.copyOf(server.received);
+            assertThat(held.get(0).channel()).as("one request per link").isNotSameAs(held.get(1).channel());
+            held.forEach(r -> server.silent.add(r.channel()));
+            // Ten stall timeouts of silence on every link: the node is slow, no link is closed, nothing re-sent.
+            long probesBefore = pool.links().stream().mapToLong(l -> l.stats().sent(6)).sum();
+            await().atMost(Duration.ofSeconds(10)).until(() ->
+                    pool.links().stream().mapToLong(l -> l.stats().sent(6)).sum() >= probesBefore + 20);
+            assertThat(stalls()).as("links closed as stalled while all were silent").isZero();
+            assertThat(server.received).as("nothing re-sent").hasSize(2);
+
+            server.silent.remove(held.get(0).channel()); // one link answers again: the other one is stalled
+            await().atMost(Duration.ofSeconds(5)).until(() -> stalls() == 1);
+            await().atMost(Duration.ofSeconds(5)).until(() -> server.received.size() == 3);
+            assertThat(server.received.stream().skip(2).findFirst().orElseThrow().request().envelope().rid())
+                    .as("the silent link's request, re-sent").isEqualTo(held.get(1).request().envelope().rid());
+        } finally {
+            first.dispose();
+            second.dispose();
+        }
+    }
 }
