@@ -87,6 +87,7 @@ EXPOSE 5280 9090
 # * JAVA_GC_OPTS replaces the GC (G1; e.g. "-XX:+UseSerialGC"), JAVA_OPTS adds flags.
 # * Compact object headers (-XX:+UseCompactObjectHeaders) are on: smaller objects, less heap per held request
 #   (docs/benchmarks.md). JAVA_OPTS="-XX:-UseCompactObjectHeaders" turns them off.
+# * --enable-native-access=ALL-UNNAMED: Netty loads its epoll library without Java 24+'s restricted-method warning.
 ENV JAVA_HEAP_PERCENT=60 \
     JAVA_MAX_DIRECT_MEMORY=256m \
     JAVA_ACTIVE_PROCESSORS="" \
@@ -94,5 +95,5 @@ ENV JAVA_HEAP_PERCENT=60 \
     JAVA_OPTS=""
 # sh expands the variables; exec hands its PID to the JVM (tini's child), so that SIGTERM reaches it and starts the
 # graceful drain. Arguments after the image name go to Spring Boot.
-ENTRYPOINT ["tini", "-e", "143", "--", "sh", "-c", "exec java -XX:MaxRAMPercentage=$JAVA_HEAP_PERCENT -XX:MaxDirectMemorySize=$JAVA_MAX_DIRECT_MEMORY ${JAVA_ACTIVE_PROCESSORS:+-XX:ActiveProcessorCount=$JAVA_ACTIVE_PROCESSORS} -XX:+ExitOnOutOfMemoryError -XX:+UseCompactObjectHeaders $JAVA_GC_OPTS $JAVA_OPTS org.springframework.boot.loader.launch.JarLauncher \"$@\"", "megaphone-ecm"]
+ENTRYPOINT ["tini", "-e", "143", "--", "sh", "-c", "exec java -XX:MaxRAMPercentage=$JAVA_HEAP_PERCENT -XX:MaxDirectMemorySize=$JAVA_MAX_DIRECT_MEMORY ${JAVA_ACTIVE_PROCESSORS:+-XX:ActiveProcessorCount=$JAVA_ACTIVE_PROCESSORS} -XX:+ExitOnOutOfMemoryError -XX:+UseCompactObjectHeaders --enable-native-access=ALL-UNNAMED $JAVA_GC_OPTS $JAVA_OPTS org.springframework.boot.loader.launch.JarLauncher \"$@\"", "megaphone-ecm"]
 # No HEALTHCHECK: Kubernetes ignores it and uses the chart's probes on /actuator/health/{liveness,readiness}.

@@ -84,7 +84,7 @@ class DockerfileLintTest {
                 .contains("${JAVA_ACTIVE_PROCESSORS:+-XX:ActiveProcessorCount=$JAVA_ACTIVE_PROCESSORS}")
                 .contains("JAVA_HEAP_PERCENT=60")
                 .contains("JAVA_GC_OPTS=\"-XX:+UseG1GC\"")
-                .contains("-XX:+UseCompactObjectHeaders $JAVA_GC_OPTS $JAVA_OPTS")
+                .contains("-XX:+UseCompactObjectHeaders --enable-native-access=ALL-UNNAMED $JAVA_GC_OPTS $JAVA_OPTS")
                 .contains("ENTRYPOINT [\"tini\", \"-e\", \"143\", \"--\"")
                 .contains("exec java");
     }

@@ -186,11 +186,14 @@ public final class EcmProcess implements AutoCloseable {
     }
 
     /**
-     * The JVM options every ECM gets on a JDK of this version: {@code -XX:+UseCompactObjectHeaders} from Java 25 on,
-     * none before (Java 24 has the flag as an experimental one, earlier ones not at all).
+     * The JVM options every ECM gets on a JDK of this version, as in the image: from Java 25 on
+     * {@code -XX:+UseCompactObjectHeaders} (Java 24 has it as an experimental flag, earlier ones not at all) and
+     * native access for Netty's epoll library without a warning; none before.
      */
     static List<String> jvmOptionsOf(Runtime.Version version) {
-        return version.feature() >= 25 ? List.of("-XX:+UseCompactObjectHeaders") : List.of();
+        return version.feature() >= 25
+                ? List.of("-XX:+UseCompactObjectHeaders", "--enable-native-access=ALL-UNNAMED")
+                : List.of();
     }
 
     private static synchronized int freePort(boolean loopbackOnly) throws IOException {

@@ -9,8 +9,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The ECM that the end-to-end tests start runs on the tests' own JDK (scripts/test.sh picks 17, or 25 where it is
- * installed), with compact object headers on Java 25 and later, as the image runs it; read back from the ECM
- * process with jcmd.
+ * installed), with compact object headers on Java 25 and later and no native-access warning, as the image runs it;
+ * read back from the ECM process with jcmd and its log.
  */
 class EcmRuntimeTest {
 
@@ -31,6 +31,8 @@ class EcmRuntimeTest {
             } else {
                 assertThat(flags).as("jcmd VM.flags on Java %d", feature).doesNotContain("UseCompactObjectHeaders");
             }
+            // Java 24+ warns when Netty loads its epoll library unless native access is enabled, as the image does
+            assertThat(ecm.logText()).doesNotContain("WARNING: A restricted method");
         }
     }
 }
