@@ -5,11 +5,13 @@
 # About 70 minutes here. Run it on an otherwise idle machine; the figures of a run belong together.
 #
 #   bench/all.sh                  # everything
-#   bench/all.sh held forwarding  # some: held held25 forwarding ejabberd-memory pipeline open-files-100k
+#   bench/all.sh held forwarding  # some: held held25 forwarding cpu ejabberd-memory pipeline open-files-100k
 #
 # env: JAVA25_HOME (/usr/lib/jvm/temurin-25-jdk-amd64; "held25" is skipped without it), N (100000, open-files)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# everything the benchmarks below need, before the first starts (each one checks again)
+. "$REPO/bench/common.sh" && bench_needs "${BENCH_BASE_NEEDS[@]}" "${BENCH_EJABBERD_NEEDS[@]}" wrk
 COMMIT=$(git -C "$REPO" rev-parse --short HEAD)
 # every script builds this commit's ECM (git archive), even if HEAD moves while they run
 export SOURCE=${SOURCE:-$COMMIT}
@@ -17,7 +19,7 @@ RESULTS=$REPO/bench/results
 JAVA25_HOME=${JAVA25_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
 N=${N:-100000}
 WHICH=("$@")
-[[ ${#WHICH[@]} -gt 0 ]] || WHICH=(held held25 forwarding ejabberd-memory pipeline open-files-100k)
+[[ ${#WHICH[@]} -gt 0 ]] || WHICH=(held held25 forwarding cpu ejabberd-memory pipeline open-files-100k)
 [[ -z "$(git -C "$REPO" status --porcelain -- src/main ejabberd pom.xml)" ]] \
     || echo "note: uncommitted changes in src/main, ejabberd or pom.xml: the ECM measured is HEAD ($COMMIT), without them" >&2
 
@@ -37,6 +39,7 @@ for w in "${WHICH[@]}"; do
                     OUT="$RESULTS/$COMMIT-java25-coh-serial" "$REPO/bench/held-requests.sh"
             else echo "held25: no Java 25 at $JAVA25_HOME, skipped" >&2; fi ;;
         forwarding) run forwarding env ROUNDS=3 OUT="$RESULTS/$COMMIT-forwarding" "$REPO/bench/forwarding.sh" ;;
+        cpu) run cpu env OUT="$RESULTS/$COMMIT-cpu-per-request" "$REPO/bench/cpu-per-request.sh" ;;
         ejabberd-memory) run ejabberd-memory env OUT="$RESULTS/$COMMIT-ejabberd-memory" "$REPO/bench/ejabberd-memory.sh" ;;
         pipeline) run pipeline env OUT="$RESULTS/$COMMIT-pipeline" "$REPO/bench/pipeline.sh" ;;
         open-files-100k)

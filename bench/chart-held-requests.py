@@ -11,7 +11,11 @@ Needs python3-matplotlib (apt-get install -y python3-matplotlib).
 import os
 import sys
 
-import matplotlib
+try:
+    import matplotlib
+except ImportError:
+    sys.exit("chart-held-requests.py needs matplotlib: apt-get install -y python3-matplotlib (as root), then run it "
+             "with Debian's python3 (/usr/bin/python3 bench/chart-held-requests.py ...)")
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

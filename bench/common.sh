@@ -1,12 +1,47 @@
 # SPDX-License-Identifier: Apache-2.0
-# Shared by bench/forwarding.sh, bench/jmh.sh, bench/ejabberd-memory.sh, bench/open-files.sh (sourced).
+# Shared by the bench/ scripts (sourced).
+# bench_needs WHAT...: what a script needs, checked before it starts (see the function).
 # build_scratch [PROFILE]: builds the ECM of $SOURCE (head: `git archive HEAD`; worktree: the working tree) plus
 # the benchmark classes of src/test/java/io/megaphone/bench and the JMH benchmark(s) in a scratch directory
 # $WORK (so concurrent edits and builds in the repository do not interfere), and sets ECM_CP (runtime) and
 # TOOL_CP (test classes + test class path). build_loadgen: loadgen/target/megaphone-loadgen.jar of this checkout.
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 SOURCE=${SOURCE:-head}
-if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=$(command -v java); fi
+if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=$(command -v java || true); fi
+
+# bench_needs WHAT...: each WHAT is a command (the Debian package of the same name provides it), COMMAND:PACKAGE,
+# or /PATH/GLOB:PACKAGE (a file that must exist); "java" is the JDK (JAVA_HOME's, else the one on PATH).
+# Installs the missing packages with apt-get as root; otherwise stops before the benchmark starts and prints
+# the exact apt-get command.
+bench_needs() {
+    local what cmd pkg missing=()
+    for what in "$@"; do
+        cmd=${what%%:*}; pkg=${what#*:}
+        if [[ "$cmd" == java ]]; then
+            [[ -x "${JAVA:-}" ]] \
+                || { echo "$(basename "$0"): no java (JAVA_HOME or PATH); bash scripts/install-deps.sh installs a JDK" >&2; exit 1; }
+        elif [[ "$cmd" == /* ]]; then
+            compgen -G "$cmd" >/dev/null || missing+=("$pkg")
+        else
+            command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+        fi
+    done
+    [[ ${#missing[@]} -gt 0 ]] || return 0
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "$(basename "$0"): missing ${missing[*]}; install them first:" >&2
+        echo "    sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "$(basename "$0"): installing ${missing[*]} (apt-get)" >&2
+    { DEBIAN_FRONTEND=noninteractive apt-get update -q \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } >&2 \
+        || { echo "$(basename "$0"): apt-get install ${missing[*]} failed (output above)" >&2; exit 1; }
+}
+# What the scripts that build the ECM (build_scratch) and drive it need.
+BENCH_BASE_NEEDS=(java git curl jq python3)
+# What the scripts that start a private ejabberd (scripts/private-ejabberd.sh) with mod_megaphone need.
+BENCH_EJABBERD_NEEDS=(/usr/sbin/ejabberdctl:ejabberd erlc:erlang-dev make ss:iproute2 setpriv:util-linux)
 
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "${OUT:-/dev/null}/run.log" >&2; }
 die() { log "FAILED: $*"; exit 1; }

@@ -25,6 +25,7 @@
 # tables-*.txt, logs).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+bench_needs "${BENCH_BASE_NEEDS[@]}" "${BENCH_EJABBERD_NEEDS[@]}"
 POINTS=${POINTS:-2000 5000}; RAMP=${RAMP:-400}; WAIT=${WAIT:-60}; LINKS=${LINKS:-1}; SETTLE=${SETTLE:-15}
 ECMS=${ECMS:-1}; DIRECT_MAX=${DIRECT_MAX:-}; KEEP_UP=${KEEP_UP:-0}
 SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")

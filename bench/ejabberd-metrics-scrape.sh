@@ -6,6 +6,7 @@
 # exits when done). Usage: bench/ejabberd-metrics-scrape.sh [N ...]   (default: 100000)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. bench/common.sh && bench_needs erl:erlang-base erlc:erlang-dev make /usr/sbin/ejabberdctl:ejabberd
 make -s -C ejabberd/mod_megaphone >/dev/null
 EBIN=$(ls -d /usr/lib/*/ejabberd-*/ebin /usr/lib/ejabberd-*/ebin 2>/dev/null | head -1 || true)
 for n in "${@:-100000}"; do

@@ -27,6 +27,7 @@
 #                                                   words in use before it, garbage included; a second one
 #                                                   from the live words)
 set -euo pipefail
+. "$(dirname "$0")/common.sh" && bench_needs erl:erlang-base
 [ $# -ge 2 ] || { sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 DIR=$(cd "$1" && pwd -P); CMD=$2; shift 2
 # shellcheck source=/dev/null

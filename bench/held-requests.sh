@@ -25,6 +25,7 @@
 # (the limit is 20,000 open files per process) from its own 127.0.<k>.x source addresses. All processes are
 # stopped on exit.
 set -euo pipefail
+. "$(dirname "$0")/common.sh" && bench_needs "${BENCH_BASE_NEEDS[@]}" ss:iproute2
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; JCMD="$JAVA_HOME/bin/jcmd"; JSTAT="$JAVA_HOME/bin/jstat"

@@ -7,6 +7,7 @@
 #                                    # BENCHMARKS (a regex; default: the three)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+bench_needs java git
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-jmh}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 trap 'stop_all; [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$WORK"' EXIT

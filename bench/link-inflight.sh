@@ -6,9 +6,12 @@
 # memory before and while holding them, its ETS table of ids, one GC of the link, the shards' tables, the
 # processes added, and, beside it, a process with the same number of entries in a map on its heap (the link's
 # table before issue 21).
-#   bench/link-inflight.sh [N]        # N: 250000 by default; needs ejabberd and erlang-proper-dev installed
+#   bench/link-inflight.sh [N]        # N: 250000 by default; installs ejabberd and erlang-proper-dev if missing
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd -P)"
+. "$REPO/bench/common.sh"
+bench_needs erl:erlang-base erlc:erlang-dev make /usr/sbin/ejabberdctl:ejabberd \
+    "/usr/lib/erlang/lib/proper-*/include:erlang-proper-dev"
 N=${1:-250000}
 MOD="$REPO/ejabberd/mod_megaphone"
 make -s -C "$MOD" all

@@ -19,6 +19,7 @@
 # Writes bench/results/<date>-open-files-<N>/ (report.md, logs, loadgen JSON).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+bench_needs "${BENCH_BASE_NEEDS[@]}" "${BENCH_EJABBERD_NEEDS[@]}"
 N=${N:-50000}; ECMS=${ECMS:-4}; LOADGENS=${LOADGENS:-4}; RAMP=${RAMP:-500}; WAIT=${WAIT:-60}
 SENDERS=${SENDERS:-25}; MSG_RATE=${MSG_RATE:-5}; HOLD=${HOLD:-60}; LINKS=${LINKS:-2}; WARMUP_USERS=${WARMUP_USERS:-0}
 SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")

@@ -11,6 +11,7 @@
 # Loopback only. Bounded: DURATION s of steady state per run. Needs root (the private ejabberd).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_needs "${BENCH_BASE_NEEDS[@]}" "${BENCH_EJABBERD_NEEDS[@]}"
 USERS=${USERS:-200}
 MSG_RATE=${MSG_RATE:-100}
 DURATION=${DURATION:-30}

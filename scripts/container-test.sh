@@ -3,11 +3,11 @@
 # The two images, built and run for real with podman, and a chat through them:
 #
 #   1. bases made from Debian packages (mmdebstrap; no registry), one per Debian release;
-#   2. the ECM image (Dockerfile) and, per release, the ejabberd + mod_megaphone image (ejabberd/Dockerfile),
-#      after mod_megaphone's eunit tests against that release's ejabberd (its "test" target);
+#   2. the ECM image (Dockerfile, on trixie: Java 25) and, per release, the ejabberd + mod_megaphone image
+#      (ejabberd/Dockerfile), after mod_megaphone's eunit tests against that release's ejabberd (its "test" target);
 #   3. per release, a pod: ejabberd + the ECM, the BOSH and management ports published on 127.0.0.1; two users
 #      registered; scripts/bosh-chat.sh through the ECM container; readiness, the Prometheus scrape and the
-#      JVM's container sizing checked from outside;
+#      JVM's container sizing and its compact object headers checked from outside;
 #   4. (first release) the drain: a request held, SIGTERM to the ECM container; readiness must go down, the held
 #      request must get its answer, the container must exit 0.
 #
@@ -115,14 +115,15 @@ build() { # build LOG ARGS... : podman build, its output in LOG, shown when it f
     fi
 }
 
-# The ECM's base is bookworm's (the Java 17 of Debian 12, as on the test machines).
-for r in $(printf '%s\n' bookworm "${RELEASES[@]}" | sort -u); do
+# The ECM's base is trixie's: Debian 13 is the first release with OpenJDK 25, the image's runtime.
+ECM_BASE=localhost/debian:trixie
+for r in $(printf '%s\n' trixie "${RELEASES[@]}" | sort -u); do
     base_image "$r"
 done
 
 # ---- the ECM image -----------------------------------------------------------------------------------------
-step "ECM image $ECM_IMAGE (Dockerfile on localhost/debian:bookworm)"
-ecm_args=(--build-arg BUILD_IMAGE=localhost/debian:bookworm --build-arg RUNTIME_IMAGE=localhost/debian:bookworm)
+step "ECM image $ECM_IMAGE (Dockerfile on $ECM_BASE)"
+ecm_args=(--build-arg "BUILD_IMAGE=$ECM_BASE" --build-arg "RUNTIME_IMAGE=$ECM_BASE")
 # The host's Java truststore for Maven's downloads (a TLS-inspecting proxy's CA may be trusted only there),
 # and the host's Maven repository as a cache.
 if [ -f /etc/ssl/certs/java/cacerts ]; then
@@ -155,7 +156,7 @@ for r in "${RELEASES[@]}"; do
 done
 
 echo "Image sizes:"
-echo "  $ECM_IMAGE: $(size_mb "$ECM_IMAGE") (base localhost/debian:bookworm $(size_mb localhost/debian:bookworm))"
+echo "  $ECM_IMAGE: $(size_mb "$ECM_IMAGE") (base $ECM_BASE $(size_mb "$ECM_BASE"); $(podman run --rm --entrypoint java "$ECM_IMAGE" -version 2>&1 | head -n 1))"
 for r in "${RELEASES[@]}"; do
     echo "  ${EJ_IMAGE[$r]}: $(size_mb "${EJ_IMAGE[$r]}") (ejabberd ${EJ_VERSION[$r]})"
 done
@@ -260,6 +261,11 @@ run_release() {
     python3 -c "import sys; h = float('${heap:-0}') / ($ECM_MEMORY_MB * 1048576); sys.exit(0 if 0.50 <= h <= 0.62 else 1)" \
         || die "heap max ${heap:-missing} B is not about 60 % of the ${ECM_MEMORY_MB} MiB container limit"
     [ "${cpus:-}" = "1.0" ] || die "system_cpu_count is ${cpus:-missing} (expected: 1.0 from JAVA_ACTIVE_PROCESSORS=1)"
+    # The image's JVM: Java 25 with compact object headers (the Dockerfile's entrypoint).
+    podman exec "$ecm" sh -c 'for f in /proc/[0-9]*/cmdline; do tr "\0" " " < "$f"; echo; done' \
+        | grep -q -- '-XX:+UseCompactObjectHeaders' \
+        || die "the ECM container's java runs without -XX:+UseCompactObjectHeaders"
+    echo "  the ECM's JVM: $(podman exec "$ecm" java -version 2>&1 | head -n 1), -XX:+UseCompactObjectHeaders"
     echo "  Prometheus scrape from outside: $links links up, ${answered%.0} requests answered; heap max $(python3 -c "print(round(float('$heap') / 1048576))") MiB of a ${ECM_MEMORY_MB} MiB limit; $cpus CPU"
 
     if [ "$drain" = 1 ]; then

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs what Megaphone needs on a Debian/Ubuntu machine, only where it is missing:
 # ejabberd and erlang-dev (mod_megaphone is built with erlc against the packaged ejabberd), erlang-proper-dev,
-# a JDK 17+ (the Maven wrapper fetches Maven itself), make, curl, python3, iproute2, openssl, promtool (Debian's
-# prometheus package: AlertRulesTest runs the chart's alert rule tests with it), and for the real web client tests
-# (clients/): Node.js 18+ with npm, and Chromium (driven headless by playwright-core).
+# a JDK 17+ (the newest of Debian's 25, 21, 17 that the release has; the Maven wrapper fetches Maven itself), make,
+# curl, python3, iproute2, openssl, promtool (Debian's prometheus package: AlertRulesTest runs the chart's alert rule
+# tests with it), and for the real web client tests (clients/): Node.js 18+ with npm, and Chromium (driven headless
+# by playwright-core).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -13,7 +14,7 @@ command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || missin
 command -v erlc >/dev/null 2>&1 || missing+=(erlang-dev)
 ls -d /usr/lib/erlang/lib/proper-*/include >/dev/null 2>&1 || missing+=(erlang-proper-dev)  # mod_megaphone's property tests
 ls -d /usr/lib/*/ejabberd-*/include >/dev/null 2>&1 || missing+=(ejabberd)
-command -v javac >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+command -v javac >/dev/null 2>&1 || missing+=(JDK)  # the package is chosen after apt-get update, below
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -35,6 +36,13 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
+for i in "${!missing[@]}"; do
+    [ "${missing[$i]}" = JDK ] || continue
+    missing[$i]=openjdk-17-jdk-headless  # Debian 12 has no 25 (nor 21); Debian 13 has 25 and 21, no 17
+    for jdk in openjdk-25-jdk-headless openjdk-21-jdk-headless; do
+        if apt-cache policy "$jdk" 2>/dev/null | grep -q 'Candidate: [0-9]'; then missing[$i]=$jdk; break; fi
+    done
+done
 # The Debian ejabberd package starts a system-wide ejabberd where systemd runs; the tests and the demo
 # start their own private instances on free ports, so the system one is not needed (and is stopped).
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

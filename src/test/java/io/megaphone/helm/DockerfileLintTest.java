@@ -17,7 +17,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The Dockerfiles (the ECM's and ejabberd/Dockerfile), linted with dockerfilelint and checked for what the ECM
- * image must have: the layered jar on a Java 17 JRE (the JDK the tests run on), bases chosen by build arguments,
+ * image must have: the layered jar on a Java 25 JRE with compact object headers, bases chosen by build arguments,
  * a numeric non-root user, the two ports, container-aware JVM flags, tini mapping the drained SIGTERM's exit to 0.
  * dockerfilelint is installed once under target/dockerfilelint from the npm registry. scripts/container-test.sh
  * builds and runs both images.
@@ -55,16 +55,18 @@ class DockerfileLintTest {
 
     @Test
     void theBaseImagesAreBuildArgumentsWhoseDefaultsAreTaggedPublicImages() throws IOException {
-        assertThat(dockerfile).containsPattern("(?m)^ARG BUILD_IMAGE=eclipse-temurin:17-jdk$")
-                .containsPattern("(?m)^ARG RUNTIME_IMAGE=eclipse-temurin:17-jre$")
+        assertThat(dockerfile).containsPattern("(?m)^ARG BUILD_IMAGE=eclipse-temurin:25-jdk$")
+                .containsPattern("(?m)^ARG RUNTIME_IMAGE=eclipse-temurin:25-jre$")
                 .containsPattern("(?m)^FROM \\$\\{BUILD_IMAGE} AS build$")
                 .containsPattern("(?m)^FROM \\$\\{RUNTIME_IMAGE}$");
         assertThat(Files.readString(EJABBERD_DOCKERFILE)).containsPattern("(?m)^ARG BASE_IMAGE=debian:bookworm-slim$");
     }
 
     @Test
-    void theImageRunsTheLayeredJarOnAJava17JreAsANumericNonRootUser() {
-        assertThat(dockerfile).contains("openjdk-17-jre-headless")
+    void theImageRunsTheLayeredJarOnAJava25JreAsANumericNonRootUser() {
+        assertThat(dockerfile).contains("openjdk-25-jdk-headless").contains("openjdk-25-jre-headless")
+                .doesNotContain("openjdk-17")
+                .contains("java -XX:+UseCompactObjectHeaders -version") // the build fails on a base older than 25
                 .contains("java -Djarmode=tools -jar /tmp/app.jar extract --layers --launcher")
                 .contains("COPY --from=build /extracted/dependencies/ ./")
                 .contains("COPY --from=build /extracted/application/ ./")
@@ -82,6 +84,7 @@ class DockerfileLintTest {
                 .contains("${JAVA_ACTIVE_PROCESSORS:+-XX:ActiveProcessorCount=$JAVA_ACTIVE_PROCESSORS}")
                 .contains("JAVA_HEAP_PERCENT=60")
                 .contains("JAVA_GC_OPTS=\"-XX:+UseG1GC\"")
+                .contains("-XX:+UseCompactObjectHeaders --enable-native-access=ALL-UNNAMED $JAVA_GC_OPTS $JAVA_OPTS")
                 .contains("ENTRYPOINT [\"tini\", \"-e\", \"143\", \"--\"")
                 .contains("exec java");
     }

@@ -27,6 +27,9 @@ import java.util.regex.Pattern;
  * {@link #start(PrivateEjabberd, String...)} for the plain case, {@link #builder()} for extra program arguments,
  * extra JVM options, another heap size, a wildcard bind or waiting for a number of ready links.
  *
+ * <p>The ECM runs on the test JVM's own JDK, with compact object headers where that JDK has them as a product flag
+ * (Java 25 and later), as the image runs it (Dockerfile); {@link #jvmOptionsOf(Runtime.Version)} says which.
+ *
  * <p>Ports come from {@link PrivateEjabberd#freePort()} (20000-32000, below the kernel's range for outgoing
  * connections), never one this JVM handed out before (ECMs start in parallel; a closed port can come again). A
  * start whose port was taken meanwhile by another process of this shared machine is retried on new ports.
@@ -96,7 +99,7 @@ public final class EcmProcess implements AutoCloseable {
             return this;
         }
 
-        /** JVM options after {@code -Xmx}. */
+        /** JVM options after {@code -Xmx} and {@link #jvmOptionsOf(Runtime.Version)}, which they can override. */
         public Builder jvmOptions(String... options) {
             jvmOptions.addAll(List.of(options));
             return this;
@@ -156,6 +159,7 @@ public final class EcmProcess implements AutoCloseable {
             List<String> command = new ArrayList<>();
             command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
             command.add("-Xmx" + maxHeap);
+            command.addAll(jvmOptionsOf(Runtime.version()));
             command.addAll(jvmOptions);
             command.addAll(List.of("-cp", System.getProperty("java.class.path"), "io.megaphone.MegaphoneApplication",
                     "--server.port=" + port, "--management.server.port=" + managementPort));
@@ -186,6 +190,17 @@ public final class EcmProcess implements AutoCloseable {
             }
             return ecm;
         }
+    }
+
+    /**
+     * The JVM options every ECM gets on a JDK of this version, as in the image: from Java 25 on
+     * {@code -XX:+UseCompactObjectHeaders} (Java 24 has it as an experimental flag, earlier ones not at all) and
+     * native access for Netty's epoll library without a warning; none before.
+     */
+    static List<String> jvmOptionsOf(Runtime.Version version) {
+        return version.feature() >= 25
+                ? List.of("-XX:+UseCompactObjectHeaders", "--enable-native-access=ALL-UNNAMED")
+                : List.of();
     }
 
     private static synchronized int freePort(boolean loopbackOnly) throws IOException {
@@ -283,8 +298,14 @@ public final class EcmProcess implements AutoCloseable {
 
     /** {@code jcmd <pid> GC.run}; fails if jcmd does not succeed within 30 s. */
     public void gcRun() throws IOException, InterruptedException {
-        List<String> command = List.of(Path.of(System.getProperty("java.home"), "bin", "jcmd").toString(),
-                Long.toString(pid()), "GC.run");
+        jcmd("GC.run");
+    }
+
+    /** {@code jcmd <pid> COMMAND...} (the test JVM's jcmd), its output; fails if it does not succeed within 30 s. */
+    public String jcmd(String... jcmdCommand) throws IOException, InterruptedException {
+        List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "jcmd")
+                .toString(), Long.toString(pid())));
+        command.addAll(List.of(jcmdCommand));
         Process jcmd = new ProcessBuilder(command).redirectErrorStream(true).start();
         byte[] out = jcmd.getInputStream().readAllBytes();
         if (!jcmd.waitFor(30, TimeUnit.SECONDS)) {
@@ -295,6 +316,7 @@ public final class EcmProcess implements AutoCloseable {
             throw new IllegalStateException(String.join(" ", command) + " exited " + jcmd.exitValue() + ": "
                     + new String(out, StandardCharsets.UTF_8));
         }
+        return new String(out, StandardCharsets.UTF_8);
     }
 
     /** SIGTERM, as Kubernetes sends it. */
