@@ -93,14 +93,26 @@ final class BoshHandler {
 
     /**
      * The body could not be read whole: over the limit, 413. Anything else (the client went away, or
-     * {@link RequestDeadline} answered 408 and closed the connection) stays as it is.
+     * {@link RequestDeadline} answered 408 and closed the connection) stays as it is, counted as client_gone unless
+     * the 408 counted it.
      */
-    Throwable bodyFailed(Throwable error, long start) {
+    Throwable bodyFailed(Throwable error, ServerHttpRequest http, long start) {
         if (error instanceof DataBufferLimitException) {
             metrics.finished(Outcome.TOO_LARGE, start);
             return new EdgeAnswerException(BoshAnswers.tooLarge());
         }
+        clientGone(http);
         return error;
+    }
+
+    /**
+     * Counts a request whose client went away before it was sent upstream (after that the link pool counts it),
+     * unless {@link RequestDeadline} timed its body out and counted it; {@code http} is null once the body is in.
+     */
+    void clientGone(ServerHttpRequest http) {
+        if (http == null || !RequestDeadline.timedOut(http)) {
+            pool.countClientGone();
+        }
     }
 
     /**
