@@ -194,7 +194,7 @@ final class BoshHandler {
         return new EdgeAnswerException(draining ? answer.closing() : answer);
     }
 
-    /** OPTIONS that is not a CORS preflight (CorsWebFilter answers those): what the path allows. */
+    /** OPTIONS that is not a CORS preflight ({@link BoshCors} answers those): what the path allows. */
     Mono<ServerResponse> options(ServerRequest request) {
         return ServerResponse.noContent().header(HttpHeaders.ALLOW, "POST, GET, HEAD, OPTIONS").build();
     }
