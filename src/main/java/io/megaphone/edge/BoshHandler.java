@@ -106,7 +106,8 @@ final class BoshHandler {
         int limit = SessionEnder.PREFIX_BYTES;
         return DataBufferUtils.join(DataBufferUtils.takeUntilByteCount(http.getBody(), limit), limit)
                 .doOnNext(prefix -> endSessionNamedIn(prefix, http))
-                .then(Mono.defer(() -> refuse(outcome, answer, start))); // a read error stays as bodyFailed leaves it
+                .doOnError(error -> clientGone(http)) // the client went away, or the 408 counted it
+                .then(Mono.defer(() -> refuse(outcome, answer, start)));
     }
 
     private void endSessionNamedIn(DataBuffer prefix, ServerHttpRequest http) {
@@ -142,9 +143,9 @@ final class BoshHandler {
     /**
      * The body could not be read whole: over the limit, 413, and the session it names is ended in ejabberd too.
      * Anything else (the client went away, or {@link RequestDeadline} answered 408 and closed the connection) stays
-     * as it is.
+     * as it is, counted as client_gone unless the 408 counted it.
      */
-    Throwable bodyFailed(Throwable error, long start) {
+    Throwable bodyFailed(Throwable error, ServerHttpRequest http, long start) {
         if (error instanceof SessionEnder.BodyOverLimitException overLimit) {
             endSessionNamedIn(overLimit.prefix, overLimit.request);
         }
@@ -152,7 +153,18 @@ final class BoshHandler {
             metrics.finished(Outcome.TOO_LARGE, start);
             return new EdgeAnswerException(BoshAnswers.tooLarge());
         }
+        clientGone(http);
         return error;
+    }
+
+    /**
+     * Counts a request whose client went away before it was sent upstream (after that the link pool counts it),
+     * unless {@link RequestDeadline} timed its body out and counted it; {@code http} is null once the body is in.
+     */
+    void clientGone(ServerHttpRequest http) {
+        if (http == null || !RequestDeadline.timedOut(http)) {
+            pool.countClientGone();
+        }
     }
 
     /**
@@ -244,7 +256,7 @@ final class BoshHandler {
         }
     }
 
-    /** OPTIONS that is not a CORS preflight (CorsWebFilter answers those): what the path allows. */
+    /** OPTIONS that is not a CORS preflight ({@link BoshCors} answers those): what the path allows. */
     Mono<ServerResponse> options(ServerRequest request) {
         return ServerResponse.noContent().header(HttpHeaders.ALLOW, "POST, GET, HEAD, OPTIONS").build();
     }

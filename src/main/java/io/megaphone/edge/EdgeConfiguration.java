@@ -18,8 +18,9 @@ import org.springframework.core.env.Environment;
 import org.springframework.http.server.PathContainer;
 import org.springframework.http.server.reactive.observation.ServerRequestObservationContext;
 import org.springframework.web.cors.CorsConfiguration;
-import org.springframework.web.cors.reactive.CorsWebFilter;
 import org.springframework.web.cors.reactive.UrlBasedCorsConfigurationSource;
+import org.springframework.http.HttpMethod;
+import org.springframework.web.reactive.function.server.RequestPredicate;
 import org.springframework.web.reactive.function.server.RequestPredicates;
 import org.springframework.web.reactive.function.server.RouterFunction;
 import org.springframework.web.reactive.function.server.RouterFunctions;
@@ -59,16 +60,24 @@ class EdgeConfiguration {
         return new BoshHandler(properties.edge(), pool, new EdgeMetrics(registry));
     }
 
-    /** POST on each BOSH path is the BOSH endpoint; OPTIONS, GET and HEAD get short answers, other methods 405. */
+    /**
+     * POST on each BOSH path is the BOSH endpoint; OPTIONS, GET and HEAD get short answers, other methods 405; CORS
+     * around each ({@link BoshCors}). The POST route matches the path as {@link #isBoshPath} does, exactly as a path
+     * pattern would, but stores no pattern or URI variables in the exchange's attributes for the whole time the
+     * request is held.
+     */
     @Bean
     RouterFunction<ServerResponse> boshRoutes(BoshHandler handler, MegaphoneProperties properties) {
-        RouterFunctions.Builder routes = RouterFunctions.route();
+        BoshCors cors = boshCors(properties);
+        Set<String> bosh = Set.copyOf(properties.edge().paths());
+        RequestPredicate boshPost = request -> HttpMethod.POST.equals(BoshCors.method(request))
+                && isBoshPath(request.requestPath().pathWithinApplication(), bosh);
+        RouterFunctions.Builder routes = RouterFunctions.route().route(boshPost, cors.around(handler::post));
         for (String path : properties.edge().paths()) {
-            routes.POST(path, handler::post)
-                    .OPTIONS(path, handler::options)
-                    .GET(path, handler::describe)
-                    .HEAD(path, handler::describe)
-                    .route(RequestPredicates.path(path), handler::methodNotAllowed);
+            routes.OPTIONS(path, cors.around(handler::options))
+                    .GET(path, cors.around(handler::describe))
+                    .HEAD(path, cors.around(handler::describe))
+                    .route(RequestPredicates.path(path), cors.around(handler::methodNotAllowed));
         }
         return routes.build();
     }
@@ -79,9 +88,8 @@ class EdgeConfiguration {
         return new DemoPage().routes();
     }
 
-    /** CORS on the BOSH paths: WebFlux answers preflights itself and adds the headers to every answer. */
-    @Bean
-    CorsWebFilter boshCors(MegaphoneProperties properties) {
+    /** CORS on the BOSH paths, from {@code megaphone.edge.cors}. */
+    static BoshCors boshCors(MegaphoneProperties properties) {
         MegaphoneProperties.Cors cors = properties.edge().cors();
         List<String> origins = cors.allowedOrigins();
         if (origins.contains("*") && cors.allowCredentials()) {
@@ -96,12 +104,7 @@ class EdgeConfiguration {
         configuration.setMaxAge(cors.maxAge());
         UrlBasedCorsConfigurationSource source = new UrlBasedCorsConfigurationSource();
         properties.edge().paths().forEach(path -> source.registerCorsConfiguration(path, configuration));
-        return new CorsWebFilter(source) {
-            @Override
-            public String toString() {
-                return "CorsWebFilter(BOSH paths)"; // WebFlux names every request's checkpoint with it
-            }
-        };
+        return new BoshCors(source);
     }
 
     /** Replaces Boot's error handler (which renders HTML error pages for browsers), at its order. */

@@ -3,7 +3,9 @@ package io.megaphone.edge;
 
 import io.megaphone.config.MegaphoneProperties;
 import io.megaphone.metrics.EdgeMetrics;
+import io.netty.channel.AdaptiveRecvByteBufAllocator;
 import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelOption;
 import org.springframework.boot.reactor.netty.NettyServerCustomizer;
 import reactor.netty.NettyPipeline;
 import reactor.netty.http.server.HttpServer;
@@ -22,12 +24,14 @@ import reactor.netty.http.server.ProxyProtocolSupportType;
  *   <li>never Reactor Netty's forwarded-header handling, which Boot turns on by itself on a cloud platform
  *       (Kubernetes included) and which believes any client;</li>
  *   <li>client connections counted for the {@code megaphone.edge.connections.*} meters, with one shared close
- *       listener (no object per connection).</li>
+ *       listener, and one shared receive-buffer allocator (no object per connection for either).</li>
  * </ul>
  * Header and initial-line limits are {@code server.max-http-request-header-size} and
  * {@code server.netty.max-initial-line-length} (application.yaml).
  */
 final class EdgeServerCustomizer implements NettyServerCustomizer {
+
+    private static final AdaptiveRecvByteBufAllocator RECEIVE_ALLOCATOR = new AdaptiveRecvByteBufAllocator();
 
     private final MegaphoneProperties.Edge edge;
     private final EdgeMetrics metrics;
@@ -47,6 +51,8 @@ final class EdgeServerCustomizer implements NettyServerCustomizer {
                 // the socket peer (or the PROXY protocol's source) stays the request's remote address: forwarded
                 // headers are read by ClientAddressResolver, and only from trusted proxies
                 .forwarded(false)
+                // one receive-buffer allocator for all client connections (Netty's default is one per connection)
+                .childOption(ChannelOption.RCVBUF_ALLOCATOR, RECEIVE_ALLOCATOR)
                 .doOnChannelInit((observer, channel, remoteAddress) -> {
                     metrics.connectionOpened();
                     channel.closeFuture().addListener(countClose);

@@ -12,31 +12,41 @@ import org.springframework.core.io.buffer.DataBufferUtils;
 import org.springframework.http.server.reactive.ServerHttpRequest;
 import org.springframework.web.reactive.function.server.ServerResponse;
 import reactor.core.CoreSubscriber;
+import reactor.core.Scannable;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Operators;
+import reactor.util.context.Context;
 
 /**
  * One BOSH POST as the Mono its handler function returns: subscribing reads the body (a bounded
  * {@link DataBufferUtils#join}), which {@link BoshHandler#forward} checks, admits and sends upstream; the Mono then
  * emits ejabberd's answer as a {@link ServerResponse}, or fails with what the edge answers itself (400, 413, 503,
- * and the 504 of the link pool's one shared upstream timer, not a timeout operator per request). Cancelling it
- * (WebFlux does when the client goes away) sends CANCEL upstream.
+ * and the 504 of the link pool's one shared upstream timer). Cancelling it (WebFlux does when the client goes away)
+ * sends CANCEL upstream. Every request's outcome is counted exactly once: here until it is sent upstream, by the
+ * link pool after.
  *
- * <p>It is this object that stays in memory while ejabberd holds the request, so it is the Mono, its
- * {@link Subscription}, the subscriber of the body and the link's callback ({@link Exchange}) at once, with a few
- * fields, rather than a chain of {@code flatMap}, {@code switchIfEmpty} and {@code onErrorMap} operators, a
- * {@code Mono.create} sink and their lambdas; and it lets go of the body's operators once the body is in
- * (docs/benchmarks.md has the bytes).
+ * <p>It keeps Reactor's operator contract: one subscriber (a second one gets an {@link IllegalStateException},
+ * decided atomically), the subscriber's {@link Context} is the body read's, it is {@link Scannable}, a value waits
+ * for demand (Reactive Streams §1.1), and signals that come after it terminated or was cancelled go to
+ * {@link Operators#onNextDropped} / {@link Operators#onErrorDropped}. It is the Mono, its {@link Subscription}, the
+ * body's subscriber and the link's {@link Exchange} at once, so a held request costs one small object here
+ * (docs/benchmarks.md).
  *
  * <p>Threading: the body signals and {@link #subscribe} run on the client's event loop; {@link #onResponse} and
- * {@link #onFailure} on a link event loop; {@link #request} and {@link #cancel} on either. The state word makes
- * delivery happen exactly once, and a value only after demand (Reactive Streams §1.1).
+ * {@link #onFailure} on a link event loop; {@link #request} and {@link #cancel} on either. The state word orders them.
  */
-final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<DataBuffer>, Subscription, Exchange {
+final class HeldRequest extends Mono<ServerResponse>
+        implements CoreSubscriber<DataBuffer>, Subscription, Exchange, Scannable {
 
-    private static final int REQUESTED = 1;
-    private static final int HAS_OUTCOME = 2;
-    private static final int DONE = 4;
+    private static final int SUBSCRIBED = 1;
+    private static final int REQUESTED = 2;
+    /** {@link #outcome} is written. */
+    private static final int HAS_OUTCOME = 4;
+    /** Delivered or cancelled: nothing more goes to the subscriber. */
+    private static final int DONE = 8;
+    private static final int CANCELLED = 16;
+    /** The body path decided the outcome (counted a refusal, or handed the request to a link, which counts it). */
+    private static final int OWNED = 32;
     private static final AtomicIntegerFieldUpdater<HeldRequest> STATE =
             AtomicIntegerFieldUpdater.newUpdater(HeldRequest.class, "state");
 
@@ -67,14 +77,14 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
 
     @Override
     public void subscribe(CoreSubscriber<? super ServerResponse> subscriber) {
-        ServerHttpRequest http = request;
-        if (http == null || actual != null) {
+        if ((STATE.getAndUpdate(this, s -> s | SUBSCRIBED) & SUBSCRIBED) != 0) {
             Operators.error(subscriber, new IllegalStateException("HeldRequest allows only one subscriber"));
             return;
         }
         actual = subscriber;
         subscriber.onSubscribe(this);
-        if ((state & DONE) == 0) {
+        ServerHttpRequest http = request;
+        if ((state & DONE) == 0 && http != null) {
             handler.readBody(http).subscribe(this);
         }
     }
@@ -83,7 +93,7 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
     public void request(long n) {
         if (Operators.validate(n)) {
             int previous = STATE.getAndUpdate(this, s -> s | REQUESTED);
-            if ((previous & HAS_OUTCOME) != 0 && (previous & REQUESTED) == 0) {
+            if ((previous & (HAS_OUTCOME | REQUESTED | DONE)) == HAS_OUTCOME) {
                 deliver();
             }
         }
@@ -91,7 +101,7 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
 
     @Override
     public void cancel() {
-        int previous = STATE.getAndUpdate(this, s -> s | DONE);
+        int previous = STATE.getAndUpdate(this, s -> (s & DONE) != 0 ? s : s | DONE | CANCELLED);
         if ((previous & DONE) != 0) {
             return;
         }
@@ -99,24 +109,46 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
         if (reading != null) {
             reading.cancel();
         }
+        if ((previous & HAS_OUTCOME) != 0 && !(outcome instanceof Throwable)) {
+            Operators.onDiscard(outcome, currentContext()); // an answer that waited for demand
+        }
+        if ((previous & OWNED) == 0) {
+            handler.clientGone(request); // left before the body was in: nobody else counts it
+            return;
+        }
         PendingRequest sent = pending;
         if (sent != null) {
-            sent.cancel(); // the client went away: CANCEL upstream
+            sent.cancel(); // the client went away: CANCEL upstream (the pool counts client_gone)
         }
     }
 
     // ---- the body (client event loop) ----
 
     @Override
+    public Context currentContext() {
+        CoreSubscriber<? super ServerResponse> subscriber = actual;
+        return subscriber == null ? Context.empty() : subscriber.currentContext();
+    }
+
+    @Override
     public void onSubscribe(Subscription subscription) {
         if (Operators.validate(body, subscription)) {
             body = subscription;
-            subscription.request(Long.MAX_VALUE);
+            if ((state & DONE) != 0) {
+                subscription.cancel(); // cancelled while the body was being subscribed
+            } else {
+                subscription.request(Long.MAX_VALUE);
+            }
         }
     }
 
     @Override
     public void onNext(DataBuffer buffer) {
+        if (request == null || (state & DONE) != 0) {
+            Operators.onNextDropped(buffer, currentContext());
+            DataBufferUtils.release(buffer); // a no-op if the hook released it
+            return;
+        }
         bodyReceived = true;
         byte[] bytes = new byte[buffer.readableByteCount()];
         buffer.read(bytes);
@@ -126,9 +158,14 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
 
     @Override
     public void onError(Throwable error) {
+        ServerHttpRequest http = request;
+        if (http == null || !own()) {
+            Operators.onErrorDropped(error, currentContext());
+            return;
+        }
         body = null;
         request = null;
-        arrived(handler.bodyFailed(error, startNanos));
+        arrived(handler.bodyFailed(error, http, startNanos));
     }
 
     @Override
@@ -138,13 +175,19 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
         }
     }
 
+    /** Claims the outcome for the body path; false when the client went away first (cancel counted it). */
+    private boolean own() {
+        int previous = STATE.getAndUpdate(this, s -> (s & DONE) != 0 ? s : s | OWNED);
+        return (previous & (DONE | OWNED)) == 0;
+    }
+
     private void bodyIn(byte[] bytes) {
         ServerHttpRequest http = request;
-        body = null; // the body's operators can go now
-        request = null;
-        if (http == null) {
+        if (http == null || !own()) {
             return;
         }
+        body = null; // the body's operators can go now
+        request = null;
         Throwable refused;
         try {
             refused = handler.forward(http, bytes, this);
@@ -159,7 +202,8 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
     /** Called by {@link BoshHandler#forward} once the request is admitted: it goes upstream. */
     void send(RequestEnvelope envelope) {
         if ((state & DONE) != 0) {
-            return; // the client went away while the body was read
+            handler.clientGone(null); // the client went away while the body was checked
+            return;
         }
         PendingRequest sent = handler.pool.submit(envelope, this);
         pending = sent;
@@ -181,6 +225,10 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
     }
 
     private void arrived(Object value) {
+        if ((state & (HAS_OUTCOME | DONE)) != 0) {
+            dropped(value); // cancelled, or a second outcome (a bug upstream)
+            return;
+        }
         outcome = value;
         int previous = STATE.getAndUpdate(this, s -> s | HAS_OUTCOME);
         // An error needs no demand; a value waits for it.
@@ -192,6 +240,7 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
     private void deliver() {
         int previous = STATE.getAndUpdate(this, s -> s | DONE);
         if ((previous & DONE) != 0) {
+            dropped(outcome);
             return;
         }
         Object value = outcome;
@@ -202,5 +251,50 @@ final class HeldRequest extends Mono<ServerResponse> implements CoreSubscriber<D
             subscriber.onNext((ServerResponse) value);
             subscriber.onComplete();
         }
+    }
+
+    private void dropped(Object value) {
+        if (value instanceof Throwable error) {
+            Operators.onErrorDropped(error, currentContext());
+        } else {
+            Operators.onNextDropped(value, currentContext());
+        }
+    }
+
+    // ---- Scannable ----
+
+    @Override
+    public Object scanUnsafe(Attr key) {
+        int s = state;
+        if (key == Attr.PARENT) {
+            return body;
+        }
+        if (key == Attr.ACTUAL) {
+            return actual;
+        }
+        if (key == Attr.CANCELLED) {
+            return (s & CANCELLED) != 0;
+        }
+        if (key == Attr.TERMINATED) {
+            return (s & (DONE | CANCELLED)) == DONE;
+        }
+        if (key == Attr.ERROR) {
+            return (s & HAS_OUTCOME) != 0 && outcome instanceof Throwable error ? error : null;
+        }
+        if (key == Attr.REQUESTED_FROM_DOWNSTREAM) {
+            return (s & REQUESTED) != 0 ? Long.MAX_VALUE : 0L;
+        }
+        if (key == Attr.PREFETCH) {
+            return Integer.MAX_VALUE;
+        }
+        if (key == Attr.RUN_STYLE) {
+            return Attr.RunStyle.ASYNC;
+        }
+        return null;
+    }
+
+    @Override
+    public String stepName() {
+        return "megaphone.heldRequest";
     }
 }

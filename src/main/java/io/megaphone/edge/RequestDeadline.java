@@ -20,6 +20,9 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.LastHttpContent;
 import io.netty.util.concurrent.Future;
 import java.nio.charset.StandardCharsets;
+import org.springframework.http.server.reactive.ServerHttpRequest;
+import org.springframework.http.server.reactive.ServerHttpRequestDecorator;
+import reactor.netty.Connection;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -52,11 +55,28 @@ final class RequestDeadline extends ChannelDuplexHandler {
     private long headNanosAt;
     /** Request heads read minus final answers written: above 0, a request is in progress (or pipelined). */
     private int outstanding;
+    /** A body came too late and was counted here (408 or close). */
+    private boolean timedOut;
 
     RequestDeadline(long headNanos, long bodyNanos, EdgeMetrics metrics) {
         this.headNanos = headNanos;
         this.bodyNanos = bodyNanos;
         this.metrics = metrics;
+    }
+
+    /** Whether this request's connection had a body time out here, which counted it (bad_request). */
+    static boolean timedOut(ServerHttpRequest request) {
+        Object nativeRequest;
+        try {
+            nativeRequest = ServerHttpRequestDecorator.getNativeRequest(request);
+        } catch (IllegalStateException e) {
+            return false; // not served by Reactor Netty (a mock request)
+        }
+        if (nativeRequest instanceof Connection connection) {
+            RequestDeadline deadline = connection.channel().pipeline().get(RequestDeadline.class);
+            return deadline != null && deadline.timedOut;
+        }
+        return false;
     }
 
     @Override
@@ -146,6 +166,7 @@ final class RequestDeadline extends ChannelDuplexHandler {
             return;
         }
         readingBody = false;
+        timedOut = true;
         metrics.finished(Outcome.BAD_REQUEST, headNanosAt);
         if (outstanding > 1) {
             // a pipelined request whose body is late while an earlier one is still held: its 408 would reach the

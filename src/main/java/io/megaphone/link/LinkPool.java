@@ -324,6 +324,11 @@ public final class LinkPool implements AutoCloseable {
         return clientGone.sum();
     }
 
+    /** Counts a request whose client went away before it was submitted (the edge's side of {@link #clientGone}). */
+    public void countClientGone() {
+        clientGone.increment();
+    }
+
     private void dispatch(PendingRequest request, LinkMultiplexer failed) {
         if (request.cancelled) {
             return;

@@ -25,18 +25,18 @@ import java.util.function.Function;
  * server side of the handshake and answers each REQUEST with what {@code answer} returns (or holds it when that
  * is null). It is never a replacement for the real ejabberd tests.
  */
-final class FakeMegaphoneServer implements AutoCloseable {
+public final class FakeMegaphoneServer implements AutoCloseable {
 
     /** One REQUEST as the fake received it, with the channel it came on. */
-    record Received(Channel channel, Frame.Request request) {
+    public record Received(Channel channel, Frame.Request request) {
     }
 
     private final EventLoopGroup group = new MultiThreadIoEventLoopGroup(1, NioIoHandler.newFactory());
     private final HandshakeProof proof;
     private final Function<Frame.Request, Frame.Response> answer;
     final List<Channel> links = new CopyOnWriteArrayList<>();
-    final Queue<Received> received = new ConcurrentLinkedQueue<>();
-    final Queue<Frame.Cancel> cancels = new ConcurrentLinkedQueue<>();
+    public final Queue<Received> received = new ConcurrentLinkedQueue<>();
+    public final Queue<Frame.Cancel> cancels = new ConcurrentLinkedQueue<>();
     /** AUTH frames refused (wrong mac): proof that a client tried and failed. */
     final java.util.concurrent.atomic.AtomicInteger refusedAuths = new java.util.concurrent.atomic.AtomicInteger();
     /** When true the fake stops answering PINGs: a link that is up but stalled. */
@@ -56,7 +56,7 @@ final class FakeMegaphoneServer implements AutoCloseable {
     final Queue<Runnable> held = new ConcurrentLinkedQueue<>();
     private final Channel server;
 
-    FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer) throws InterruptedException {
+    public FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer) throws InterruptedException {
         this(secret, answer, new InetSocketAddress("127.0.0.1", 0));
     }
 
@@ -83,11 +83,11 @@ final class FakeMegaphoneServer implements AutoCloseable {
         return local.getAddress().getHostAddress() + ":" + local.getPort();
     }
 
-    InetSocketAddress socketAddress() {
+    public InetSocketAddress socketAddress() {
         return (InetSocketAddress) server.localAddress();
     }
 
-    void answer(Received held, int status, String body) {
+    public void answer(Received held, int status, String body) {
         held.channel().writeAndFlush(FrameCodec.encode(new Frame.Response(held.request().id(), status,
                 "text/xml; charset=utf-8", body.getBytes(StandardCharsets.UTF_8)), held.channel().alloc()));
     }
