@@ -11,6 +11,7 @@ import io.megaphone.link.UpstreamUnavailableException;
 import io.megaphone.metrics.EdgeMetrics;
 import io.megaphone.metrics.Outcome;
 import io.micrometer.core.instrument.Counter;
+import java.time.Duration;
 import java.net.InetSocketAddress;
 import java.util.EnumMap;
 import java.util.Locale;
@@ -52,6 +53,8 @@ final class BoshHandler {
     private final Map<AdmissionControl.Refusal, Counter> refusals = new EnumMap<>(AdmissionControl.Refusal.class);
     private final Counter drainingRefusals;
     private final SessionEnder sessionEnder;
+    /** How long a refused body's first bytes (the session it names) are waited for before the refusal goes out. */
+    static final Duration PREFIX_WAIT = Duration.ofMillis(500);
     private volatile boolean draining;
 
     BoshHandler(MegaphoneProperties.Edge edge, LinkPool pool, EdgeMetrics metrics) {
@@ -96,7 +99,7 @@ final class BoshHandler {
     /**
      * A terminate for a body that is not read whole: its first {@link SessionEnder#PREFIX_BYTES} are read to find
      * the session it names, which is ended in ejabberd too. A client that waits for 100 Continue sends no body, so it
-     * is answered at once; a body that stops coming meets {@link RequestDeadline}'s 408.
+     * is answered at once, and one whose first bytes do not come within {@link #PREFIX_WAIT} gets its answer then.
      */
     private Mono<ServerResponse> refuseEndingSession(ServerHttpRequest http, Outcome outcome, BoshAnswer answer,
             long start) {
@@ -105,6 +108,7 @@ final class BoshHandler {
         }
         int limit = SessionEnder.PREFIX_BYTES;
         return DataBufferUtils.join(DataBufferUtils.takeUntilByteCount(http.getBody(), limit), limit)
+                .timeout(PREFIX_WAIT, Mono.empty()) // a client that sends no body still gets its answer soon
                 .doOnNext(prefix -> endSessionNamedIn(prefix, http))
                 .doOnError(error -> clientGone(http)) // the client went away, or the 408 counted it
                 .then(Mono.defer(() -> refuse(outcome, answer, start)));
