@@ -209,6 +209,22 @@ class EjabberdChartTest {
                 .anyMatch(p -> metricsPort.equals(p.get("name")));
     }
 
+    @Test
+    void theDefaultImageIsTheOneTheWorkflowPublishesAndTheChartIsPackagedWithIt() throws IOException {
+        Map<String, Object> chart = HelmChart.load(EjabberdChart.CHART.resolve("Chart.yaml"));
+        Map<String, Object> ecmChart = HelmChart.load(HelmChart.CHART.resolve("Chart.yaml"));
+        assertThat(chart.get("appVersion")).isEqualTo(ecmChart.get("appVersion"));
+        assertThat((String) at(container(EjabberdChart.template(null)), "image"))
+                .isEqualTo("ghcr.io/megaphone/megaphone-ejabberd:" + chart.get("appVersion"));
+
+        String workflow = Files.readString(Path.of(".github/workflows/ci.yml"));
+        assertThat(workflow).contains("EJABBERD_IMAGE=ghcr.io/$owner/megaphone-ejabberd")
+                .contains("docker push \"$EJABBERD_IMAGE:$VERSION\"")
+                .contains("repository: ghcr.io/megaphone/megaphone-ejabberd|repository: ghcr.io/$owner/megaphone-ejabberd|")
+                .contains("helm package helm/megaphone-ejabberd --version \"$VERSION\" --app-version \"$VERSION\"")
+                .contains("helm push \"dist/megaphone-ejabberd-$VERSION.tgz\"");
+    }
+
     /** The uid of ejabberd/Dockerfile's USER (its ARG EJABBERD_UID). */
     private static int imageUid() throws IOException {
         String dockerfile = Files.readString(Path.of("ejabberd/Dockerfile"));
