@@ -7,23 +7,25 @@
 #   scripts/bosh-chat.sh URL DOMAIN USER_A PASSWORD_A USER_B PASSWORD_B [TEXT]
 #
 # BOSH_CHAT_LABEL (optional) is appended to the last line in parentheses, e.g. "(container)".
+# BOSH_CHAT_URL_B (optional): USER_B's endpoint, when it is not URL (e.g. another ECM, linked to another node).
 set -euo pipefail
 [ $# -ge 6 ] || { sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 URL=$1 DOMAIN=$2 USER_A=$3 PASS_A=$4 USER_B=$5 PASS_B=$6
+URL_A=$URL URL_B=${BOSH_CHAT_URL_B:-$URL}
 TEXT=${7:-"Hello from $USER_A, through Megaphone ($(date +%T))"}
 NS="http://jabber.org/protocol/httpbind"
 WAIT=20
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-post() { # post BODY -> prints the response body; fails on a non-200 answer
-    local answer code
+post() { # post BODY [URL] -> prints the response body; fails on a non-200 answer
+    local answer code url=${2:-$URL}
     answer=$(mktemp "$TMP/answer.XXXXXX") # its own file: B's poll and A's message run at the same time
     curl -sS --max-time $((WAIT + 10)) -H 'Content-Type: text/xml; charset=utf-8' --data-binary "$1" \
-        -w '\n%{http_code}' "$URL" > "$answer"
+        -w '\n%{http_code}' "$url" > "$answer"
     code=$(tail -n 1 "$answer")
     sed '$d' "$answer"
-    [ "$code" = 200 ] || { echo "bosh-chat: HTTP $code from $URL" >&2; return 1; }
+    [ "$code" = 200 ] || { echo "bosh-chat: HTTP $code from $url" >&2; return 1; }
 }
 
 attr() { # attr NAME < xml -> the first value of attribute NAME
@@ -33,6 +35,8 @@ attr() { # attr NAME < xml -> the first value of attribute NAME
 # login PREFIX USER PASSWORD: sets PREFIX_SID and PREFIX_RID
 login() {
     local prefix=$1 user=$2 pass=$3 rid sid answer plain
+    local URL_VAR="URL_$1"
+    local URL=${!URL_VAR}
     rid=$(( (RANDOM * 32768 + RANDOM) * 10 + 1000 ))
     answer=$(post "<body content='text/xml; charset=utf-8' hold='1' rid='$rid' to='$DOMAIN' ver='1.6' wait='$WAIT' xml:lang='en' xmlns='$NS' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>")
     sid=$(attr sid <<<"$answer")
@@ -56,13 +60,13 @@ login() {
     printf -v "${prefix}_RID" '%s' "$rid"
 }
 
-echo "BOSH chat through $URL"
+echo "BOSH chat through $URL_A${BOSH_CHAT_URL_B:+ ($USER_A) and $URL_B ($USER_B)}"
 login A "$USER_A" "$PASS_A"
 login B "$USER_B" "$PASS_B"
 
 # B holds a long poll: it returns as soon as ejabberd has something for B.
 B_RID=$((B_RID + 1))
-post "<body rid='$B_RID' sid='$B_SID' xmlns='$NS'/>" > "$TMP/b-poll" &
+post "<body rid='$B_RID' sid='$B_SID' xmlns='$NS'/>" "$URL_B" > "$TMP/b-poll" &
 poll=$!
 sleep 1
 echo "  $USER_B holds a long poll; $USER_A sends: $TEXT"
@@ -74,12 +78,13 @@ received=$(sed -n 's:.*<message[^>]*>.*<body>\([^<]*\)</body>.*:\1:p' "$TMP/b-po
 for user in A B; do
     sid_var=${user}_SID rid_var=${user}_RID
     rid=$(( ${!rid_var} + 1 ))
-    post "<body rid='$rid' sid='${!sid_var}' type='terminate' xmlns='$NS'><presence type='unavailable' xmlns='jabber:client'/></body>" > /dev/null || true
+    url_var=URL_${user}
+    post "<body rid='$rid' sid='${!sid_var}' type='terminate' xmlns='$NS'><presence type='unavailable' xmlns='jabber:client'/></body>" "${!url_var}" > /dev/null || true
 done
 wait "$sent" || true
 if [ "$received" = "$TEXT" ]; then
     echo "  $USER_B received: $received"
-    echo "Message delivered from $USER_A to $USER_B through $URL${BOSH_CHAT_LABEL:+ ($BOSH_CHAT_LABEL)}"
+    echo "Message delivered from $USER_A to $USER_B through $URL_A${BOSH_CHAT_URL_B:+ and $URL_B}${BOSH_CHAT_LABEL:+ ($BOSH_CHAT_LABEL)}"
 else
     echo "bosh-chat: $USER_B's poll did not bring the message; it brought: $(cat "$TMP/b-poll")" >&2
     exit 1

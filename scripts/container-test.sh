@@ -3,29 +3,38 @@
 # The two images, built and run for real with podman, and a chat through them:
 #
 #   1. bases made from Debian packages (mmdebstrap; no registry), one per Debian release;
-#   2. the ECM image (Dockerfile, on trixie: Java 25) and, per release, the ejabberd + mod_megaphone image
-#      (ejabberd/Dockerfile), after mod_megaphone's eunit tests against that release's ejabberd (its "test" target);
-#   3. per release, a pod: ejabberd + the ECM, the BOSH and management ports published on 127.0.0.1; two users
-#      registered; scripts/bosh-chat.sh through the ECM container; readiness, the Prometheus scrape and the
-#      JVM's container sizing and its compact object headers checked from outside;
-#   4. (first release) the drain: a request held, SIGTERM to the ECM container; readiness must go down, the held
-#      request must get its answer, the container must exit 0.
+#   2. the ECM image (Dockerfile, on trixie: Java 25) and, per release, the ejabberd + mod_megaphone image (ejabberd/Dockerfile),
+#      after mod_megaphone's eunit tests against that release's ejabberd (its "test" target);
+#   3. per release, on a podman network of its own: a two-node ejabberd cluster from the image, named as a
+#      StatefulSet names its pods (ejabberd-0 the seed, ejabberd-1 joins it), with the cookie, the link secret and
+#      the admin's password from files, and an operator's file in /etc/ejabberd/conf.d; the ECM in front, finding
+#      both nodes through one DNS name (both containers carry the alias ejabberd-link, as the chart's headless
+#      Service of the link port; the Service lists ready pods only, the alias is there from the start);
+#      alice registered on node 0, bob on node 1; a chat across the nodes (alice through an ECM linked to node 0
+#      only, bob through one linked to node 1 only) and one through the discovering ECM; readiness, the Prometheus
+#      scrape and the JVM's container sizing and its compact object headers checked
+#      from outside;
+#   4. (first release) both nodes stopped and started again (node 1 must stay in the cluster without a new join),
+#      then the drain: a request held, SIGTERM to the ECM container; readiness must go down, the held request must
+#      get its answer, the container must exit 0.
 #
-# Pods and containers it starts are removed at the end; images stay (cached layers make the next run fast).
+# Networks and containers it starts are removed at the end; images stay (cached layers make the next run fast).
 #
 #   bash scripts/container-test.sh [RELEASE...]
 #
 # RELEASE: bookworm (Debian 12, ejabberd 23.01), trixie (13, 24.12), sid (unstable, 26.07); default: all three.
-# Needs root (podman as root); installs podman, runc, catatonit, mmdebstrap, netavark and iptables with apt-get if
-# missing.
-# CONTAINER_TEST_REBUILD_BASES=1 rebuilds the Debian bases (else reused when present).
+# Needs root (podman as root); installs podman, runc, catatonit, mmdebstrap, netavark, aardvark-dns, iptables, curl
+# and python3 with apt-get if missing.
+# CONTAINER_TEST_REBUILD_BASES=1 rebuilds the Debian bases (else reused when present); CONTAINER_TEST_TAG names the
+# images' tag (default: test).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$REPO"
 RELEASES=("$@")
 [ ${#RELEASES[@]} -gt 0 ] || RELEASES=(bookworm trixie sid)
-ECM_IMAGE=localhost/megaphone-ecm:test
+TAG="${CONTAINER_TEST_TAG:-test}"
+ECM_IMAGE="localhost/megaphone-ecm:$TAG"
 DOMAIN=localhost
 ECM_MEMORY_MB=768
 START=$SECONDS
@@ -45,13 +54,15 @@ done
 missing=()
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
-# podman only recommends catatonit, and a pod's infra container needs it ("finding pause binary")
+# podman only recommends catatonit, and pods' infra containers need it ("finding pause binary"; kept for them)
 command -v catatonit >/dev/null 2>&1 || [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
-[ -x /usr/lib/podman/netavark ] || [ -x /usr/libexec/podman/netavark ] || missing+=(netavark aardvark-dns)
+# The test's network: netavark, and aardvark-dns for the names (the ejabberd-link alias) on it.
+[ -x /usr/lib/podman/netavark ] || [ -x /usr/libexec/podman/netavark ] || missing+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || [ -x /usr/libexec/podman/aardvark-dns ] || missing+=(aardvark-dns)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
@@ -61,11 +72,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 WORK="$(mktemp -d /tmp/megaphone-container-test.XXXXXX)"
-PODS=()
+CONTAINERS=()
+NETWORKS=()
 cleanup() {
     local status=$?
-    for pod in "${PODS[@]}"; do
-        podman pod rm -f "$pod" >/dev/null 2>&1 || true
+    for c in "${CONTAINERS[@]}"; do
+        podman rm -f "$c" >/dev/null 2>&1 || true
+    done
+    for n in "${NETWORKS[@]}"; do
+        podman network rm -f "$n" >/dev/null 2>&1 || true
     done
     rm -rf "$WORK"
     exit $status
@@ -73,13 +88,15 @@ cleanup() {
 trap cleanup EXIT
 
 # podman on this kind of host (docs/operations.md, "Run with containers"): runc (crun fails on a mixed cgroup
-# v1/v2 host), cgroupfs, a file events log, and open-file limits the host allows (podman's own default of
+# v1/v2 host), cgroupfs, a file events log, netavark (CNI would need another plugin for names), and open-file limits the host allows (podman's own default of
 # 1,048,576 is refused where the hard limit is lower).
 nofile="$(ulimit -Hn)"
 [ "$nofile" = unlimited ] && nofile=1048576
 cat > "$WORK/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=32768:32768"]
+[network]
+network_backend = "netavark"
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
@@ -141,16 +158,16 @@ for r in "${RELEASES[@]}"; do
     # a cached "--target test" build would not run them again.
     step "mod_megaphone eunit on $r's ejabberd (the build stage of ejabberd/Dockerfile)"
     build "$WORK/ej-test-$r.log" -f ejabberd/Dockerfile --build-arg "BASE_IMAGE=localhost/debian:$r" --target build \
-        -t "localhost/megaphone-ejabberd-build:test-$r" .
+        -t "localhost/megaphone-ejabberd-build:$TAG-$r" .
     if ! podman run --rm --network none -v "$REPO/docs/protocol-vectors.txt:/build/protocol-vectors.txt:ro" \
-         "localhost/megaphone-ejabberd-build:test-$r" \
+         "localhost/megaphone-ejabberd-build:$TAG-$r" \
          make -s -C /build/mod_megaphone test MEGAPHONE_VECTORS=/build/protocol-vectors.txt > "$WORK/eunit-$r.log" 2>&1; then
         grep -A 15 -F '*failed*' "$WORK/eunit-$r.log" >&2 || true
         tail -n 20 "$WORK/eunit-$r.log" >&2
         die "mod_megaphone's eunit tests failed on $r's ejabberd"
     fi
     grep -E "tests passed|passed\." "$WORK/eunit-$r.log" | tail -n 1 | sed 's/^ */  /'
-    EJ_IMAGE[$r]="localhost/megaphone-ejabberd:test-$r"
+    EJ_IMAGE[$r]="localhost/megaphone-ejabberd:$TAG-$r"
     build "$WORK/ej-build-$r.log" -f ejabberd/Dockerfile --build-arg "BASE_IMAGE=localhost/debian:$r" -t "${EJ_IMAGE[$r]}" .
     EJ_VERSION[$r]="$(podman run --rm --entrypoint dpkg-query "${EJ_IMAGE[$r]}" -W -f='${Version}' ejabberd)"
 done
@@ -175,7 +192,13 @@ PY
 }
 
 python3 -c 'import secrets; print(secrets.token_hex(32), end="")' > "$WORK/link-secret"
-chmod 0444 "$WORK/link-secret"
+python3 -c 'import secrets; print(secrets.token_hex(32), end="")' > "$WORK/cookie"
+printf 'admin-pw-%s\n' "$$" > "$WORK/admin-password"
+# The operator's own configuration: one more c2s listener, merged into the generated one.
+mkdir -p "$WORK/conf.d"
+printf 'listen:\n  - port: 5223\n    ip: "0.0.0.0"\n    module: ejabberd_c2s\n' > "$WORK/conf.d/extra-listener.yml"
+chmod 0444 "$WORK/link-secret" "$WORK/cookie" "$WORK/admin-password" "$WORK/conf.d/extra-listener.yml"
+chmod 0755 "$WORK" "$WORK/conf.d"
 
 # wait_for SECONDS WHAT COMMAND...: retries COMMAND every 0.5 s
 wait_for() {
@@ -209,42 +232,110 @@ metric() { # metric FILE NAME [LABEL="VALUE"...] -> the value of the first sampl
 
 NS="http://jabber.org/protocol/httpbind"
 
-run_release() {
-    local r=$1 drain=$2 pod="megaphone-ct-$$-$1" bosh mgmt
-    read -r bosh mgmt <<< "$(free_ports 2)"
-    local ej="$pod-ejabberd" ecm="$pod-ecm" url="http://127.0.0.1:$bosh/http-bind"
-    step "pod $pod: ejabberd ${EJ_VERSION[$r]} + the ECM; BOSH on 127.0.0.1:$bosh, management on 127.0.0.1:$mgmt"
-    PODS+=("$pod")
-    podman pod create --name "$pod" -p "127.0.0.1:$bosh:5280" -p "127.0.0.1:$mgmt:9090" >/dev/null
+# The node names of a StatefulSet "ejabberd" behind a headless Service "ejabberd-headless".
+HEADLESS=ejabberd-headless.megaphone.test
+node_host() { echo "ejabberd-$1.$HEADLESS"; }
 
-    podman run -d --pod "$pod" --name "$ej" -e EJABBERD_DOMAIN="$DOMAIN" \
-        -v "$WORK/link-secret:/run/secrets/megaphone-link-secret:ro" "${EJ_IMAGE[$r]}" >/dev/null
-    if ! wait_for 60 "ejabberd" podman exec "$ej" ejabberdctl status \
-       || ! wait_for 10 "mod_megaphone" sh -c "podman logs $ej 2>&1 | grep -q 'mod_megaphone listening for links'"; then
-        podman logs "$ej" 2>&1 | tail -n 40 >&2
-        die "ejabberd ($r) did not start in its container"
-    fi
-    podman exec "$ej" ejabberdctl register alice "$DOMAIN" alice-pw >/dev/null
-    podman exec "$ej" ejabberdctl register bob "$DOMAIN" bob-pw >/dev/null
-    echo "  ejabberd ${EJ_VERSION[$r]} runs with mod_megaphone; alice and bob registered"
+# start_node RELEASE NETWORK INDEX ADDRESS: one ejabberd node of the cluster, as a StatefulSet's pod would run it
+start_node() {
+    local r=$1 net=$2 i=$3 ip=$4 name
+    name="$net-ejabberd-$i"
+    CONTAINERS+=("$name")
+    podman run -d --name "$name" --network "$net" --ip "$ip" --hostname "$(node_host "$i")" \
+        --network-alias ejabberd-link \
+        --add-host "$(node_host 0):${ip%.*}.10" --add-host "$(node_host 1):${ip%.*}.11" \
+        -e EJABBERD_DOMAIN="$DOMAIN" -e EJABBERD_CLUSTER_SEED="$(node_host 0)" \
+        -e EJABBERD_COOKIE_FILE=/run/secrets/cookie -e EJABBERD_ADMIN_PASSWORD_FILE=/run/secrets/admin-password \
+        -v "$WORK/link-secret:/run/secrets/megaphone-link-secret:ro" -v "$WORK/cookie:/run/secrets/cookie:ro" \
+        -v "$WORK/admin-password:/run/secrets/admin-password:ro" -v "$WORK/conf.d:/etc/ejabberd/conf.d:ro" \
+        "${EJ_IMAGE[$r]}" >/dev/null
+}
 
+node_ready() { podman exec "$1" test -e /tmp/megaphone-ejabberd.ready; }
+
+# start_ecm NAME NETWORK SUBNET BOSH_PORT MGMT_PORT ENV...: an ECM container, its ports published on 127.0.0.1;
+# the nodes' names resolve as a cluster's DNS would resolve the pods'
+start_ecm() {
+    local name=$1 net=$2 subnet=$3 bosh=$4 mgmt=$5
+    shift 5
+    CONTAINERS+=("$name")
     # The prod profile (JSON logs, secret from a file); a memory limit and one CPU, to check that the JVM sizes
     # itself from them (JAVA_HEAP_PERCENT of the limit, JAVA_ACTIVE_PROCESSORS); the Helm chart's readiness
     # (readinessState and firstLink: ready from the first link on).
-    podman run -d --pod "$pod" --name "$ecm" --memory "${ECM_MEMORY_MB}m" \
-        -e SPRING_PROFILES_ACTIVE=prod -e MEGAPHONE_LINK_NODES=127.0.0.1:5290 \
+    podman run -d --name "$name" --network "$net" -p "127.0.0.1:$bosh:5280" -p "127.0.0.1:$mgmt:9090" \
+        --add-host "$(node_host 0):$subnet.10" --add-host "$(node_host 1):$subnet.11" --memory "${ECM_MEMORY_MB}m" -e SPRING_PROFILES_ACTIVE=prod \
         -e MEGAPHONE_LINK_SECRET_FILE=/run/secrets/megaphone-link-secret -e JAVA_ACTIVE_PROCESSORS=1 \
-        -e MANAGEMENT_ENDPOINT_HEALTH_GROUP_READINESS_INCLUDE=readinessState,firstLink \
+        -e MANAGEMENT_ENDPOINT_HEALTH_GROUP_READINESS_INCLUDE=readinessState,firstLink "$@" \
         -v "$WORK/link-secret:/run/secrets/megaphone-link-secret:ro" "$ECM_IMAGE" >/dev/null
-    if ! wait_for 90 "readiness" ready_or_exited "$mgmt" "$ecm" || ! readiness_is "$mgmt" 200; then
-        podman logs "$ecm" 2>&1 | tail -n 40 >&2
-        die "the ECM container did not become ready (http://127.0.0.1:$mgmt/actuator/health/readiness)"
-    fi
-    echo "  readiness from outside: $(curl -s "http://127.0.0.1:$mgmt/actuator/health/readiness")"
+}
 
-    if ! BOSH_CHAT_LABEL=container bash scripts/bosh-chat.sh "$url" "$DOMAIN" alice alice-pw bob bob-pw; then
+ecm_ready() { # ecm_ready NAME MGMT_PORT
+    if ! wait_for 120 "readiness" ready_or_exited "$2" "$1" || ! readiness_is "$2" 200; then
+        podman logs "$1" 2>&1 | tail -n 40 >&2
+        die "the ECM container $1 did not become ready (http://127.0.0.1:$2/actuator/health/readiness)"
+    fi
+}
+
+run_release() {
+    local r=$1 drain=$2 net="megaphone-ct-$$-$1" subnet bosh mgmt bosh0 mgmt0 bosh1 mgmt1
+    read -r bosh mgmt bosh0 mgmt0 bosh1 mgmt1 <<< "$(free_ports 6)"
+    # A private /24 of its own for this run (10.89.x.0/24 is podman's own default range).
+    subnet="10.$((90 + $$ % 30)).$((RANDOM % 250 + 1))"
+    local ej0="$net-ejabberd-0" ej1="$net-ejabberd-1" ecm="$net-ecm" url="http://127.0.0.1:$bosh/http-bind"
+    step "network $net ($subnet.0/24): ejabberd ${EJ_VERSION[$r]} on two nodes, the ECM in front; BOSH on 127.0.0.1:$bosh, management on 127.0.0.1:$mgmt"
+    NETWORKS+=("$net")
+    podman network create --subnet "$subnet.0/24" "$net" >/dev/null
+
+    start_node "$r" "$net" 0 "$subnet.10"
+    start_node "$r" "$net" 1 "$subnet.11"
+    for c in "$ej0" "$ej1"; do
+        if ! wait_for 180 "$c ready" node_ready "$c"; then
+            podman logs "$c" 2>&1 | tail -n 40 >&2
+            die "ejabberd ($r) in $c did not become ready (started, joined, admin registered)"
+        fi
+    done
+    grep -q "joined the cluster of ejabberd@$(node_host 0)" <<< "$(podman logs "$ej1" 2>&1)" \
+        || { podman logs "$ej1" 2>&1 | tail -n 20 >&2; die "$ej1 did not log its join"; }
+    local cluster
+    cluster="$(podman exec "$ej0" ejabberdctl list_cluster | tr -d "'" | sort | tr '\n' ' ')"
+    [ "$cluster" = "ejabberd@$(node_host 0) ejabberd@$(node_host 1) " ] \
+        || die "list_cluster on node 0 is '$cluster' (expected: both nodes)"
+    local uid
+    uid="$(podman exec "$ej0" id -u):$(podman inspect --format '{{.Config.User}}' "${EJ_IMAGE[$r]}")"
+    [ "$uid" = "9000:9000:9000" ] || die "the ejabberd image's user is $uid (expected: 9000, USER 9000:9000)"
+    podman exec "$ej1" ejabberdctl check_password admin "$DOMAIN" "$(cat "$WORK/admin-password")" 2>/dev/null \
+        || die "the admin's password from EJABBERD_ADMIN_PASSWORD_FILE does not log in on node 1"
+    grep -q "Start accepting TCP connections at 0.0.0.0:5223" <<< "$(podman logs "$ej0" 2>&1)" \
+        || die "the listener of /etc/ejabberd/conf.d/extra-listener.yml is not open on node 0"
+    podman exec "$ej0" ejabberdctl register alice "$DOMAIN" alice-pw >/dev/null
+    podman exec "$ej1" ejabberdctl register bob "$DOMAIN" bob-pw >/dev/null
+    echo "  ejabberd ${EJ_VERSION[$r]}: cluster $cluster(uid 9000; admin's password from a file, on node 1 too;"
+    echo "  conf.d listener 5223 open); alice registered on node 0, bob on node 1"
+
+    # The ECM of a Deployment with link.discovery: one DNS name for every node (started once both are ready).
+    start_ecm "$ecm" "$net" "$subnet" "$bosh" "$mgmt" -e MEGAPHONE_LINK_DISCOVERY_DNSNAME=ejabberd-link \
+        -e MEGAPHONE_LINK_DISCOVERY_PORT=5290 -e MEGAPHONE_LINK_DISCOVERY_REFRESHINTERVAL=2s
+    # Two more ECMs, each linked to one node only: alice's session on node 0, bob's on node 1.
+    start_ecm "$ecm-0" "$net" "$subnet" "$bosh0" "$mgmt0" -e MEGAPHONE_LINK_NODES="$(node_host 0):5290"
+    start_ecm "$ecm-1" "$net" "$subnet" "$bosh1" "$mgmt1" -e MEGAPHONE_LINK_NODES="$(node_host 1):5290"
+    ecm_ready "$ecm" "$mgmt"
+    ecm_ready "$ecm-0" "$mgmt0"
+    ecm_ready "$ecm-1" "$mgmt1"
+    echo "  readiness from outside: $(curl -s "http://127.0.0.1:$mgmt/actuator/health/readiness")"
+    wait_for 30 "links to both nodes" nodes_linked_is "$ecm" 2 \
+        || die "the discovering ECM links to $(nodes_linked "$ecm") node(s) (expected: 2, both addresses of ejabberd-link)"
+    echo "  the ECM found both nodes through DNS: links up to $(nodes_linked "$ecm") nodes"
+
+    if ! BOSH_CHAT_LABEL="across the nodes" BOSH_CHAT_URL_B="http://127.0.0.1:$bosh1/http-bind" \
+         bash scripts/bosh-chat.sh "http://127.0.0.1:$bosh0/http-bind" "$DOMAIN" alice alice-pw bob bob-pw; then
+        podman logs "$ecm-0" 2>&1 | tail -n 10 >&2
+        podman logs "$ecm-1" 2>&1 | tail -n 10 >&2
+        die "the BOSH chat across the nodes failed ($r)"
+    fi
+    podman rm -f "$ecm-0" "$ecm-1" >/dev/null
+    if ! BOSH_CHAT_LABEL="the ECM with DNS discovery" bash scripts/bosh-chat.sh "$url" "$DOMAIN" bob bob-pw alice alice-pw; then
         podman logs "$ecm" 2>&1 | tail -n 20 >&2
-        die "the BOSH chat through the containers failed ($r)"
+        die "the BOSH chat through the discovering ECM failed ($r)"
     fi
 
     curl -sf "http://127.0.0.1:$mgmt/actuator/prometheus" > "$WORK/scrape-$r.txt" \
@@ -254,7 +345,7 @@ run_release() {
     answered="$(metric "$WORK/scrape-$r.txt" megaphone_edge_requests_total 'outcome="answered"')"
     heap="$(metric "$WORK/scrape-$r.txt" jvm_memory_max_bytes 'area="heap"' 'id="G1 Old Gen"')"
     cpus="$(metric "$WORK/scrape-$r.txt" system_cpu_count)"
-    [ "$links" -ge 1 ] || die "the scrape shows no link up"
+    [ "$links" -ge 2 ] || die "the scrape shows $links links up (expected: at least one per node)"
     python3 -c "import sys; sys.exit(0 if float('${answered:-0}') >= 10 else 1)" \
         || die "megaphone_edge_requests_total{outcome=\"answered\"} is ${answered:-missing} after a chat (expected: >= 10)"
     # The heap is JAVA_HEAP_PERCENT (60) of the container's limit: between 50 % and 62 % of it.
@@ -269,11 +360,20 @@ run_release() {
     echo "  Prometheus scrape from outside: $links links up, ${answered%.0} requests answered; heap max $(python3 -c "print(round(float('$heap') / 1048576))") MiB of a ${ECM_MEMORY_MB} MiB limit; $cpus CPU"
 
     if [ "$drain" = 1 ]; then
-        ejabberd_restart_check "$url" "$mgmt" "$ej"
+        ejabberd_restart_check "$url" "$mgmt" "$ej0" "$ej1" "$ecm"
         drain_check "$url" "$mgmt" "$ecm"
     fi
-    podman pod rm -f "$pod" >/dev/null
+    podman rm -f "$ecm" "$ej0" "$ej1" >/dev/null
+    podman network rm -f "$net" >/dev/null
 }
+
+# nodes_linked ECM_CONTAINER [SINCE] -> how many distinct ejabberd nodes (by the Erlang node name each handshake
+# reports) the ECM brought a link up to, in its log (since SINCE, a podman logs --since time). Not from the
+# scrape: with discovery, the links' tag is the DNS name, the same for every node.
+nodes_linked() {
+    podman logs ${2:+--since "$2"} "$1" 2>&1 | grep -o 'up: node ejabberd@[^,]*' | sort -u | wc -l
+}
+nodes_linked_is() { [ "$(nodes_linked "$1" "${3:-}")" = "$2" ]; }
 
 links_up() { # links_up MGMT_PORT -> the number of links up in the scrape
     curl -s "http://127.0.0.1:$1/actuator/prometheus" | grep -c '^megaphone_link_up{.*} 1\.0$' || true
@@ -281,11 +381,12 @@ links_up() { # links_up MGMT_PORT -> the number of links up in the scrape
 links_up_is() { [ "$(links_up "$1")" = "$2" ]; }
 links_up_at_least() { [ "$(links_up "$1")" -ge "$2" ]; }
 
-# The shared ejabberd stops: the ECM must stay ready (the chart's readiness) and answer BOSH with a retryable 503
-# + Retry-After; when ejabberd is back, the links come back and the ECM serves again.
+# The shared ejabberd cluster stops: the ECM must stay ready (the chart's readiness) and answer BOSH with a
+# retryable 503 + Retry-After; when ejabberd is back (node 1 still in the cluster, from its mnesia, without a new
+# join), the links come back and the ECM serves again.
 ejabberd_restart_check() {
-    local url=$1 mgmt=$2 ej=$3 code retry
-    podman stop --time 20 "$ej" >/dev/null
+    local url=$1 mgmt=$2 ej0=$3 ej1=$4 ecm=$5 code retry since
+    podman stop --time 20 "$ej1" "$ej0" >/dev/null
     wait_for 30 "links down" links_up_is "$mgmt" 0 \
         || die "ejabberd stopped, but the ECM still shows links up"
     readiness_is "$mgmt" 200 || die "ejabberd stopped: the ECM's readiness went down (expected: it stays ready from the first link on)"
@@ -295,10 +396,20 @@ ejabberd_restart_check() {
     [ "$code" = 503 ] && [ -n "$retry" ] \
         || die "ejabberd stopped: a session creation got HTTP $code, Retry-After '${retry}' (expected: 503 with Retry-After): $(cat "$WORK/nolink.body")"
     echo "  ejabberd stopped: ECM readiness still 200; a BOSH request gets $code, Retry-After: $retry, body $(head -c 120 "$WORK/nolink.body")"
-    podman start "$ej" >/dev/null
-    wait_for 60 "links back" links_up_at_least "$mgmt" 1 \
-        || die "ejabberd restarted, but no link came back within 60 s"
-    echo "  ejabberd restarted: $(links_up "$mgmt") links up again"
+    since="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    podman start "$ej0" "$ej1" >/dev/null
+    for c in "$ej0" "$ej1"; do
+        wait_for 180 "$c ready" node_ready "$c" || { podman logs "$c" 2>&1 | tail -n 30 >&2; die "$c did not come back"; }
+    done
+    # (grep on a variable: with pipefail, "podman logs | grep -q" fails when grep stops reading early)
+    local log1
+    log1="$(podman logs "$ej1" 2>&1)"
+    [ "$(grep -c "joined the cluster of" <<< "$log1")" = 1 ] \
+        && grep -q "already is in the cluster of ejabberd@$(node_host 0)" <<< "$log1" \
+        || { grep megaphone-ejabberd <<< "$log1" >&2; die "node 1 did not stay in the cluster across its restart"; }
+    wait_for 60 "links back" nodes_linked_is "$ecm" 2 "$since" \
+        || die "ejabberd restarted, but the links to both nodes did not come back within 60 s ($(nodes_linked "$ecm" "$since"))"
+    echo "  ejabberd cluster restarted: node 1 still in it without a new join; $(links_up "$mgmt") links up again to both nodes"
 }
 
 # A request held by ejabberd (an empty poll of a fresh session, wait 10 s), then SIGTERM to the ECM container.

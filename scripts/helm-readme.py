@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Rewrites the "## Parameters" section of helm/megaphone/README.md from values.yaml's `## @section` and
+"""Rewrites the "## Parameters" section of a chart's README.md (helm/megaphone, or the chart folder given) from values.yaml's `## @section` and
 `## @param` lines (the bitnami readme-generator convention), keeping everything before it.
 
-    python3 scripts/helm-readme.py
+    python3 scripts/helm-readme.py [helm/megaphone-ejabberd]
 
 ChartValuesDocumentationTest checks that the table and values.yaml agree.
 """
@@ -13,7 +13,10 @@ import re
 
 import yaml  # python3-yaml
 
-CHART = pathlib.Path(__file__).resolve().parent.parent / "helm" / "megaphone"
+import sys
+
+CHART = (pathlib.Path(sys.argv[1]).resolve() if len(sys.argv) > 1
+         else pathlib.Path(__file__).resolve().parent.parent / "helm" / "megaphone")
 PARAM = re.compile(r"^\s*## @param (\S+)(?: \[(\w+)])? (.+)$")
 SECTION = re.compile(r"^## @section (.+)$")
 

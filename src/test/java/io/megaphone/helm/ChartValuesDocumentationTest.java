@@ -10,11 +10,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import org.junit.jupiter.api.Test;
+import java.nio.file.Path;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * Every value in values.yaml has a {@code ## @param} comment, every {@code @param} names a real value, and the
- * chart README's "Parameters" tables list the same parameters in the same order.
+ * In each chart (the ECM's and ejabberd's), every value in values.yaml has a {@code ## @param} comment, every
+ * {@code @param} names a real value, and the chart README's "Parameters" tables list the same parameters in the
+ * same order.
  */
 class ChartValuesDocumentationTest {
 
@@ -24,22 +27,24 @@ class ChartValuesDocumentationTest {
     record Param(String path, boolean wholeObject) {
     }
 
-    @Test
-    void everyValueIsDocumentedWithAnAtParamLine() throws IOException {
-        List<Param> params = params();
+    @ParameterizedTest
+    @ValueSource(strings = {"helm/megaphone", "helm/megaphone-ejabberd"})
+    void everyValueIsDocumentedWithAnAtParamLine(Path chart) throws IOException {
+        List<Param> params = params(chart);
         List<String> leaves = new ArrayList<>();
-        collectLeaves("", HelmChart.load(HelmChart.CHART.resolve("values.yaml")), leaves);
+        collectLeaves("", HelmChart.load(chart.resolve("values.yaml")), leaves);
 
         assertThat(leaves).isNotEmpty().allSatisfy(leaf -> assertThat(params)
                 .as("values.yaml: %s has no '## @param %s <description>' line", leaf, leaf)
                 .anyMatch(p -> p.path().equals(leaf) || p.wholeObject() && leaf.startsWith(p.path() + ".")));
     }
 
-    @Test
-    void everyAtParamNamesAValue() throws IOException {
-        Map<String, Object> values = HelmChart.load(HelmChart.CHART.resolve("values.yaml"));
+    @ParameterizedTest
+    @ValueSource(strings = {"helm/megaphone", "helm/megaphone-ejabberd"})
+    void everyAtParamNamesAValue(Path chart) throws IOException {
+        Map<String, Object> values = HelmChart.load(chart.resolve("values.yaml"));
 
-        assertThat(params()).allSatisfy(param -> {
+        assertThat(params(chart)).allSatisfy(param -> {
             Object node = values;
             for (String key : param.path().split("\\.")) {
                 assertThat(node).as("@param %s: no such value in values.yaml", param.path()).isInstanceOf(Map.class);
@@ -50,11 +55,12 @@ class ChartValuesDocumentationTest {
         });
     }
 
-    @Test
-    void theReadmeTableFollowsValuesYaml() throws IOException {
+    @ParameterizedTest
+    @ValueSource(strings = {"helm/megaphone", "helm/megaphone-ejabberd"})
+    void theReadmeTableFollowsValuesYaml(Path chart) throws IOException {
         List<String> documented = new ArrayList<>();
         boolean inParameters = false;
-        for (String line : Files.readAllLines(HelmChart.CHART.resolve("README.md"))) {
+        for (String line : Files.readAllLines(chart.resolve("README.md"))) {
             if (line.startsWith("## ")) {
                 inParameters = line.equals("## Parameters");
             }
@@ -65,12 +71,12 @@ class ChartValuesDocumentationTest {
         }
 
         assertThat(documented).as("README.md parameter rows, in values.yaml order")
-                .containsExactlyElementsOf(params().stream().map(Param::path).toList());
+                .containsExactlyElementsOf(params(chart).stream().map(Param::path).toList());
     }
 
-    private static List<Param> params() throws IOException {
+    private static List<Param> params(Path chart) throws IOException {
         List<Param> params = new ArrayList<>();
-        for (String line : Files.readAllLines(HelmChart.CHART.resolve("values.yaml"))) {
+        for (String line : Files.readAllLines(chart.resolve("values.yaml"))) {
             Matcher m = PARAM.matcher(line);
             if (m.matches()) {
                 params.add(new Param(m.group(1), "object".equals(m.group(2))));

@@ -55,6 +55,7 @@ class KubernetesManifestsTest {
             Map.entry("v1/Service", io.fabric8.kubernetes.api.model.Service.class),
             Map.entry("v1/ServiceAccount", io.fabric8.kubernetes.api.model.ServiceAccount.class),
             Map.entry("apps/v1/Deployment", io.fabric8.kubernetes.api.model.apps.Deployment.class),
+            Map.entry("apps/v1/StatefulSet", io.fabric8.kubernetes.api.model.apps.StatefulSet.class),
             Map.entry("policy/v1/PodDisruptionBudget", io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget.class),
             Map.entry("autoscaling/v2/HorizontalPodAutoscaler",
                     io.fabric8.kubernetes.api.model.autoscaling.v2.HorizontalPodAutoscaler.class),
@@ -82,35 +83,44 @@ class KubernetesManifestsTest {
                 .isZero();
     }
 
+    /** Both charts: the ECM's (a Deployment) and ejabberd's (a StatefulSet), each with its defaults and ci files. */
     static Stream<Arguments> valueSets() {
         List<Arguments> sets = new ArrayList<>();
-        sets.add(Arguments.of("defaults", null));
+        sets.add(Arguments.of("megaphone defaults", "megaphone", null));
         for (Path file : HelmChart.ciValuesFiles()) {
-            sets.add(Arguments.of(file.getFileName().toString(), file));
+            sets.add(Arguments.of("megaphone " + file.getFileName(), "megaphone", file));
+        }
+        sets.add(Arguments.of("megaphone-ejabberd defaults", "megaphone-ejabberd", null));
+        for (Path file : EjabberdChart.ciValuesFiles()) {
+            sets.add(Arguments.of("megaphone-ejabberd " + file.getFileName(), "megaphone-ejabberd", file));
         }
         return sets.stream();
     }
 
+    private static Rendered render(String chart, Path valuesFile) {
+        return chart.equals("megaphone") ? HelmChart.template(valuesFile) : EjabberdChart.template(valuesFile);
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("valueSets")
-    void everyRenderedObjectIsValidAgainstTheKubernetesSchemas(String name, Path valuesFile, @TempDir Path tempDir)
-            throws Exception {
-        Rendered rendered = HelmChart.template(valuesFile);
+    void everyRenderedObjectIsValidAgainstTheKubernetesSchemas(String name, String chart, Path valuesFile,
+            @TempDir Path tempDir) throws Exception {
+        Rendered rendered = render(chart, valuesFile);
         assertThat(rendered.documents()).isNotEmpty();
 
         Result result = validate(rendered.documents(), tempDir);
 
         assertThat(result.output()).as("kubernetes-models on %s", name)
                 .doesNotContain("invalid ")
-                .contains("ok apps/v1 Deployment ");
+                .contains(chart.equals("megaphone") ? "ok apps/v1 Deployment " : "ok apps/v1 StatefulSet ");
         assertThat(result.output().lines().filter(l -> l.startsWith("ok "))).hasSize(rendered.documents().size());
         assertThat(result.exitCode()).isZero();
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("valueSets")
-    void everyRenderedObjectParsesStrictlyIntoTheKubernetesModel(String name, Path valuesFile) {
-        Rendered rendered = HelmChart.template(valuesFile);
+    void everyRenderedObjectParsesStrictlyIntoTheKubernetesModel(String name, String chart, Path valuesFile) {
+        Rendered rendered = render(chart, valuesFile);
 
         List<String> problems = new ArrayList<>();
         for (Map<String, Object> object : rendered.documents()) {
