@@ -7,6 +7,7 @@ import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.handler.flush.FlushConsolidationHandler;
+import io.netty.util.NetUtil;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
@@ -48,11 +49,23 @@ final class LinkSlot implements LinkView {
              LinkMultiplexer.Listener poolListener, Duration minBackoff, Duration maxBackoff) {
         this.bootstrap = bootstrap;
         this.address = address;
-        this.name = address.getHostString() + ":" + address.getPort() + "#" + index;
+        this.name = nodeName(address) + "#" + index;
         this.settings = settings;
         this.poolListener = poolListener;
         this.minBackoff = minBackoff;
         this.maxBackoff = maxBackoff;
+    }
+
+    /**
+     * {@code host:port}, or {@code host/ip:port} for an address resolved from a host name (DNS discovery gives every
+     * node the same host): unique per node, as metric tags and the pool's same-node choice need.
+     */
+    static String nodeName(InetSocketAddress address) {
+        String host = address.getHostString();
+        if (!address.isUnresolved() && !NetUtil.isValidIpV4Address(host) && !NetUtil.isValidIpV6Address(host)) {
+            host = host + "/" + address.getAddress().getHostAddress();
+        }
+        return host + ":" + address.getPort();
     }
 
     @Override

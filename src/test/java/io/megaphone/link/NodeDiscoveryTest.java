@@ -79,4 +79,27 @@ class NodeDiscoveryTest {
                 .block(Duration.ofSeconds(5));
         assertThat(answer.status()).isEqualTo(200);
     }
+
+    @Test
+    void nodesFoundUnderOneHostNameGetLinksNamedApart() throws Exception {
+        first = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo, new InetSocketAddress("127.0.0.2", 0));
+        int port = first.socketAddress().getPort();
+        second = new FakeMegaphoneServer(SECRET, FakeMegaphoneServer::echo, new InetSocketAddress("127.0.0.3", port));
+        // What a DNS lookup returns: addresses that carry the name they were found under.
+        InetAddress a = InetAddress.getByAddress("ejabberd-link.test", new byte[] {127, 0, 0, 2});
+        InetAddress b = InetAddress.getByAddress("ejabberd-link.test", new byte[] {127, 0, 0, 3});
+        LinkSettings settings = new LinkSettings(new HandshakeProof(SECRET), "ecm", Duration.ofSeconds(15),
+                Duration.ofSeconds(2), 1 << 20);
+        pool = new LinkPool(List.of(), 2, settings, Duration.ofSeconds(30), Duration.ofMillis(20),
+                Duration.ofMillis(200), 1);
+        pool.start();
+        discovery = new NodeDiscovery("ejabberd-link.test", port, List.of(), pool, name -> new InetAddress[] {a, b});
+
+        discovery.refresh();
+        await().atMost(Duration.ofSeconds(5)).until(() -> pool.readyLinks() == 4);
+
+        assertThat(pool.links()).extracting(LinkView::name).doesNotHaveDuplicates().containsExactlyInAnyOrder(
+                "ejabberd-link.test/127.0.0.2:" + port + "#0", "ejabberd-link.test/127.0.0.2:" + port + "#1",
+                "ejabberd-link.test/127.0.0.3:" + port + "#0", "ejabberd-link.test/127.0.0.3:" + port + "#1");
+    }
 }
