@@ -32,7 +32,8 @@ ws_test_() ->
       fun the_ecm_stream_close_is_a_lost_socket_for_the_c2s/0,
       fun a_lost_link_is_a_lost_socket_for_every_stream/0,
       fun over_max_streams_is_refused_1013_and_a_live_id_is_a_protocol_error/0,
-      fun an_element_larger_than_the_window_closes_the_stream_1009/0]}.
+      fun an_element_larger_than_the_window_closes_the_stream_1009/0,
+      fun after_goaway_no_new_stream_and_the_link_ends_with_its_last_stream/0]}.
 
 %%%===================================================================
 %%% Negotiation
@@ -208,6 +209,21 @@ an_element_larger_than_the_window_closes_the_stream_1009() ->
     ?assertEqual({error, einval},
                  run(C2S, fun() -> Mod:send_xml(Sock, {xmlstreamelement, El}) end)),
     ?assertMatch({ok, #{type := stream_close, stream := 7, code := 1009}}, recv(C)).
+
+after_goaway_no_new_stream_and_the_link_ends_with_its_last_stream() ->
+    %% Ensures that after the ECM's GOAWAY a STREAM_OPEN is refused with
+    %% 1013, the open stream goes on, and the link closes once that last
+    %% stream is closed.
+    C = opened(7),
+    {C2S, Mod, Sock} = c2s_started(),
+    send(C, mod_megaphone_codec:encode(#{type => goaway, code => 0, reason => <<"drain">>})),
+    send(C, open_frame(8)),
+    ?assertMatch({ok, #{type := stream_close, stream := 8, code := 1013}}, recv(C)),
+    ok = run(C2S, fun() -> Mod:send_xml(Sock, {xmlstreamelement, {xmlel, <<"a">>, [], []}}) end),
+    ?assertMatch({ok, #{type := data, stream := 7}}, recv(C)),
+    send(C, mod_megaphone_codec:encode(#{type => stream_close, stream => 7, code => 1001,
+                                         reason => <<>>})),
+    ?assertEqual({error, closed}, recv(C)).
 
 %%%===================================================================
 %%% Fixture
