@@ -28,6 +28,11 @@
 %%% element that could never be sent (over the link's max_frame, or over
 %%% the initial credit) closes the stream with 1009.
 %%%
+%%% Garbage: 2 s after a burst of traffic (a login, a message), this
+%%% process and its c2s are garbage-collected when their heap is above
+%%% gc_heap_threshold words, as the BOSH path does (a c2s keeps its login's
+%%% garbage, about 200 KB, until its next collection).
+%%%
 %%% Ends: the c2s's close/1 sends <close/> (unless sent) and STREAM_CLOSE
 %%% 1000; the ECM's STREAM_CLOSE or the link going down sends the c2s
 %%% {tcp_closed, Socket}, a lost socket (mod_stream_mgmt then keeps a
@@ -52,6 +57,7 @@
 -define(FRAMING, <<"urn:ietf:params:xml:ns:xmpp-framing">>).
 -define(SEND_TIMEOUT, 15000).
 -define(TOO_BIG, <<"XML stanza is too big">>).
+-define(GC_DELAY, 2000).
 
 -type sock() :: {megaphone_ws, pid(), {inet:ip_address(), inet:port_number()}}.
 
@@ -75,6 +81,7 @@
                 input = [] :: [{non_neg_integer(), list()}],
                 active = false :: boolean(),
                 shaper = none :: term(),
+                gc_timer :: reference() | undefined,
                 close_sent = false :: boolean()}).
 
 %%%===================================================================
@@ -195,7 +202,7 @@ handle_call(_Request, _From, State) ->
 handle_cast({activate, C2S}, #state{input = []} = State) ->
     {noreply, State#state{active = true, c2s = C2S}};
 handle_cast({activate, C2S}, State) ->
-    {noreply, deliver(State#state{c2s = C2S})};
+    {noreply, gc_later(deliver(State#state{c2s = C2S}))};
 handle_cast({shaper, Shaper}, State) ->
     {noreply, State#state{shaper = Shaper}};
 handle_cast(_Msg, State) ->
@@ -215,7 +222,7 @@ handle_info({megaphone_data, Data}, #state{in_credit = Credit, input = Input} = 
     State1 = State#state{in_credit = Credit - byte_size(Data),
                          input = Input ++ [{byte_size(Data), Items}]},
     case State1#state.active of
-        true -> {noreply, deliver(State1)};
+        true -> {noreply, gc_later(deliver(State1))};
         false -> {noreply, State1}
     end;
 handle_info({megaphone_window, More}, #state{out_credit = Credit} = State) ->
@@ -239,6 +246,22 @@ handle_info({'DOWN', Mon, process, _, Reason}, #state{c2s_mon = Mon} = State) ->
            end,
     stream_close(Code, <<>>, State),
     {stop, normal, State};
+handle_info({timeout, Timer, gc}, #state{gc_timer = Timer, c2s = C2S} = State) ->
+    case mod_megaphone:gc_heap_threshold() of
+        0 -> ok;
+        Threshold ->
+            garbage_collect(),
+            %% twice, as mod_megaphone_worker does: the second collection
+            %% shrinks the heap the first one sized from the garbage
+            _ = [erlang:garbage_collect(C2S, [{async, {megaphone_gc, C2S}}])
+                 || is_pid(C2S), node(C2S) == node(),
+                    {total_heap_size, W} <- [process_info(C2S, total_heap_size)],
+                    W > Threshold]
+    end,
+    {noreply, State#state{gc_timer = undefined}};
+handle_info({garbage_collect, {megaphone_gc, C2S}, _}, State) ->
+    mod_megaphone_worker:collect_again(C2S),
+    {noreply, State};
 handle_info(_Info, State) ->
     {noreply, State}.
 
@@ -260,7 +283,7 @@ send_data(From, Bin, #state{out_credit = Credit, waiting = Waiting} = State) ->
     case byte_size(Bin) =< Credit andalso queue:is_empty(Waiting) of
         true ->
             Reply = write_data(Bin, State),
-            {reply, Reply, sent(Bin, State)};
+            {reply, Reply, gc_later(sent(Bin, State))};
         false ->
             {noreply, State#state{waiting = queue:in({From, Bin}, Waiting)}}
     end.
@@ -367,6 +390,11 @@ give_credit(Bytes, #state{socket = Socket, stream = Stream, in_credit = Credit} 
           Socket, mod_megaphone_codec:encode(
                     #{type => window, stream => Stream, credit => Bytes})),
     State#state{in_credit = Credit + Bytes}.
+
+gc_later(#state{gc_timer = undefined} = State) ->
+    State#state{gc_timer = erlang:start_timer(?GC_DELAY, self(), gc)};
+gc_later(State) ->
+    State.
 
 %%%===================================================================
 %%% Ends

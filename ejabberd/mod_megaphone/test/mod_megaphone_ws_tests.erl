@@ -33,7 +33,8 @@ ws_test_() ->
       fun a_lost_link_is_a_lost_socket_for_every_stream/0,
       fun over_max_streams_is_refused_1013_and_a_live_id_is_a_protocol_error/0,
       fun an_element_larger_than_the_window_closes_the_stream_1009/0,
-      fun after_goaway_no_new_stream_and_the_link_ends_with_its_last_stream/0]}.
+      fun after_goaway_no_new_stream_and_the_link_ends_with_its_last_stream/0,
+      {timeout, 20, fun after_traffic_a_c2s_with_a_big_heap_is_collected/0}]}.
 
 %%%===================================================================
 %%% Negotiation
@@ -225,6 +226,20 @@ after_goaway_no_new_stream_and_the_link_ends_with_its_last_stream() ->
                                          reason => <<>>})),
     ?assertEqual({error, closed}, recv(C)).
 
+after_traffic_a_c2s_with_a_big_heap_is_collected() ->
+    %% Ensures that a while after traffic, a c2s whose heap is above
+    %% gc_heap_threshold (4096 words here) is garbage-collected.
+    C = opened(7),
+    {C2S, Mod, Sock} = c2s_started(),
+    ok = run(C2S, fun() -> _ = length(lists:seq(1, 100000)), ok end),
+    {total_heap_size, Big} = process_info(C2S, total_heap_size),
+    ?assert(Big > 100000),
+    run(C2S, fun() -> Mod:setopts(Sock, [{active, once}]) end),
+    send(C, data(7, <<"<iq type='get' id='1'/>">>)),
+    {tcp, Sock, _} = for_c2s(),
+    mod_megaphone_test_util:wait_until(
+      fun() -> element(2, process_info(C2S, total_heap_size)) < 4096 end, 500).
+
 %%%===================================================================
 %%% Fixture
 %%%===================================================================
@@ -239,7 +254,8 @@ setup() ->
                           max_pending_links => 64, max_frame_size => 65536,
                           max_inflight => 2, heartbeat_interval => 60000,
                           handshake_timeout => 5000, order_timeout => 300,
-                          max_streams => 2, stream_window => 1000}),
+                          max_streams => 2, stream_window => 1000,
+                          gc_heap_threshold => 4096}),
     {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),
     persistent_term:put(?LISTEN, L),
     {Registry, L}.
