@@ -43,6 +43,8 @@
                     max_pending_links := pos_integer(),
                     max_frame_size := pos_integer(),
                     max_inflight := pos_integer(),
+                    max_streams := non_neg_integer(),
+                    stream_window := pos_integer(),
                     heartbeat_interval := pos_integer(),
                     handshake_timeout := pos_integer(),
                     gc_heap_threshold := non_neg_integer(),
@@ -132,6 +134,8 @@ mod_opt_type(secret) -> econf:either(econf:binary(), econf:list(econf:binary()))
 mod_opt_type(secret_file) -> econf:path();
 mod_opt_type(max_frame_size) -> econf:pos_int();
 mod_opt_type(max_inflight) -> econf:pos_int();
+mod_opt_type(max_streams) -> econf:non_neg_int();
+mod_opt_type(stream_window) -> econf:pos_int();
 mod_opt_type(max_pending_links) -> econf:pos_int();
 mod_opt_type(heartbeat_interval) -> econf:timeout(millisecond);
 mod_opt_type(handshake_timeout) -> econf:timeout(millisecond);
@@ -153,6 +157,8 @@ mod_options(_Host) ->
      {secret_file, undefined},
      {max_frame_size, 1048576},
      {max_inflight, 10000},
+     {max_streams, 20000},
+     {stream_window, 262144},
      {max_pending_links, 64},
      {heartbeat_interval, timer:seconds(15)},
      {handshake_timeout, timer:seconds(5)},
@@ -178,6 +184,8 @@ mod_doc() ->
            {port, #{value => ?T("Port"), desc => ?T("TCP port of the link listener. Default: 5290.")}},
            {secret, #{value => ?T("String | [String]"), desc => ?T("Shared secret of the link handshake, at least 32 bytes; or a list of them for a rotation: an ECM that proves any of them is accepted.")}},
            {secret_file, #{value => ?T("Path"), desc => ?T("File holding the secret (trimmed), or one secret per line for a rotation. Takes precedence over 'secret'.")}},
+           {max_streams, #{value => ?T("Number"), desc => ?T("WebSocket streams run at once per link of protocol version 2; more are refused (the ECM then answers its client's handshake 503). 0 states no limit. Default: 20000.")}},
+           {stream_window, #{value => ?T("Bytes"), desc => ?T("Credit granted to each WebSocket stream: bytes of client data the ECM may send before ejabberd's session has taken them. Default: 262144.")}},
            {max_pending_links, #{value => ?T("Number"), desc => ?T("Connections that have not finished the handshake at most; more are closed at once. Default: 64.")}},
            {max_frame_size, #{value => ?T("Bytes"), desc => ?T("Largest frame accepted after the handshake. Default: 1048576.")}},
            {max_inflight, #{value => ?T("Number"), desc => ?T("Requests run at once per link; more get 503. Default: 10000.")}},
@@ -364,6 +372,8 @@ base_config(Host, Secret, Opts) ->
       max_pending_links => gen_mod:get_opt(max_pending_links, Opts),
       max_frame_size => gen_mod:get_opt(max_frame_size, Opts),
       max_inflight => gen_mod:get_opt(max_inflight, Opts),
+      max_streams => gen_mod:get_opt(max_streams, Opts),
+      stream_window => gen_mod:get_opt(stream_window, Opts),
       heartbeat_interval => gen_mod:get_opt(heartbeat_interval, Opts),
       handshake_timeout => gen_mod:get_opt(handshake_timeout, Opts),
       gc_heap_threshold => gen_mod:get_opt(gc_heap_threshold, Opts),

@@ -1,8 +1,13 @@
 %% SPDX-License-Identifier: GPL-2.0-or-later
 %%%----------------------------------------------------------------------
 %%% File    : mod_megaphone_codec.erl
-%%% Purpose : Pure encoder/decoder of the megaphone link protocol v1
-%%%           (docs/protocol.md). No processes, no sockets.
+%%% Purpose : Pure encoder/decoder of the megaphone link protocol, versions
+%%%           1 and 2 (docs/protocol.md). No processes, no sockets.
+%%%
+%%% Version 2 adds a WELCOME with two more fields (max_streams,
+%%% stream_window: decoded when present, encoded when the map has them)
+%%% and the stream frames 0x40-0x44. The codec decodes them whatever the
+%%% version; the link refuses them on a version-1 link.
 %%%
 %%% A frame on the wire is <<Length:32, Type:8, Payload/binary>>. On a
 %%% socket in {packet, 4} mode the runtime strips and adds the length, so
@@ -17,7 +22,7 @@
 
 -export([decode/1, decode_frame/1, encode/1, frame/1,
          auth_mac/5, welcome_mac/4, verify_mac/2,
-         error_code/1, error_name/1, version/0, magic/0,
+         error_code/1, error_name/1, version/0, max_version/0, magic/0,
          fit_response/2, answer_too_large/1, answer_too_large_status/0]).
 
 -define(HELLO, 16#01).
@@ -30,6 +35,11 @@
 -define(PONG, 16#21).
 -define(GOAWAY, 16#30).
 -define(ERROR, 16#3F).
+-define(STREAM_OPEN, 16#40).
+-define(STREAM_OPENED, 16#41).
+-define(DATA, 16#42).
+-define(WINDOW, 16#43).
+-define(STREAM_CLOSE, 16#44).
 %% RESPONSE status that stands for an answer too large for the link
 %% (with no content type and an empty body; docs/protocol.md section 3).
 -define(ANSWER_TOO_LARGE, 502).
@@ -44,6 +54,17 @@
         #{type := welcome, mac := <<_:256>>, max_frame := non_neg_integer(),
           max_inflight := non_neg_integer(), heartbeat_ms := non_neg_integer(),
           node := binary()} |
+        #{type := welcome, mac := <<_:256>>, max_frame := non_neg_integer(),
+          max_inflight := non_neg_integer(), heartbeat_ms := non_neg_integer(),
+          node := binary(), max_streams := non_neg_integer(),
+          stream_window := non_neg_integer()} |
+        #{type := stream_open, stream := pos_integer(), ip := ip(),
+          port := inet:port_number(), window := non_neg_integer()} |
+        #{type := stream_opened, stream := pos_integer(), window := non_neg_integer()} |
+        #{type := data, stream := pos_integer(), data := iodata()} |
+        #{type := window, stream := pos_integer(), credit := non_neg_integer()} |
+        #{type := stream_close, stream := pos_integer(), code := 0..65535,
+          reason := binary()} |
         #{type := request, id := non_neg_integer(), rid := non_neg_integer(),
           sid := binary(), ip := ip(), port := inet:port_number(),
           body := binary()} |
@@ -59,8 +80,13 @@
 %%%===================================================================
 %%% API
 %%%===================================================================
+%% The lowest version this side speaks (HELLO's min_version).
 -spec version() -> 1.
 version() -> 1.
+
+%% The highest version this side speaks (HELLO's max_version).
+-spec max_version() -> 2.
+max_version() -> 2.
 
 -spec magic() -> binary().
 magic() -> ?MAGIC.
@@ -81,6 +107,32 @@ decode(<<?WELCOME, Mac:32/binary, MaxFrame:32, MaxInflight:32, Heartbeat:32,
     {ok, #{type => welcome, mac => Mac, max_frame => MaxFrame,
            max_inflight => MaxInflight, heartbeat_ms => Heartbeat,
            node => Node}};
+decode(<<?WELCOME, Mac:32/binary, MaxFrame:32, MaxInflight:32, Heartbeat:32,
+         NodeLen, Node:NodeLen/binary, MaxStreams:32, Window:32>>) ->
+    {ok, #{type => welcome, mac => Mac, max_frame => MaxFrame,
+           max_inflight => MaxInflight, heartbeat_ms => Heartbeat,
+           node => Node, max_streams => MaxStreams, stream_window => Window}};
+decode(<<?STREAM_OPEN, Stream:32, IpLen, Rest/binary>>) when Stream > 0 ->
+    case Rest of
+        <<A, B, C, D, Port:16, Window:32>> when IpLen == 4 ->
+            {ok, stream_open(Stream, {A, B, C, D}, Port, Window)};
+        <<A:16, B:16, C:16, D:16, E:16, F:16, G:16, H:16, Port:16, Window:32>>
+          when IpLen == 16 ->
+            {ok, stream_open(Stream, {A, B, C, D, E, F, G, H}, Port, Window)};
+        _ when IpLen /= 4, IpLen /= 16 ->
+            {error, bad_ip_length};
+        _ ->
+            {error, {bad_payload, stream_open}}
+    end;
+decode(<<?STREAM_OPENED, Stream:32, Window:32>>) when Stream > 0 ->
+    {ok, #{type => stream_opened, stream => Stream, window => Window}};
+decode(<<?DATA, Stream:32, Data/binary>>) when Stream > 0 ->
+    {ok, #{type => data, stream => Stream, data => Data}};
+decode(<<?WINDOW, Stream:32, Credit:32>>) when Stream > 0 ->
+    {ok, #{type => window, stream => Stream, credit => Credit}};
+decode(<<?STREAM_CLOSE, Stream:32, Code:16, Len, Reason:Len/binary>>)
+  when Stream > 0, Len =< 123 ->
+    {ok, #{type => stream_close, stream => Stream, code => Code, reason => Reason}};
 decode(<<?REQUEST, Id:32, Rid:64, SidLen, Sid:SidLen/binary,
          IpLen, Rest/binary>>) ->
     case Rest of
@@ -111,9 +163,11 @@ decode(<<>>) ->
     {error, empty_frame};
 decode(<<Type, _/binary>>) ->
     case lists:member(Type, [?HELLO, ?AUTH, ?WELCOME, ?REQUEST, ?RESPONSE,
-                             ?CANCEL, ?PING, ?PONG, ?GOAWAY, ?ERROR]) of
-        %% Known type, but the payload is too short, too long, or a length
-        %% field runs past the end of the frame.
+                             ?CANCEL, ?PING, ?PONG, ?GOAWAY, ?ERROR,
+                             ?STREAM_OPEN, ?STREAM_OPENED, ?DATA, ?WINDOW,
+                             ?STREAM_CLOSE]) of
+        %% Known type, but the payload is too short, too long, a length
+        %% field runs past the end of the frame, or a stream id is 0.
         true -> {error, {bad_payload, type_name(Type)}};
         false -> {error, unknown_type}
     end.
@@ -131,6 +185,11 @@ encode(#{type := hello, min_version := Min, max_version := Max,
 encode(#{type := auth, version := V, nonce := <<_:32/binary>> = Nonce,
          mac := <<_:32/binary>> = Mac, name := Name}) ->
     [?AUTH, V, Nonce, Mac, short(Name), Name];
+encode(#{type := welcome, mac := <<_:32/binary>> = Mac, max_frame := MaxFrame,
+         max_inflight := MaxInflight, heartbeat_ms := Heartbeat,
+         node := Node, max_streams := MaxStreams, stream_window := Window}) ->
+    [?WELCOME, Mac, <<MaxFrame:32, MaxInflight:32, Heartbeat:32>>,
+     short(Node), Node, <<MaxStreams:32, Window:32>>];
 encode(#{type := welcome, mac := <<_:32/binary>> = Mac, max_frame := MaxFrame,
          max_inflight := MaxInflight, heartbeat_ms := Heartbeat,
          node := Node}) ->
@@ -152,7 +211,19 @@ encode(#{type := pong, opaque := <<_:8/binary>> = Opaque}) ->
 encode(#{type := goaway, code := Code, reason := Reason}) ->
     [<<?GOAWAY, Code:16, (byte_size(Reason)):16>>, Reason];
 encode(#{type := error, code := Code, reason := Reason}) ->
-    [<<?ERROR, Code:16, (byte_size(Reason)):16>>, Reason].
+    [<<?ERROR, Code:16, (byte_size(Reason)):16>>, Reason];
+encode(#{type := stream_open, stream := Stream, ip := IP, port := Port,
+         window := Window}) when Stream > 0 ->
+    [<<?STREAM_OPEN, Stream:32>>, encode_ip(IP), <<Port:16, Window:32>>];
+encode(#{type := stream_opened, stream := Stream, window := Window}) when Stream > 0 ->
+    <<?STREAM_OPENED, Stream:32, Window:32>>;
+encode(#{type := data, stream := Stream, data := Data}) when Stream > 0 ->
+    [<<?DATA, Stream:32>>, Data];
+encode(#{type := window, stream := Stream, credit := Credit}) when Stream > 0 ->
+    <<?WINDOW, Stream:32, Credit:32>>;
+encode(#{type := stream_close, stream := Stream, code := Code, reason := Reason})
+  when Stream > 0, byte_size(Reason) =< 123 ->
+    [<<?STREAM_CLOSE, Stream:32, Code:16, (byte_size(Reason))>>, Reason].
 
 %% Encodes a frame with its length prefix.
 -spec frame(frame()) -> iodata().
@@ -212,6 +283,15 @@ encode_ip({A, B, C, D}) ->
 encode_ip({A, B, C, D, E, F, G, H}) ->
     <<16, A:16, B:16, C:16, D:16, E:16, F:16, G:16, H:16>>.
 
+stream_open(Stream, IP, Port, Window) ->
+    #{type => stream_open, stream => Stream, ip => IP, port => Port,
+      window => Window}.
+
+type_name(?STREAM_OPEN) -> stream_open;
+type_name(?STREAM_OPENED) -> stream_opened;
+type_name(?DATA) -> data;
+type_name(?WINDOW) -> window;
+type_name(?STREAM_CLOSE) -> stream_close;
 type_name(?HELLO) -> hello;
 type_name(?AUTH) -> auth;
 type_name(?WELCOME) -> welcome;

@@ -43,6 +43,15 @@
 %%% The ids in flight are in an ETS table of the link's own, so the link's
 %%% heap (copied at every garbage collection) does not grow with them.
 %%%
+%%% Version 2 (negotiated: HELLO says max 2, AUTH picks 1 or 2) adds
+%%% WebSocket streams beside the requests (docs/protocol.md, "Version 2").
+%%% Each stream is a mod_megaphone_ws process, started at STREAM_OPEN and
+%%% monitored here; the link routes DATA, WINDOW and STREAM_CLOSE of the
+%%% ECM to it and writes the STREAM_CLOSE it asks for ({megaphone_stream_close,
+%%% ...}: the link removes the id before the ECM can reuse it). The stream
+%%% writes its own STREAM_OPENED, DATA and WINDOW. Each stream monitors the
+%%% link: a link that ends, however, ends every stream as a lost socket.
+%%%
 %%% Counters (mod_megaphone_stats) counted here: links_*_total, cancels_total,
 %%% requests_deduplicated_total, requests_rejected_total,
 %%% protocol_errors_total.
@@ -69,6 +78,10 @@
                 timer :: reference() | undefined,
                 name = <<>> :: binary(),
                 max_inflight = 0 :: non_neg_integer(),
+                %% negotiated in AUTH; 2 allows the stream frames
+                version = 1 :: 1 | 2,
+                %% version 2: live stream id => {Pid, Monitor}
+                streams = #{} :: #{pos_integer() => {pid(), reference()}},
                 heartbeat = 0 :: non_neg_integer(),
                 last_rx = 0 :: integer(),
                 %% TLS only: bytes of a frame not complete yet, and the
@@ -197,6 +210,30 @@ handle_info({{megaphone_shard, Shard}, Mon, process, _, Reason},
         #{} ->
             {noreply, State}
     end;
+handle_info({megaphone_stream_close, Stream, Pid, Code, Reason},
+            #state{streams = Streams, socket = Socket} = State) ->
+    case Streams of
+        #{Stream := {Pid, Mon}} ->
+            demonitor(Mon, [flush]),
+            _ = send(Socket, #{type => stream_close, stream => Stream, code => Code,
+                               reason => Reason}),
+            maybe_drained(State#state{streams = maps:remove(Stream, Streams)});
+        #{} ->
+            {noreply, State} % the ECM's STREAM_CLOSE crossed it
+    end;
+handle_info({{megaphone_stream, Stream}, Mon, process, _, Reason},
+            #state{streams = Streams, socket = Socket} = State) ->
+    case Streams of
+        #{Stream := {_, Mon}} ->
+            %% It ended without asking for its STREAM_CLOSE: a crash.
+            ?WARNING_MSG("mod_megaphone link ~ts (~ts): stream ~B ended (~p)",
+                         [State#state.peer, State#state.name, Stream, Reason]),
+            _ = send(Socket, #{type => stream_close, stream => Stream, code => 1011,
+                               reason => <<"internal error">>}),
+            maybe_drained(State#state{streams = maps:remove(Stream, Streams)});
+        #{} ->
+            {noreply, State}
+    end;
 handle_info({timeout, Timer, handshake}, #state{timer = Timer} = State) ->
     refuse(handshake_timeout, handshake_timeout, State);
 handle_info({timeout, Timer, heartbeat}, #state{timer = Timer, heartbeat = Hb} = State) ->
@@ -258,7 +295,7 @@ hello(#state{socket = Socket} = State) ->
     Nonce = crypto:strong_rand_bytes(32),
     #{handshake_timeout := Timeout} = mod_megaphone:config(),
     Hello = #{type => hello, min_version => mod_megaphone_codec:version(),
-              max_version => mod_megaphone_codec:version(), nonce => Nonce},
+              max_version => mod_megaphone_codec:max_version(), nonce => Nonce},
     ok = mod_megaphone_transport:setopts(
            Socket, [{packet, 4}, {packet_size, ?HANDSHAKE_FRAME_SIZE},
                                {send_timeout, ?SEND_TIMEOUT},
@@ -278,21 +315,27 @@ hello(#state{socket = Socket} = State) ->
             closed({send, Why}, State1)
     end.
 
-auth(#{version := Version}, State) when Version /= 1 ->
+auth(#{version := Version}, State) when Version /= 1, Version /= 2 ->
     refuse(unsupported_version, {unsupported_version, Version}, State);
-auth(#{nonce := ClientNonce, mac := Mac, name := Name},
+auth(#{version := Version, nonce := ClientNonce, mac := Mac, name := Name},
      #state{socket = Socket, nonce = ServerNonce} = State) ->
     #{secrets := Secrets, max_frame_size := MaxFrame, max_inflight := MaxInflight,
-      heartbeat_interval := Hb} = mod_megaphone:config(),
-    case proving_secret(Secrets, ServerNonce, ClientNonce, Name, Mac) of
+      heartbeat_interval := Hb} = Config = mod_megaphone:config(),
+    case proving_secret(Secrets, Version, ServerNonce, ClientNonce, Name, Mac) of
         false ->
             refuse(auth_failed, {auth_failed, printable(Name)}, State);
         {value, Secret} ->
-            Welcome = #{type => welcome,
-                        mac => mod_megaphone_codec:welcome_mac(Secret, 1, ClientNonce, ServerNonce),
-                        max_frame => MaxFrame, max_inflight => MaxInflight,
-                        heartbeat_ms => Hb,
-                        node => atom_to_binary(node(), utf8)},
+            Welcome1 = #{type => welcome,
+                         mac => mod_megaphone_codec:welcome_mac(Secret, Version, ClientNonce,
+                                                                ServerNonce),
+                         max_frame => MaxFrame, max_inflight => MaxInflight,
+                         heartbeat_ms => Hb,
+                         node => atom_to_binary(node(), utf8)},
+            Welcome = case Version of
+                          1 -> Welcome1;
+                          2 -> Welcome1#{max_streams => max_streams(Config),
+                                         stream_window => stream_window(Config)}
+                      end,
             _ = erlang:cancel_timer(State#state.timer),
             ok = mod_megaphone_transport:setopts(Socket, [{packet_size, MaxFrame}]),
             %% Counted before WELCOME goes out, so that a peer that has read
@@ -304,10 +347,10 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
             case send(Socket, Welcome) of
                 ok ->
                     ?INFO_MSG("mod_megaphone link ~ts authenticated: ECM '~ts', "
-                              "protocol version ~B", [State#state.peer, printable(Name), 1]),
+                              "protocol version ~B", [State#state.peer, printable(Name), Version]),
                     ok = activate(Socket, ?ACTIVE_N),
                     {noreply, State#state{phase = open, nonce = <<>>,
-                                          max_frame = MaxFrame,
+                                          max_frame = MaxFrame, version = Version,
                                           name = printable(Name),
                                           max_inflight = MaxInflight,
                                           heartbeat = Hb,
@@ -320,10 +363,11 @@ auth(#{nonce := ClientNonce, mac := Mac, name := Name},
 
 %% The secret of the list (a rotation: any is accepted) that the ECM's
 %% AUTH mac proves, or false. WELCOME is then proved with that same one.
-proving_secret(Secrets, ServerNonce, ClientNonce, Name, Mac) ->
+proving_secret(Secrets, Version, ServerNonce, ClientNonce, Name, Mac) ->
     lists:search(
       fun(Secret) ->
-              Expected = mod_megaphone_codec:auth_mac(Secret, 1, ServerNonce, ClientNonce, Name),
+              Expected = mod_megaphone_codec:auth_mac(Secret, Version, ServerNonce,
+                                                      ClientNonce, Name),
               mod_megaphone_codec:verify_mac(Expected, Mac)
       end, Secrets).
 
@@ -383,6 +427,9 @@ frame(#{type := goaway, code := Code}, State) ->
     ?INFO_MSG("mod_megaphone link ~ts (~ts) draining: GOAWAY ~B",
               [State#state.peer, State#state.name, Code]),
     maybe_drained(State#state{phase = draining});
+frame(#{type := Type} = Frame, #state{version = 2} = State)
+  when Type == stream_open; Type == data; Type == window; Type == stream_close ->
+    stream_frame(Frame, State);
 frame(#{type := error, code := Code, reason := Reason}, State) ->
     ?WARNING_MSG("mod_megaphone link ~ts (~ts) closed by the ECM: ERROR ~ts '~ts'",
                  [State#state.peer, State#state.name,
@@ -533,13 +580,76 @@ unavailable(Id, #state{socket = Socket} = State) ->
 unavailable_frame(Id) ->
     #{type => response, id => Id, status => 503, content_type => <<>>, body => <<>>}.
 
-maybe_drained(#state{phase = draining, inflight = T} = State) ->
+maybe_drained(#state{phase = draining, inflight = T, streams = Streams} = State) ->
     case ets:info(T, size) of
-        0 -> {stop, normal, State};
+        0 when map_size(Streams) == 0 -> {stop, normal, State};
         _ -> {noreply, State}
     end;
 maybe_drained(State) ->
     {noreply, State}.
+
+%%%===================================================================
+%%% Streams (version 2)
+%%%===================================================================
+stream_frame(#{type := stream_open, stream := Stream} = Open,
+             #state{streams = Streams, socket = Socket} = State) ->
+    Config = mod_megaphone:config(),
+    Max = max_streams(Config),
+    if is_map_key(Stream, Streams) ->
+            refuse(protocol_error, {stream_in_use, Stream}, State);
+       State#state.phase == draining ->
+            stream_refused(Stream, <<"draining">>, State);
+       Max > 0, map_size(Streams) >= Max ->
+            stream_refused(Stream, <<"max_streams">>, State);
+       true ->
+            #{ip := IP, port := Port, window := ClientWindow} = Open,
+            Args = #{link => self(), socket => Socket, stream => Stream,
+                     peer => {IP, Port}, client_window => ClientWindow,
+                     window => stream_window(Config),
+                     max_frame => State#state.max_frame},
+            case mod_megaphone_ws:start(Args) of
+                {ok, Pid} ->
+                    Mon = monitor(process, Pid, [{tag, {megaphone_stream, Stream}}]),
+                    {noreply, State#state{streams = Streams#{Stream => {Pid, Mon}}}};
+                {error, Why} ->
+                    ?ERROR_MSG("mod_megaphone link ~ts (~ts): stream ~B not started: ~p",
+                               [State#state.peer, State#state.name, Stream, Why]),
+                    _ = send(Socket, #{type => stream_close, stream => Stream, code => 1011,
+                                       reason => <<"internal error">>}),
+                    {noreply, State}
+            end
+    end;
+stream_frame(#{type := stream_close, stream := Stream}, #state{streams = Streams} = State) ->
+    case maps:take(Stream, Streams) of
+        {{Pid, Mon}, Streams1} ->
+            demonitor(Mon, [flush]),
+            Pid ! megaphone_stream_closed,
+            maybe_drained(State#state{streams = Streams1});
+        error ->
+            {noreply, State} % crossed our STREAM_CLOSE
+    end;
+stream_frame(#{type := data, stream := Stream, data := Data}, State) ->
+    to_stream(Stream, {megaphone_data, Data}, State);
+stream_frame(#{type := window, stream := Stream, credit := Credit}, State) ->
+    to_stream(Stream, {megaphone_window, Credit}, State).
+
+%% DATA or WINDOW of a stream closed meanwhile (crossing a close) is dropped.
+to_stream(Stream, Msg, #state{streams = Streams} = State) ->
+    case Streams of
+        #{Stream := {Pid, _}} -> Pid ! Msg;
+        #{} -> ok
+    end,
+    {noreply, State}.
+
+%% 1013 try again later: the ECM answers its client's handshake 503.
+stream_refused(Stream, Reason, #state{socket = Socket} = State) ->
+    _ = send(Socket, #{type => stream_close, stream => Stream, code => 1013,
+                       reason => Reason}),
+    {noreply, State}.
+
+max_streams(Config) -> maps:get(max_streams, Config, 20000).
+
+stream_window(Config) -> maps:get(stream_window, Config, 262144).
 
 %%%===================================================================
 %%% Closing

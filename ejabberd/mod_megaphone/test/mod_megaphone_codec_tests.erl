@@ -34,12 +34,15 @@ every_malformed_vector_is_rejected_test_() ->
      || {malformed, Name, Bytes} <- vectors()].
 
 the_vectors_file_has_every_frame_type_test() ->
-    %% Ensures the vectors file was found and covers all ten frame types.
+    %% Ensures the vectors file was found and covers all fifteen frame
+    %% types (ten of version 1, five stream frames of version 2).
     Types = lists:usort(
               [maps:get(type, F) || {valid, _, B} <- vectors(),
                                     {ok, F} <- [mod_megaphone_codec:decode_frame(B)]]),
     ?assertEqual(lists:sort([hello, auth, welcome, request, response, cancel,
-                             ping, pong, goaway, error]), Types).
+                             ping, pong, goaway, error,
+                             stream_open, stream_opened, data, window,
+                             stream_close]), Types).
 
 %%%===================================================================
 %%% Decoded fields are the documented values
@@ -102,6 +105,59 @@ small_frames_fields_test() ->
     ?assertEqual(#{type => error, code => 3, reason => <<"auth_failed">>},
                  decoded(<<"error">>)),
     ?assertEqual(auth_failed, mod_megaphone_codec:error_name(3)).
+
+hello_v2_and_auth_v2_fields_test() ->
+    %% Ensures a version-2 server's HELLO says min 1, max 2, and a v2
+    %% AUTH carries version 2 and the mac of version 2.
+    ?assertMatch(#{type := hello, min_version := 1, max_version := 2},
+                 decoded(<<"hello_v2">>)),
+    ?assertEqual(#{type => auth, version => 2, nonce => ?CLIENT_NONCE,
+                   mac => hex(comment(<<"auth_mac_v2">>)), name => <<"ecm-1">>},
+                 decoded(<<"auth_v2">>)),
+    ?assertEqual(hex(comment(<<"auth_mac_v2">>)),
+                 mod_megaphone_codec:auth_mac(?SECRET, 2, ?SERVER_NONCE,
+                                              ?CLIENT_NONCE, <<"ecm-1">>)).
+
+welcome_v2_fields_test() ->
+    %% Ensures WELCOME of version 2 carries the v1 fields, then
+    %% max_streams 20000 and stream_window 262144, with the v2 mac.
+    ?assertEqual(#{type => welcome, mac => hex(comment(<<"welcome_mac_v2">>)),
+                   max_frame => 1048576, max_inflight => 10000,
+                   heartbeat_ms => 15000, node => <<"ejabberd@localhost">>,
+                   max_streams => 20000, stream_window => 262144},
+                 decoded(<<"welcome_v2">>)),
+    ?assertEqual(hex(comment(<<"welcome_mac_v2">>)),
+                 mod_megaphone_codec:welcome_mac(?SECRET, 2, ?CLIENT_NONCE,
+                                                 ?SERVER_NONCE)).
+
+stream_frames_fields_test() ->
+    %% Ensures the stream frames carry the documented values.
+    ?assertEqual(#{type => stream_open, stream => 5, ip => {192, 0, 2, 7},
+                   port => 50000, window => 262144},
+                 decoded(<<"stream_open_v4">>)),
+    ?assertEqual(#{type => stream_open, stream => 6,
+                   ip => {0, 0, 0, 0, 0, 0, 0, 1}, port => 443, window => 65536},
+                 decoded(<<"stream_open_v6">>)),
+    ?assertEqual(#{type => stream_opened, stream => 5, window => 262144},
+                 decoded(<<"stream_opened">>)),
+    ?assertEqual(#{type => data, stream => 5,
+                   data => <<"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' "
+                             "to='localhost' version='1.0'/>">>},
+                 decoded(<<"data">>)),
+    ?assertEqual(#{type => data, stream => 5, data => <<>>}, decoded(<<"data_empty">>)),
+    ?assertEqual(#{type => window, stream => 5, credit => 4096}, decoded(<<"window">>)),
+    ?assertEqual(#{type => stream_close, stream => 5, code => 1000, reason => <<"bye">>},
+                 decoded(<<"stream_close">>)),
+    ?assertEqual(#{type => stream_close, stream => 6, code => 1013, reason => <<>>},
+                 decoded(<<"stream_close_no_reason">>)).
+
+a_welcome_without_stream_fields_encodes_as_version_1_test() ->
+    %% Ensures a WELCOME map without max_streams/stream_window encodes the
+    %% v1 shape (what a v1 link sends), byte for byte the 'welcome' vector.
+    W = decoded(<<"welcome">>),
+    ?assertNot(maps:is_key(max_streams, W)),
+    [Bytes] = [B || {valid, <<"welcome">>, B} <- vectors()],
+    ?assertEqual(Bytes, iolist_to_binary(mod_megaphone_codec:frame(W))).
 
 %%%===================================================================
 %%% HMAC

@@ -125,7 +125,7 @@ handler_test_() ->
              Pid
      end,
      fun(Pid) ->
-             exit(Pid, kill),
+             mod_megaphone_test_util:kill([Pid]), % dead before the next start_link
              persistent_term:erase(?CONFIG_KEY),
              mod_megaphone_stats:delete()
      end,
@@ -225,7 +225,7 @@ the_sample_is_reused_for_metrics_cache_time_test() ->
         persistent_term:put(?CONFIG_KEY, #{metrics_cache_time => 0}),
         ?assertEqual(0.0, maps:get(age_seconds, mod_megaphone_metrics:sample()))
     after
-        unlink(Pid), exit(Pid, kill), persistent_term:erase(?CONFIG_KEY)
+        unlink(Pid), mod_megaphone_test_util:kill([Pid]), persistent_term:erase(?CONFIG_KEY)
     end.
 
 %%%===================================================================
