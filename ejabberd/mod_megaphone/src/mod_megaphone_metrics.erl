@@ -34,8 +34,8 @@
 
 -define(TABLES, #{bosh => bosh, session => session,
                   registry => mod_megaphone_inflight}).
-%% A pass over a million sessions takes about a second here
-%% (docs/metrics.md); a scrape waits for it at most this long.
+%% How long a scrape waits for a pass, at most (docs/metrics.md has what
+%% a pass costs).
 -define(CALL_TIMEOUT, 20000).
 -define(CHUNK, 1000).
 

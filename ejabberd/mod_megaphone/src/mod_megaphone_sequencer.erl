@@ -6,15 +6,10 @@
 %%%           no process of its own while ejabberd holds it
 %%%           (docs/protocol.md, section 4; docs/architecture.md).
 %%%
-%%% Why: ejabberd_bosh:active1/3 (23.01 to 26.07) parks a request whose rid
-%%% is above prev_rid + 1 in 'receivers', and only reply/4 and
-%%% reply_next_state/4 ever resume it: when rid N is an empty poll (held),
-%%% a parked N+1 is never processed and the session dies after 'wait'. A
-%%% second live copy of a parked rid crashes the session ({key_exists,
-%%% Rid}). A rid below prev_rid that ejabberd neither buffers nor holds is
-%%% held until the session ends. The first two are fixed in ejabberd
-%%% itself by the patch in ejabberd/upstream/; this order is needed until
-%%% that is deployed.
+%%% Why: ejabberd_bosh loses a session that gets rid N+1 before N, or two
+%%% live copies of one rid, and holds a stale rid until the session ends
+%%% (docs/architecture.md; the patch in ejabberd/upstream/ fixes the first
+%%% two in ejabberd itself).
 %%%
 %%% How: a link decodes a REQUEST's body (mod_megaphone_bosh) and sends it
 %%% to the shard that owns its sid, on the node of the session's BOSH

@@ -30,23 +30,14 @@
 %%% Stopping goes in reverse: the metrics, the listener, every link (GOAWAY,
 %%% close), the registry, then the shards.
 %%%
-%%% Restart limits. ejabberd_gen_mod_sup is one_for_one with intensity 10
-%%% in 1 s (gen_mod:init/1 in 23.01, 24.12 and 26.07) for every module of
-%%% every host; more and it exits, which stops every module. So each level
-%%% here absorbs a crash loop of the level below for a while (10 restarts
-%%% in 10 s for each child supervisor, 5 in 10 s here: 66 crashes of the
-%%% listener, or of the shards, within 10 s before this supervisor gives up),
-%%% and this one is 'permanent' there (as mod_muc_sup is): when it gives up
-%%% it exits with 'shutdown', which a 'transient' child is never restarted
-%%% from. No intensity bounds how fast a tight loop exhausts these limits,
-%%% so start_link/0 also waits until MIN_RESTART_INTERVAL after the
-%%% previous start of this supervisor (only within a crash loop: a first
-%%% start, or one after mod_megaphone:stop/1, does not wait). It waits in
-%%% ejabberd_gen_mod_sup's restart (that supervisor is busy meanwhile, at
-%%% most 1 s a time, in a crash loop only), and then at most 3 of the 10
-%%% restarts in its window (the current and the previous whole second) come
-%%% from this module, also when a restart fails (say, the port was taken
-%%% meanwhile), which it would otherwise retry at once.
+%%% Restart limits. ejabberd_gen_mod_sup allows 10 restarts in 1 s for
+%%% every module of every host and stops them all beyond that. So each
+%%% level here absorbs a crash loop of the level below (10 restarts in
+%%% 10 s for each child supervisor, 5 in 10 s here); this one is
+%%% 'permanent' there (a 'transient' child is never restarted after the
+%%% 'shutdown' it exits with); and within a crash loop start_link/0 waits
+%%% until MIN_RESTART_INTERVAL after its previous start, so at most 3 of
+%%% ejabberd's 10 restarts in its window come from this module.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_sup).
 

@@ -72,10 +72,9 @@ class LinkConfiguration {
     }
 
     /**
-     * Closes the pool while the server's event loops still run, after the web server's graceful shutdown: a bean's
-     * destroy method runs only after every lifecycle bean has stopped, and until then the links would keep
-     * reconnecting (to a node that is down, or after their GOAWAY) on loops that {@link ReactorResourceFactory}
-     * (phase 0) is shutting down, which never then see the quiet period they wait for (15 s more per stop).
+     * Closes the pool after the web server's graceful shutdown and before {@link ReactorResourceFactory} (phase 0)
+     * shuts down the event loops the links run on. A destroy method would run too late: links would keep reconnecting
+     * on loops that are shutting down, and those loops would not reach their quiet period.
      */
     @Bean
     SmartLifecycle linkPoolShutdown(LinkPool pool) {

@@ -34,7 +34,7 @@ final class AdmissionControl {
     /** Why a request was refused; a closed set, used as a metric tag. */
     enum Refusal { HELD_LIMIT, LINK_CAPACITY, SESSION_RATE, SESSION_RATE_PER_CLIENT }
 
-    /** Per-client buckets kept at most (about 200 B each). */
+    /** Per-client buckets kept at most. */
     static final int MAX_TRACKED_CLIENTS = 100_000;
     /** IPv4 keys live in ffff:ffff::/32 of the key space, a multicast range no client sends from. */
     private static final long IPV4_KEY = 0xFFFF_FFFF_0000_0000L;

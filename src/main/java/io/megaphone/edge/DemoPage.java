@@ -20,9 +20,8 @@ import reactor.core.publisher.Mono;
 /**
  * The demo page's files, the static resources under {@code classpath:/static/demo/}, served on the BOSH port so the
  * page and the BOSH endpoint share an origin. The files are listed once at startup; a request for any other name is
- * a 404 without a class-path lookup. That matters: the JDK's application class loader remembers every resource name
- * it was asked for (a soft cache in {@code BuiltinClassLoader}), so resolving requested names on the class path, as
- * a resource handler does, lets a flood of random paths grow the heap (DemoPageTest).
+ * a 404 without a class-path lookup, so a flood of random paths cannot grow the class loader's resource cache
+ * (docs/architecture.md).
  */
 final class DemoPage {
 

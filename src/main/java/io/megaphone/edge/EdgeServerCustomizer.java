@@ -14,11 +14,8 @@ import reactor.netty.http.server.ProxyProtocolSupportType;
 /**
  * Options of the BOSH port's server (Boot's Reactor Netty server):
  * <ul>
- *   <li>{@link RequestDeadline}: a connection whose next request head is not complete within
- *       {@code megaphone.edge.idle-timeout} of its start or its previous answer closes (an idle keep-alive
- *       connection, a silent one, one that trickles its headers), a body not complete within
- *       {@code megaphone.edge.request-read-timeout} of its head gets 408 (slowloris); neither ever limits how long a
- *       request is held. The handler says why Reactor Netty's own idle and request timeouts are not used;</li>
+ *   <li>{@link RequestDeadline}, with {@code megaphone.edge.idle-timeout} for the request head and
+ *       {@code megaphone.edge.request-read-timeout} for the body; neither limits how long a request is held;</li>
  *   <li>the PROXY protocol (v1/v2) when {@code megaphone.edge.proxy-protocol} is on: the proxied source is then the
  *       request's remote address;</li>
  *   <li>never Reactor Netty's forwarded-header handling, which Boot turns on by itself on a cloud platform

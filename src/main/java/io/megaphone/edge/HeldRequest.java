@@ -29,8 +29,7 @@ import reactor.util.context.Context;
  * decided atomically), the subscriber's {@link Context} is the body read's, it is {@link Scannable}, a value waits
  * for demand (Reactive Streams §1.1), and signals that come after it terminated or was cancelled go to
  * {@link Operators#onNextDropped} / {@link Operators#onErrorDropped}. It is the Mono, its {@link Subscription}, the
- * body's subscriber and the link's {@link Exchange} at once, so a held request costs one small object here
- * (docs/benchmarks.md).
+ * body's subscriber and the link's {@link Exchange} at once, so a held request is one object here.
  *
  * <p>Threading: the body signals and {@link #subscribe} run on the client's event loop; {@link #onResponse} and
  * {@link #onFailure} on a link event loop; {@link #request} and {@link #cancel} on either. The state word orders them.

@@ -34,13 +34,9 @@ import java.util.concurrent.TimeUnit;
  *       header-trickling client);</li>
  *   <li>the <b>body</b> must be complete within {@code bodyNanos} of the head, else 408 and close.</li>
  * </ul>
- * Once the whole request is in, no timer runs until its answer is written, so a held request costs no timer.
- *
- * <p>Why not Reactor Netty's own: its idle timeout resets on every byte (a trickled head never trips it), and it
- * adds and removes a handler with a timer of its own on every request; its {@code requestTimeout} (1.3.6) is not
- * cancelled for a request without a body, so the pending task keeps each such closed connection in memory for the
- * whole timeout (a GET flood of 10,000 requests kept about 60 MB; DemoPageTest). Here a small POST that arrives
- * whole schedules no body timer, and the head deadline is one timer per answer. Sits right after the HTTP codec.
+ * Once the whole request is in, no timer runs until its answer is written, so a held request costs no timer; a
+ * body that arrives in the same read as its head schedules none either. Sits right after the HTTP codec, on the
+ * connection's event loop. Why not Reactor Netty's own timeouts: docs/architecture.md.
  */
 final class RequestDeadline extends ChannelDuplexHandler {
 

@@ -12,11 +12,9 @@ import org.springframework.stereotype.Component;
  * {@code firstLink}: DOWN until this ECM has had its first authenticated link, UP from then on, whatever happens
  * to the links later.
  *
- * <p>It is the readiness of the Helm chart (docs/operations.md, "Readiness and a shared ejabberd"): a new pod joins
- * the Service only once it has proved it can reach ejabberd (a wrong secret or address stalls the rollout instead
- * of replacing working pods), but a restart of the ejabberd that every pod shares no longer takes every pod out of
- * the Service at once. While it has no link, a pod stays in the Service and answers BOSH clients with a retryable
- * 503 + Retry-After, which clients understand, instead of the load balancer's own HTML error page.
+ * <p>It is the readiness of the Helm chart: a new pod joins the Service only once it has reached ejabberd, and a
+ * restart of the shared ejabberd does not take every pod out at once (docs/operations.md, "Readiness and a shared
+ * ejabberd").
  */
 @Component("firstLink")
 class FirstLinkHealthIndicator implements HealthIndicator {

@@ -6,8 +6,7 @@ import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
 /**
  * One held request on its way through a link: what a re-send needs (the envelope), where the answer goes (the
  * exchange) and where it is now (link, id, and its place in the link's deadline wheel). One of these lives per
- * held request, so it has few fields and no helper objects (the done flag is a field updater, not an AtomicBoolean;
- * the wheel links through it).
+ * held request, so it has few fields and no helper objects (docs/architecture.md).
  *
  * <p>Threading: {@link #link} and {@link #id} are written on the event loop of the link that carries it;
  * {@link #cancelled} is written by the HTTP side when the client goes away.
@@ -25,7 +24,7 @@ public final class PendingRequest {
     volatile int id;
     volatile boolean cancelled;
     private volatile int done;
-    /** A byte, not an int: with the two bucket links the object stays 64 bytes (Java 17, and 25 with COH). */
+    /** Re-sends so far; a byte to keep the object small. */
     byte attempts;
     long parkedSinceNanos;
     /** Neighbours in the link's {@link DeadlineWheel} bucket; event loop of {@link #link} only. */
