@@ -31,7 +31,8 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  * The property names and defaults that the docs quote (README.md, docs/*.md, helm/*&#47;README.md) exist and agree
  * with the code: every {@code megaphone.*} name is a property of {@link MegaphoneProperties} (or a group of them),
  * a table with a "default" column gives each property row the default that {@code @DefaultValue} or
- * application.yaml sets, and each chart README's "Value" column shows values.yaml's scalar.
+ * application.yaml sets, each chart README's "Value" column shows values.yaml's scalar, and a link to a doc's
+ * section ({@code docs/x.md#anchor}) finds a heading with that anchor.
  */
 class DocsDriftTest {
 
@@ -41,6 +42,7 @@ class DocsDriftTest {
     private static final Pattern NON_PROPERTY = Pattern.compile("megaphone\\.(yml|yaml|spec|secret|xmpp\\..*)");
     private static final Pattern BACKTICKED = Pattern.compile("`([^`]+)`");
     private static final Pattern PLAIN_VALUE = Pattern.compile("^[0-9][0-9,]*(?:\\.[0-9]+)?(?: ?[a-zA-Z]+)?");
+    private static final Pattern SECTION_LINK = Pattern.compile("\\]\\(([^)#\\s]*\\.md|)#([^)\\s]+)\\)");
     private static final Pattern PLACEHOLDER = Pattern.compile("^\\$\\{[A-Z0-9_]+:(.*)}$");
 
     /** Every property and group name, with the default a reader should see (null: none). */
@@ -136,6 +138,25 @@ class DocsDriftTest {
         assertThat(compared).as("chart README values compared").isGreaterThan(50);
         assertThat(wrong).as("chart README Value cells that differ from values.yaml "
                 + "(python3 scripts/helm-readme.py rewrites them)").isEmpty();
+    }
+
+    @Test
+    void everyLinkToADocSectionFindsItsHeading() throws IOException {
+        List<String> broken = new ArrayList<>();
+        for (Path doc : docs()) {
+            Matcher m = SECTION_LINK.matcher(Files.readString(doc));
+            while (m.find()) {
+                Path target = m.group(1).isEmpty() ? doc : doc.resolveSibling(m.group(1)).normalize();
+                List<String> slugs = Files.readAllLines(target).stream().filter(l -> l.startsWith("#"))
+                        .map(l -> l.replaceFirst("^#+\\s*", "").toLowerCase(Locale.ROOT)
+                                .replaceAll("[^\\p{L}\\p{N} _-]", "").replace(' ', '-'))
+                        .toList();
+                if (!slugs.contains(m.group(2))) {
+                    broken.add(doc + ": " + m.group() + " (headings of " + target + ": " + slugs + ")");
+                }
+            }
+        }
+        assertThat(broken).as("links to a section (#anchor) of a doc that has no such heading").isEmpty();
     }
 
     private static List<Path> docs() throws IOException {
