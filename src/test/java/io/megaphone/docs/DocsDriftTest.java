@@ -17,6 +17,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
@@ -32,7 +34,9 @@ import org.yaml.snakeyaml.constructor.SafeConstructor;
  * with the code: every {@code megaphone.*} name is a property of {@link MegaphoneProperties} (or a group of them),
  * a table with a "default" column gives each property row the default that {@code @DefaultValue} or
  * application.yaml sets, each chart README's "Value" column shows values.yaml's scalar, and a link to a doc's
- * section ({@code docs/x.md#anchor}) finds a heading with that anchor.
+ * section ({@code docs/x.md#anchor}) finds a heading with that anchor. An environment variable the docs name
+ * ({@code MEGAPHONE_*}, {@code EJABBERD_*}, {@code EJ_*}, {@code JAVA_*}) is read by a script, an image or the ECM, or
+ * is the form in which Spring Boot binds a property.
  */
 class DocsDriftTest {
 
@@ -43,6 +47,7 @@ class DocsDriftTest {
     private static final Pattern BACKTICKED = Pattern.compile("`([^`]+)`");
     private static final Pattern PLAIN_VALUE = Pattern.compile("^[0-9][0-9,]*(?:\\.[0-9]+)?(?: ?[a-zA-Z]+)?");
     private static final Pattern SECTION_LINK = Pattern.compile("\\]\\(([^)#\\s]*\\.md|)#([^)\\s]+)\\)");
+    private static final Pattern ENVIRONMENT = Pattern.compile("\\b(?:MEGAPHONE|EJABBERD|EJ|JAVA)_[A-Z0-9_]*[A-Z0-9]\\b");
     private static final Pattern PLACEHOLDER = Pattern.compile("^\\$\\{[A-Z0-9_]+:(.*)}$");
 
     /** Every property and group name, with the default a reader should see (null: none). */
@@ -157,6 +162,38 @@ class DocsDriftTest {
             }
         }
         assertThat(broken).as("links to a section (#anchor) of a doc that has no such heading").isEmpty();
+    }
+
+    @Test
+    void everyEnvironmentVariableNamedInTheDocsIsRead() throws IOException {
+        StringBuilder sources = new StringBuilder();
+        for (String root : List.of("src/main", "scripts", "bench", "ejabberd", "helm", "loadgen/src", ".github", ".ci",
+                "Dockerfile")) {
+            try (Stream<Path> files = Files.walk(Path.of(root))) {
+                for (Path file : files.filter(Files::isRegularFile)
+                        .filter(f -> !f.toString().endsWith(".md") && !f.toString().matches(".*\\.(beam|png|tgz|gz|xz)$"))
+                        .toList()) {
+                    sources.append(new String(Files.readAllBytes(file), java.nio.charset.StandardCharsets.ISO_8859_1));
+                }
+            }
+        }
+        Set<String> springForms = new TreeSet<>();
+        PROPERTIES.keySet().forEach(name -> {
+            String upper = name.toUpperCase(Locale.ROOT).replace('.', '_');
+            springForms.add(upper.replace("-", ""));
+            springForms.add(upper.replace('-', '_'));
+        });
+        List<String> unknown = new ArrayList<>();
+        for (Path doc : docs()) {
+            Matcher m = ENVIRONMENT.matcher(Files.readString(doc));
+            while (m.find()) {
+                String variable = m.group();
+                if (!springForms.contains(variable) && !sources.toString().contains(variable)) {
+                    unknown.add(doc + ": " + variable);
+                }
+            }
+        }
+        assertThat(unknown).as("environment variables in the docs that no script, image or property reads").isEmpty();
     }
 
     private static List<Path> docs() throws IOException {
