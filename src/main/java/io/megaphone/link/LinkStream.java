@@ -89,7 +89,9 @@ public final class LinkStream {
 
     /**
      * Sends each message of {@code messages} as one DATA, in order, never beyond the server's credit. The returned
-     * Mono completes when {@code messages} completes (errors when it errors); a stream that ends cancels it.
+     * Mono completes when {@code messages} completes (errors when it errors), or when the stream ends: then no more
+     * messages are asked for, but the source is not cancelled (a WebSocket's receive, cancelled, would close its
+     * connection at once, before the close code the stream ended with could be sent).
      */
     public Mono<Void> send(Flux<byte[]> messages) {
         return Mono.create(sink -> messages.subscribe(new Outbound(sink)));
@@ -221,7 +223,6 @@ public final class LinkStream {
 
         void cancelled() {
             waiting = null;
-            dispose();
             done.success();
         }
 
