@@ -83,11 +83,25 @@ final class XmppWebSocketService implements WebSocketService {
                     log.debug("WebSocket handshake refused: {}", e.getMessage());
                     return refuse(exchange, HttpStatus.SERVICE_UNAVAILABLE, "unavailable").then(Mono.empty());
                 })
+                .publishOn(connectionLoop(exchange)) // STREAM_OPENED arrives on the link's loop
                 .flatMap(stream -> upgrade(exchange, stream));
     }
 
+    /**
+     * The event loop of the exchange's own connection: the upgrade (the 101, the pipeline's switch to WebSocket
+     * frames) runs there, as Reactor Netty expects, not on the link's loop that completed the stream's opening.
+     */
+    private static reactor.core.scheduler.Scheduler connectionLoop(ServerWebExchange exchange) {
+        Object request = org.springframework.http.server.reactive.ServerHttpRequestDecorator.getNativeRequest(
+                exchange.getRequest());
+        if (request instanceof reactor.netty.Connection connection) {
+            return reactor.core.scheduler.Schedulers.fromExecutor(connection.channel().eventLoop());
+        }
+        return reactor.core.scheduler.Schedulers.immediate();
+    }
+
     private Mono<Void> upgrade(ServerWebExchange exchange, LinkStream stream) {
-        boolean[] ran = new boolean[1];
+        java.util.concurrent.atomic.AtomicBoolean ran = new java.util.concurrent.atomic.AtomicBoolean();
         WebSocketHandler xmpp = new WebSocketHandler() {
             @Override
             public List<String> getSubProtocols() {
@@ -96,7 +110,7 @@ final class XmppWebSocketService implements WebSocketService {
 
             @Override
             public Mono<Void> handle(WebSocketSession session) {
-                ran[0] = true;
+                ran.set(true);
                 metrics.opened("opened");
                 XmppWebSocketSession running = new XmppWebSocketSession(session, stream, config, metrics,
                         XmppWebSocketService.this::jitter);
@@ -105,7 +119,7 @@ final class XmppWebSocketService implements WebSocketService {
             }
         };
         return handshake.handleRequest(exchange, xmpp).doFinally(signal -> {
-            if (!ran[0]) { // the upgrade failed after the stream opened: it must not stay open upstream
+            if (!ran.get()) { // the upgrade failed after the stream opened: it must not stay open upstream
                 stream.close(CloseStatus.SERVER_ERROR.getCode(), "WebSocket handshake failed");
             }
         });
