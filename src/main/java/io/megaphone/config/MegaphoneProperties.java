@@ -55,6 +55,7 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
      *     idle timeout
      * @param proxyProtocol accept the HAProxy PROXY protocol (v1/v2) header on BOSH connections; turn it on only
      *     when every connection to the BOSH port comes through such a proxy
+     * @param websocket the XMPP-over-WebSocket (RFC 7395) endpoint on the same port
      */
     public record Edge(
             @DefaultValue({"/http-bind", "/bosh"}) @NotEmpty List<@Pattern(regexp = "/[^?#]*",
@@ -70,7 +71,40 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
             @DefaultValue("75s") @NotNull Duration drainTimeout,
             @DefaultValue("2s") @NotNull Duration drainDelay,
             @DefaultValue("20s") @NotNull Duration requestReadTimeout,
-            @DefaultValue("120s") @NotNull Duration idleTimeout) {
+            @DefaultValue("120s") @NotNull Duration idleTimeout,
+            @Valid @NotNull @DefaultValue WebSocket websocket) {
+    }
+
+    /**
+     * XMPP over WebSocket (RFC 7395), carried to ejabberd as a stream of a version-2 link.
+     *
+     * @param enabled serve the endpoint
+     * @param path the endpoint's path (GET with an upgrade to WebSocket, subprotocol {@code xmpp})
+     * @param allowedOrigins browser origins allowed to open a stream (exact, e.g. {@code https://chat.example.com}),
+     *     or {@code *} for any. The default is {@code *}, as for BOSH's CORS: XMPP authenticates inside the stream
+     *     (SASL) and no cookie rides on the handshake, so another site's page gains nothing a script could not do
+     *     directly; list your origins to keep other sites from embedding your service. A handshake without an
+     *     {@code Origin} (a non-browser client) is never refused for it
+     * @param maxMessageBytes the largest text message a client may send; a larger one closes the stream with 1009
+     * @param streamWindow the credit granted to ejabberd for each stream: how many bytes of its messages the ECM
+     *     buffers for a client that reads slowly; at least {@code max-message-bytes}
+     * @param linkLostJitter when a link is lost, each of its streams is closed (1012) after a random delay up to
+     *     this, so that its clients do not all reconnect at once
+     */
+    public record WebSocket(@DefaultValue("true") boolean enabled,
+                            @DefaultValue("/xmpp-websocket") @NotNull @Pattern(regexp = "/[^?#]*",
+                                    message = "must be a path starting with /") String path,
+                            @DefaultValue("*") List<@NotBlank String> allowedOrigins,
+                            @DefaultValue("262144") @Min(1024) @Max(16_777_216) int maxMessageBytes,
+                            @DefaultValue("524288") @Min(1024) @Max(1L << 31) long streamWindow,
+                            @DefaultValue("2s") @NotNull Duration linkLostJitter) {
+        public WebSocket {
+            if (streamWindow < maxMessageBytes) {
+                throw new IllegalArgumentException("megaphone.edge.websocket.stream-window: " + streamWindow
+                        + " (expected: >= max-message-bytes " + maxMessageBytes + ", or no message that size"
+                        + " could ever come from ejabberd)");
+            }
+        }
     }
 
     /** Which forwarding header trusted proxies maintain. */

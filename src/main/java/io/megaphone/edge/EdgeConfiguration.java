@@ -131,12 +131,15 @@ class EdgeConfiguration {
     }
 
     /**
-     * Keeps Spring's generic {@code http.server.requests} observation off the BOSH paths only: the edge's own
-     * meters ({@code megaphone.edge.*}) cover them, and the observation would cost every held request about 0.9 KB.
+     * Keeps Spring's generic {@code http.server.requests} observation off the BOSH and WebSocket paths only: the
+     * edge's own meters ({@code megaphone.edge.*}) cover them, and the observation would cost every held request (and
+     * every open WebSocket, whose upgraded exchange lasts as long) about 0.9 KB.
      */
     @Bean
     ObservationPredicate boshRequestsNotObserved(MegaphoneProperties properties) {
-        return boshRequestsNotObserved(properties.edge().paths());
+        List<String> paths = new java.util.ArrayList<>(properties.edge().paths());
+        paths.add(properties.edge().websocket().path()); // an upgraded exchange lasts as long as its WebSocket
+        return boshRequestsNotObserved(paths);
     }
 
     static ObservationPredicate boshRequestsNotObserved(Collection<String> paths) {

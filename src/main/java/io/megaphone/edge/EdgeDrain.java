@@ -17,7 +17,8 @@ import org.springframework.stereotype.Component;
  * new connections elsewhere), session creations get 503, answers carry {@code Connection: close} so clients open
  * their next request elsewhere, held requests finish normally (at most the drain timeout, which covers the longest
  * BOSH wait), then every link gets GOAWAY and none connects again. Requests still held at the deadline get a
- * retryable 503.
+ * retryable 503. WebSocket handshakes get 503 from the start; open WebSocket streams are closed with 1001 (going
+ * away) when the wait ends, just before the GOAWAY, and their clients reconnect elsewhere.
  */
 @Component
 final class EdgeDrain implements SmartLifecycle {
@@ -26,14 +27,18 @@ final class EdgeDrain implements SmartLifecycle {
 
     private final ApplicationEventPublisher events;
     private final BoshHandler edge;
+    /** The WebSocket endpoint, null when it is off. */
+    private final XmppWebSocketService webSocket;
     private final LinkPool pool;
     private final Duration timeout;
     private final Duration delay;
     private volatile boolean running;
 
-    EdgeDrain(ApplicationEventPublisher events, BoshHandler edge, LinkPool pool, MegaphoneProperties properties) {
+    EdgeDrain(ApplicationEventPublisher events, BoshHandler edge, LinkPool pool, MegaphoneProperties properties,
+              org.springframework.beans.factory.ObjectProvider<XmppWebSocketService> webSocket) {
         this.events = events;
         this.edge = edge;
+        this.webSocket = webSocket.getIfAvailable();
         this.pool = pool;
         this.timeout = properties.edge().drainTimeout();
         this.delay = properties.edge().drainDelay();
@@ -87,6 +92,9 @@ final class EdgeDrain implements SmartLifecycle {
         long deadline = start + timeout.toNanos();
         AvailabilityChangeEvent.publish(events, this, ReadinessState.REFUSING_TRAFFIC);
         edge.startDraining();
+        if (webSocket != null) {
+            webSocket.startDraining();
+        }
         log.info("draining: readiness DOWN, {} requests held, waiting up to {}", pool.inflight(), timeout);
         long earliestEnd = start + Math.min(delay.toNanos(), timeout.toNanos());
         while ((pool.inflight() > 0 || System.nanoTime() < earliestEnd) && System.nanoTime() < deadline) {
@@ -98,6 +106,11 @@ final class EdgeDrain implements SmartLifecycle {
             }
         }
         int left = pool.inflight();
+        if (webSocket != null) {
+            int streams = webSocket.openStreams();
+            webSocket.closeAll(); // STREAM_CLOSE goes out on each link before its GOAWAY
+            log.info("closed {} WebSocket streams with 1001", streams);
+        }
         pool.drain();
         if (left > 0) {
             pool.close(); // their links close; each still-held request is answered 503 and its client re-sends

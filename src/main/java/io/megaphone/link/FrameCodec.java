@@ -15,6 +15,8 @@ public final class FrameCodec {
     static final byte[] MAGIC = {'M', 'G', 'P', 'H'};
     static final int NONCE_BYTES = 32;
     static final int MAC_BYTES = 32;
+    /** The longest STREAM_CLOSE reason: what fits a WebSocket close frame's payload (125 bytes less the code). */
+    static final int MAX_CLOSE_REASON = 123;
 
     private FrameCodec() {
     }
@@ -30,8 +32,7 @@ public final class FrameCodec {
                 case FrameType.HELLO -> decodeHello(in);
                 case FrameType.AUTH -> new Frame.Auth(in.readUnsignedByte(), bytes(in, NONCE_BYTES),
                         bytes(in, MAC_BYTES), string8(in));
-                case FrameType.WELCOME -> new Frame.Welcome(bytes(in, MAC_BYTES), in.readUnsignedInt(),
-                        in.readUnsignedInt(), in.readUnsignedInt(), string8(in));
+                case FrameType.WELCOME -> decodeWelcome(in);
                 case FrameType.REQUEST -> new Frame.Request(in.readInt(), envelope(in));
                 case FrameType.RESPONSE -> new Frame.Response(in.readInt(), in.readUnsignedShort(), string8(in),
                         bytes(in, in.readableBytes()));
@@ -40,6 +41,12 @@ public final class FrameCodec {
                 case FrameType.PONG -> new Frame.Pong(in.readLong());
                 case FrameType.GOAWAY -> new Frame.GoAway(in.readUnsignedShort(), string16(in));
                 case FrameType.ERROR -> new Frame.Error(in.readUnsignedShort(), string16(in));
+                case FrameType.STREAM_OPEN -> new Frame.StreamOpen(streamId(in), socketAddress(in),
+                        in.readUnsignedInt());
+                case FrameType.STREAM_OPENED -> new Frame.StreamOpened(streamId(in), in.readUnsignedInt());
+                case FrameType.DATA -> new Frame.Data(streamId(in), bytes(in, in.readableBytes()));
+                case FrameType.WINDOW -> new Frame.Window(streamId(in), in.readUnsignedInt());
+                case FrameType.STREAM_CLOSE -> decodeStreamClose(in);
                 default -> throw new MalformedFrameException(
                         String.format("type: 0x%02x (expected: a type of docs/protocol.md)", type));
             };
@@ -59,6 +66,52 @@ public final class FrameCodec {
             throw new MalformedFrameException("hello: bad magic (expected: \"MGPH\")");
         }
         return new Frame.Hello(in.readUnsignedByte(), in.readUnsignedByte(), bytes(in, NONCE_BYTES));
+    }
+
+    /** v1: nothing after {@code node}; v2: {@code max_streams u32, stream_window u32} after it. */
+    private static Frame decodeWelcome(ByteBuf in) {
+        byte[] mac = bytes(in, MAC_BYTES);
+        long maxFrame = in.readUnsignedInt();
+        long maxInflight = in.readUnsignedInt();
+        long heartbeat = in.readUnsignedInt();
+        String node = string8(in);
+        if (!in.isReadable()) {
+            return new Frame.Welcome(mac, maxFrame, maxInflight, heartbeat, node);
+        }
+        return new Frame.Welcome(mac, maxFrame, maxInflight, heartbeat, node, in.readUnsignedInt(),
+                in.readUnsignedInt());
+    }
+
+    private static int streamId(ByteBuf in) {
+        int id = in.readInt();
+        if (id == 0) {
+            throw new MalformedFrameException("stream: 0 (expected: a non-zero stream id)");
+        }
+        return id;
+    }
+
+    private static java.net.InetSocketAddress socketAddress(ByteBuf in) {
+        int length = in.readUnsignedByte();
+        if (length != 4 && length != 16) {
+            throw new MalformedFrameException("ip_len: " + length + " (expected: 4 or 16)");
+        }
+        try {
+            java.net.InetAddress ip = java.net.InetAddress.getByAddress(bytes(in, length));
+            return new java.net.InetSocketAddress(ip, in.readUnsignedShort());
+        } catch (java.net.UnknownHostException e) {
+            throw new MalformedFrameException(e.getMessage()); // not reached: the length is checked
+        }
+    }
+
+    private static Frame decodeStreamClose(ByteBuf in) {
+        int stream = streamId(in);
+        int code = in.readUnsignedShort();
+        int length = in.readUnsignedByte();
+        if (length > MAX_CLOSE_REASON) {
+            throw new MalformedFrameException("stream_close reason_len: " + length + " (expected: <= "
+                    + MAX_CLOSE_REASON + ")");
+        }
+        return new Frame.StreamClose(stream, code, in.readCharSequence(length, StandardCharsets.UTF_8).toString());
     }
 
     private static RequestEnvelope envelope(ByteBuf in) {
@@ -98,6 +151,25 @@ public final class FrameCodec {
         if (frame instanceof Frame.Cancel c) {
             return header(alloc, 4, FrameType.CANCEL).writeInt(c.id());
         }
+        if (frame instanceof Frame.Data d) {
+            return header(alloc, 4 + d.payload().length, FrameType.DATA).writeInt(d.stream()).writeBytes(d.payload());
+        }
+        if (frame instanceof Frame.Window w) {
+            return header(alloc, 8, FrameType.WINDOW).writeInt(w.stream()).writeInt((int) w.credit());
+        }
+        if (frame instanceof Frame.StreamOpen o) {
+            byte[] ip = o.client().getAddress().getAddress();
+            return header(alloc, 4 + 1 + ip.length + 2 + 4, FrameType.STREAM_OPEN).writeInt(o.stream())
+                    .writeByte(ip.length).writeBytes(ip).writeShort(o.client().getPort()).writeInt((int) o.window());
+        }
+        if (frame instanceof Frame.StreamOpened o) {
+            return header(alloc, 8, FrameType.STREAM_OPENED).writeInt(o.stream()).writeInt((int) o.window());
+        }
+        if (frame instanceof Frame.StreamClose c) {
+            byte[] reason = closeReason(c.reason());
+            return header(alloc, 4 + 2 + 1 + reason.length, FrameType.STREAM_CLOSE).writeInt(c.stream())
+                    .writeShort(c.code()).writeByte(reason.length).writeBytes(reason);
+        }
         if (frame instanceof Frame.Ping p) {
             return header(alloc, 8, FrameType.PING).writeLong(p.opaque());
         }
@@ -122,9 +194,24 @@ public final class FrameCodec {
         }
         Frame.Welcome w = (Frame.Welcome) frame;
         byte[] node = w.node().getBytes(StandardCharsets.UTF_8);
-        ByteBuf out = header(alloc, MAC_BYTES + 12 + 1 + node.length, FrameType.WELCOME);
-        return out.writeBytes(w.mac()).writeInt((int) w.maxFrame()).writeInt((int) w.maxInflight())
+        int streamFields = w.hasStreamFields() ? 8 : 0;
+        ByteBuf out = header(alloc, MAC_BYTES + 12 + 1 + node.length + streamFields, FrameType.WELCOME);
+        out.writeBytes(w.mac()).writeInt((int) w.maxFrame()).writeInt((int) w.maxInflight())
                 .writeInt((int) w.heartbeatMillis()).writeByte(checked8(node)).writeBytes(node);
+        return w.hasStreamFields() ? out.writeInt((int) w.maxStreams()).writeInt((int) w.streamWindow()) : out;
+    }
+
+    /** The reason's UTF-8 bytes, cut to {@link #MAX_CLOSE_REASON} at a character boundary. */
+    static byte[] closeReason(String reason) {
+        byte[] bytes = reason.getBytes(StandardCharsets.UTF_8);
+        if (bytes.length <= MAX_CLOSE_REASON) {
+            return bytes;
+        }
+        int end = MAX_CLOSE_REASON;
+        while (end > 0 && (bytes[end] & 0xC0) == 0x80) {
+            end--; // do not cut a multi-byte character
+        }
+        return java.util.Arrays.copyOf(bytes, end);
     }
 
     private static ByteBuf header(ByteBufAllocator alloc, int payloadLength, byte type) {

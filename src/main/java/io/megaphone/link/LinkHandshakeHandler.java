@@ -9,7 +9,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The client side of the link handshake (docs/protocol.md, section 2): HELLO from the server, AUTH, WELCOME. On a
+ * The client side of the link handshake (docs/protocol.md, section 2): HELLO from the server, AUTH with the version
+ * min(2, the server's max_version), WELCOME (with the stream fields exactly when that version is 2). On a
  * good WELCOME it puts the heartbeat handlers in its place, tells the {@link LinkMultiplexer} the server's terms and
  * removes itself from the pipeline, as Netty's {@code SslHandler} does once its handshake is done. Any other ending
  * (an error, a wrong proof, the deadline, the connection lost) is reported once, as a {@link LinkHandshakeException}
@@ -18,7 +19,8 @@ import org.slf4j.LoggerFactory;
 final class LinkHandshakeHandler extends ChannelInboundHandlerAdapter {
 
     private static final Logger log = LoggerFactory.getLogger(LinkHandshakeHandler.class);
-    static final int PROTOCOL_VERSION = 1;
+    /** The highest link protocol version this ECM speaks; it also speaks every version from 1 up to it. */
+    static final int MAX_VERSION = 2;
 
     private final LinkSettings settings;
     private final LinkMultiplexer multiplexer;
@@ -27,6 +29,8 @@ final class LinkHandshakeHandler extends ChannelInboundHandlerAdapter {
     private final LinkStats stats;
     private byte[] clientNonce;
     private byte[] serverNonce;
+    /** The version chosen in AUTH: min(MAX_VERSION, the server's max_version). */
+    private int version;
     private ScheduledFuture<?> deadline;
     /** Why the link is closing before WELCOME, reported when it has closed. */
     private String failure;
@@ -73,15 +77,17 @@ final class LinkHandshakeHandler extends ChannelInboundHandlerAdapter {
             fail(ctx, Frame.Error.PROTOCOL_ERROR, "expected HELLO, got " + frame.getClass().getSimpleName());
             return;
         }
-        if (hello.minVersion() > PROTOCOL_VERSION || hello.maxVersion() < PROTOCOL_VERSION) {
+        int chosen = Math.min(MAX_VERSION, hello.maxVersion());
+        if (chosen < 1 || hello.minVersion() > chosen) {
             fail(ctx, Frame.Error.UNSUPPORTED_VERSION, "server speaks versions " + hello.minVersion() + "-"
-                    + hello.maxVersion() + " (expected: a range with " + PROTOCOL_VERSION + ")");
+                    + hello.maxVersion() + " (expected: a range with a version from 1 to " + MAX_VERSION + ")");
             return;
         }
+        version = chosen;
         serverNonce = hello.serverNonce();
         clientNonce = HandshakeProof.newNonce();
-        byte[] mac = settings.proof().authMac(PROTOCOL_VERSION, serverNonce, clientNonce, settings.ecmName());
-        LinkFrames.send(ctx.channel(), stats, new Frame.Auth(PROTOCOL_VERSION, clientNonce, mac, settings.ecmName()));
+        byte[] mac = settings.proof().authMac(version, serverNonce, clientNonce, settings.ecmName());
+        LinkFrames.send(ctx.channel(), stats, new Frame.Auth(version, clientNonce, mac, settings.ecmName()));
     }
 
     private void onWelcome(ChannelHandlerContext ctx, Frame frame) {
@@ -94,8 +100,14 @@ final class LinkHandshakeHandler extends ChannelInboundHandlerAdapter {
             fail(ctx, Frame.Error.PROTOCOL_ERROR, "expected WELCOME, got " + frame.getClass().getSimpleName());
             return;
         }
-        if (!settings.proof().welcomeMatches(PROTOCOL_VERSION, clientNonce, serverNonce, welcome.mac())) {
+        if (!settings.proof().welcomeMatches(version, clientNonce, serverNonce, welcome.mac())) {
             fail(ctx, Frame.Error.AUTH_FAILED, "server's WELCOME proof is wrong (the two sides' secrets differ)");
+            return;
+        }
+        if (welcome.hasStreamFields() != (version >= 2)) {
+            fail(ctx, Frame.Error.PROTOCOL_ERROR, "WELCOME " + (welcome.hasStreamFields() ? "with" : "without")
+                    + " max_streams and stream_window on a version " + version + " link (expected: them on version 2"
+                    + " only)");
             return;
         }
         long heartbeatNanos = settings.heartbeat().toNanos();
@@ -108,9 +120,9 @@ final class LinkHandshakeHandler extends ChannelInboundHandlerAdapter {
         ctx.pipeline().addAfter(ctx.name(), null, heartbeat);
         ctx.pipeline().addAfter(ctx.name(), null, heartbeat.idleStateHandler());
         ctx.pipeline().remove(this);
-        log.info("link {} up: node {}, max_inflight {}, max_frame {}", target, welcome.node(), welcome.maxInflight(),
-                welcome.maxFrame());
-        multiplexer.ready(welcome, heartbeat);
+        log.info("link {} up: node {}, version {}, max_inflight {}, max_frame {}", target, welcome.node(), version,
+                welcome.maxInflight(), welcome.maxFrame());
+        multiplexer.ready(welcome, heartbeat, version);
     }
 
     /** A protocol error of the server's: tell it (ERROR), then close. */

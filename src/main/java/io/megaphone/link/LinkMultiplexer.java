@@ -15,7 +15,9 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The requests in flight on one link, keyed by request id: REQUEST out, RESPONSE back to its request, CANCEL, and
- * the upstream timeout (a {@link DeadlineWheel}); GOAWAY drains it. Last in the link's pipeline:
+ * the upstream timeout (a {@link DeadlineWheel}); GOAWAY drains it. On a version-2 link, beside them, the
+ * {@link LinkStream}s keyed by stream id (a separate id space): STREAM_OPEN out, STREAM_OPENED, DATA, WINDOW and
+ * STREAM_CLOSE both ways; the link closing ends each with 1012. Last in the link's pipeline:
  *
  * <pre>
  *   [SslHandler] FlushConsolidationHandler LinkFrameDecoder LinkHandshakeHandler            LinkMultiplexer
@@ -62,6 +64,13 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
     private final String target;
     private final LinkStats stats;
     private final IntObjectHashMap<PendingRequest> inflight = new IntObjectHashMap<>();
+    private final IntObjectHashMap<LinkStream> streams = new IntObjectHashMap<>();
+    private volatile int streamCount;
+    private int streamCounter;
+    /** The version chosen in the handshake (2: streams), 0 before it. */
+    private volatile int version;
+    /** WELCOME's max_streams (0: no limit) and stream_window. */
+    private volatile long maxStreams;
     private final DeadlineWheel deadlines = new DeadlineWheel(System.nanoTime());
     private final Consumer<PendingRequest> expireOne = this::expireOne;
     private volatile State state = State.HANDSHAKE;
@@ -120,6 +129,17 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         return target;
     }
 
+    /** WebSocket streams open (or opening) on the link. */
+    int streamCount() {
+        return streamCount;
+    }
+
+    /** Ready, version 2, under the server's max_streams, and writable: a new stream may open here. */
+    boolean takesStreams() {
+        return state == State.READY && version >= 2 && (maxStreams == 0 || streamCount < maxStreams)
+                && channel.isWritable();
+    }
+
     /** Whether the link is ready and has waited at least {@code nanos} for a read (any thread). */
     boolean waitsLongerThan(long nowNanos, long nanos) {
         LinkHeartbeatHandler current = heartbeat;
@@ -150,6 +170,61 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
     boolean inEventLoop() {
         Channel ch = channel;
         return ch != null && ch.eventLoop().inEventLoop();
+    }
+
+    void execute(Runnable task) {
+        channel.eventLoop().execute(task);
+    }
+
+    /** Opens {@code stream} here: STREAM_OPEN, or its end with 1013 when the link no longer takes streams. */
+    void openStream(LinkStream stream) {
+        execute(() -> {
+            if (stream.over()) {
+                return; // given up before it got here
+            }
+            if (!takesStreams()) {
+                stream.ended(new LinkStream.End(Frame.StreamClose.TRY_AGAIN_LATER, "link " + target
+                        + " takes no new stream (closing, draining, full or version 1)"));
+                return;
+            }
+            int id;
+            do {
+                id = requestId(++streamCounter);
+            } while (id == 0 || streams.containsKey(id));
+            stream.id = id;
+            streams.put(id, stream);
+            streamCount = streams.size();
+            send(new Frame.StreamOpen(id, stream.client(), stream.window()));
+        });
+    }
+
+    /** Event loop: ends {@code stream} from the ECM's side, telling the server, unless it has ended already. */
+    void closeStream(LinkStream stream, int code, String reason) {
+        if (stream.over()) {
+            return;
+        }
+        if (stream.id != 0 && streams.get(stream.id) == stream) {
+            removeStream(stream.id);
+            send(new Frame.StreamClose(stream.id, code, reason));
+        }
+        stream.ended(new LinkStream.End(code, reason));
+        closeIfDrained();
+    }
+
+    /** Event loop: DATA or WINDOW of a live stream. */
+    void sendStreamFrame(Frame frame) {
+        send(frame);
+    }
+
+    /** Event loop: whether the outbound buffer is below the high water mark. */
+    boolean writable() {
+        return channel.isWritable();
+    }
+
+    private LinkStream removeStream(int id) {
+        LinkStream stream = streams.remove(id);
+        streamCount = streams.size();
+        return stream;
     }
 
     void cancel(PendingRequest request) {
@@ -184,7 +259,9 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
     // ---- event loop ----
 
     /** The handshake is done: the server's terms, and the heartbeat now in the pipeline. */
-    void ready(Frame.Welcome welcome, LinkHeartbeatHandler heartbeat) {
+    void ready(Frame.Welcome welcome, LinkHeartbeatHandler heartbeat, int version) {
+        this.version = version;
+        this.maxStreams = Math.max(0, welcome.maxStreams());
         maxInflight = welcome.maxInflight() == 0 ? Long.MAX_VALUE : welcome.maxInflight();
         serverMaxFrame = welcome.maxFrame() == 0 ? Long.MAX_VALUE : welcome.maxFrame();
         serverNode = welcome.node();
@@ -291,6 +368,8 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
                 request.complete(response);
             }
             closeIfDrained();
+        } else if (version >= 2 && isStreamFrame(frame)) {
+            onStreamFrame(frame);
         } else if (frame instanceof Frame.GoAway goAway) {
             log.info("link {} (node {}) draining on GOAWAY from the server: {}", target, serverNode, goAway.reason());
             drainedByServer = true;
@@ -305,6 +384,48 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         }
     }
 
+    private static boolean isStreamFrame(Frame frame) {
+        return frame instanceof Frame.StreamOpened || frame instanceof Frame.Data || frame instanceof Frame.Window
+                || frame instanceof Frame.StreamClose;
+    }
+
+    /** A frame of a stream that has ended here may still come (a close crossing it): it is dropped. */
+    private void onStreamFrame(Frame frame) {
+        if (frame instanceof Frame.Data data) {
+            LinkStream stream = streams.get(data.stream());
+            if (stream != null && !stream.data(data.payload())) {
+                closeStream(stream, Frame.StreamClose.POLICY, "DATA over the stream's credit");
+            }
+        } else if (frame instanceof Frame.Window window) {
+            LinkStream stream = streams.get(window.stream());
+            if (stream != null) {
+                stream.window(window.credit());
+            }
+        } else if (frame instanceof Frame.StreamOpened opened) {
+            LinkStream stream = streams.get(opened.stream());
+            if (stream != null) {
+                stream.opened(opened.window());
+            }
+        } else if (frame instanceof Frame.StreamClose close) {
+            LinkStream stream = removeStream(close.stream());
+            if (stream != null) {
+                stream.ended(new LinkStream.End(close.code(), close.reason()));
+                closeIfDrained();
+            }
+        }
+    }
+
+    /** The link can write again: streams waiting for it send what waits. */
+    @Override
+    public void channelWritabilityChanged(ChannelHandlerContext ctx) {
+        if (ctx.channel().isWritable() && !streams.isEmpty()) {
+            for (LinkStream stream : new ArrayList<>(streams.values())) {
+                stream.pump();
+            }
+        }
+        ctx.fireChannelWritabilityChanged();
+    }
+
     /**
      * mod_megaphone's own 503 (over {@code max_inflight}, or draining): an empty body and no Content-Type, which
      * ejabberd's BOSH handler never answers. ejabberd did not see the request, so it may go elsewhere.
@@ -314,7 +435,7 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
     }
 
     private void closeIfDrained() {
-        if (state == State.DRAINING && inflight.isEmpty()) {
+        if (state == State.DRAINING && inflight.isEmpty() && streams.isEmpty()) {
             channel.close();
         }
     }
@@ -365,6 +486,15 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         if (previous == State.HANDSHAKE || previous == State.CLOSED) {
             return; // the handshake handler reported it
         }
+        if (!streams.isEmpty()) {
+            List<LinkStream> lost = new ArrayList<>(streams.values());
+            streams.clear();
+            streamCount = 0;
+            LinkStream.End end = new LinkStream.End(Frame.StreamClose.SERVICE_RESTART, "link lost");
+            lost.forEach(stream -> stream.ended(end));
+            log.info("link {} (node {}) closed with {} streams open; they end with 1012", target, serverNode,
+                    lost.size());
+        }
         List<PendingRequest> orphans = new ArrayList<>(inflight.values());
         deadlines.clear(orphans);
         inflight.clear();
@@ -375,6 +505,7 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
 
     @Override
     public String toString() {
-        return "link " + target + " (node " + serverNode + ", " + state + ", " + inflightCount + " in flight)";
+        return "link " + target + " (node " + serverNode + ", " + state + ", " + inflightCount + " in flight, "
+                + streamCount + " streams)";
     }
 }

@@ -33,6 +33,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import reactor.core.publisher.Mono;
 
 /**
  * The links of one ECM: {@code linksPerNode} links to each configured ejabberd node. Each request goes to the
@@ -249,6 +250,64 @@ public final class LinkPool implements AutoCloseable {
                 countClientGone);
         dispatch(request, null);
         return request;
+    }
+
+    /**
+     * Opens a WebSocket stream for {@code client} on the version-2 link with the fewest streams. The Mono gives the
+     * stream once the server has opened it (STREAM_OPENED), or fails with {@link UpstreamUnavailableException} when
+     * no link takes streams or the server refused it (STREAM_CLOSE); cancelling it closes the stream.
+     *
+     * @param window the credit granted to the server for the stream: at most this many bytes of its messages are
+     *     buffered here at once
+     */
+    public Mono<LinkStream> openStream(InetSocketAddress client, long window) {
+        Objects.requireNonNull(client, "client");
+        if (window < 1 || window > 0xFFFF_FFFFL) {
+            throw new IllegalArgumentException("window: " + window + " (expected: 1 to 2^32 - 1)");
+        }
+        return Mono.create(sink -> {
+            LinkMultiplexer link = closing ? null : pickForStream();
+            if (link == null) {
+                sink.error(new UpstreamUnavailableException("no megaphone link takes WebSocket streams (none ready"
+                        + " with link protocol version 2, or all full)"));
+                return;
+            }
+            LinkStream stream = new LinkStream(link, client, window, sink);
+            sink.onCancel(() -> stream.close(Frame.StreamClose.GOING_AWAY, "client went away"));
+            link.openStream(stream);
+        });
+    }
+
+    /** The link that takes streams with the fewest open; ties go round-robin. */
+    private LinkMultiplexer pickForStream() {
+        List<LinkSlot> candidates = slots;
+        int size = candidates.size();
+        if (size == 0) {
+            return null;
+        }
+        int start = Math.floorMod(rotation++, size);
+        LinkMultiplexer best = null;
+        for (int i = 0; i < size; i++) {
+            LinkMultiplexer link = candidates.get((start + i) % size).current();
+            if (link != null && link.takesStreams() && (best == null || link.streamCount() < best.streamCount())) {
+                best = link;
+            }
+        }
+        return best;
+    }
+
+    /** WebSocket streams open (or opening) on all links. */
+    public int streams() {
+        int total = 0;
+        for (List<LinkSlot> of : List.of(slots, retiring)) {
+            for (LinkSlot slot : of) {
+                LinkMultiplexer link = slot.current();
+                if (link != null) {
+                    total += link.streamCount();
+                }
+            }
+        }
+        return total;
     }
 
     /** Ready links, for readiness and metrics. */

@@ -9,7 +9,7 @@ public final class LinkStats {
 
     /** Frame type names, the {@code type} tag values of megaphone.link.frames. */
     public static final String[] TYPES = {"hello", "auth", "welcome", "request", "response", "cancel", "ping", "pong",
-        "goaway", "error"};
+        "goaway", "error", "stream_open", "stream_opened", "data", "window", "stream_close"};
 
     private final LongAdder connects = new LongAdder();
     private final LongAdder stalls = new LongAdder();
@@ -41,6 +41,16 @@ public final class LinkStats {
             return 8;
         } else if (frame instanceof Frame.Error) {
             return 9;
+        } else if (frame instanceof Frame.Data) {
+            return 12;
+        } else if (frame instanceof Frame.Window) {
+            return 13;
+        } else if (frame instanceof Frame.StreamOpen) {
+            return 10;
+        } else if (frame instanceof Frame.StreamOpened) {
+            return 11;
+        } else if (frame instanceof Frame.StreamClose) {
+            return 14;
         } else if (frame instanceof Frame.Hello) {
             return 0;
         } else if (frame instanceof Frame.Auth) {

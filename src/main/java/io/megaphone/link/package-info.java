@@ -4,7 +4,8 @@
  * {@code submit} sends one request and hears its answer; it keeps K links per ejabberd node
  * ({@link io.megaphone.link.LinkSlot}, reconnecting with backoff), each a Netty pipeline:
  * {@link io.megaphone.link.LinkHandshakeHandler} until WELCOME, then {@link io.megaphone.link.LinkHeartbeatHandler},
- * and {@link io.megaphone.link.LinkMultiplexer} (the requests in flight, their ids and deadlines), which is what the
+ * and {@link io.megaphone.link.LinkMultiplexer} (the requests in flight, their ids and deadlines, and on a version-2 link
+ * the WebSocket {@link io.megaphone.link.LinkStream}s that {@code openStream} opens), which is what the
  * pool holds of a link. {@link io.megaphone.link.FrameCodec} is the wire format;
  * {@link io.megaphone.link.NodeDiscovery} finds nodes from a DNS name.
  */

@@ -35,6 +35,22 @@ public enum MegaphoneMeters {
     EDGE_CONNECTIONS_OPENED("megaphone.edge.connections.opened", null, "client connections accepted"),
     /** Counter: client TCP connections closed (by either side). */
     EDGE_CONNECTIONS_CLOSED("megaphone.edge.connections.closed", null, "client connections closed"),
+    /** Gauge: XMPP-over-WebSocket streams open now (RFC 7395 clients on the WebSocket path). */
+    EDGE_WS_OPEN("megaphone.edge.websocket.open", "streams", "WebSocket streams open now"),
+    /**
+     * Counter, tag {@code result}: WebSocket handshakes, opened (101) or refused: {@code bad_origin} (403),
+     * {@code bad_subprotocol} (400), {@code draining} (503), {@code unavailable} (503: no link took the stream).
+     */
+    EDGE_WS_OPENS("megaphone.edge.websocket.opens", null, "WebSocket handshakes, by result"),
+    /**
+     * Counter, tag {@code reason}: WebSocket streams closed: {@code client}, {@code server} (ejabberd ended it),
+     * {@code link_lost} (1012), {@code drain} (1001), {@code too_big} (1009), {@code binary} (1003), {@code error}.
+     */
+    EDGE_WS_CLOSES("megaphone.edge.websocket.closes", null, "WebSocket streams closed, by reason"),
+    /** Counter: WebSocket text message bytes received from clients. */
+    EDGE_WS_RECEIVED_BYTES("megaphone.edge.websocket.received", "bytes", "WebSocket message bytes received"),
+    /** Counter: WebSocket text message bytes sent to clients. */
+    EDGE_WS_SENT_BYTES("megaphone.edge.websocket.sent", "bytes", "WebSocket message bytes sent"),
     /** Gauge: requests the ready links can carry at once (the sum of their max_inflight). */
     LINK_CAPACITY("megaphone.link.capacity", "requests", "requests the ready links can carry at once"),
     /** Counter, tag {@code reason}: requests refused by admission control. */

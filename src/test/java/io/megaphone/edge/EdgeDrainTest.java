@@ -40,7 +40,8 @@ class EdgeDrainTest {
                 if (event instanceof AvailabilityChangeEvent<?> change) {
                     readiness.add(change.getState());
                 }
-            }, edge, pool, properties);
+            }, edge, pool, properties, new org.springframework.beans.factory.support.StaticListableBeanFactory()
+                    .getBeanProvider(XmppWebSocketService.class));
             drain.start();
 
             drain.stop();

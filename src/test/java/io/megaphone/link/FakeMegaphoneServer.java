@@ -55,6 +55,26 @@ public final class FakeMegaphoneServer implements AutoCloseable {
     /** The HELLOs and WELCOMEs held back, in order. */
     final Queue<Runnable> held = new ConcurrentLinkedQueue<>();
     private final Channel server;
+    /** The HELLO's max_version: 1 (a v1 mod_megaphone) or 2 (streams). */
+    volatile int maxVersion = 1;
+    /** The version each AUTH chose, in order. */
+    final Queue<Integer> authVersions = new ConcurrentLinkedQueue<>();
+    /** v2 WELCOME fields; {@code welcomeStreamFields} null: present exactly on version 2 links. */
+    volatile long maxStreams;
+    volatile long streamWindow = 65_536;
+    volatile Boolean welcomeStreamFields;
+    /** When set, every STREAM_OPEN is answered STREAM_CLOSE with this code (1013: over max_streams, draining). */
+    volatile int refuseStreamsWith;
+    /** When true, DATA is echoed but no WINDOW goes back: the ECM's credit runs out. */
+    volatile boolean holdWindow;
+    final Queue<Frame.StreamOpen> streamOpens = new ConcurrentLinkedQueue<>();
+    final Queue<Frame.Data> dataReceived = new ConcurrentLinkedQueue<>();
+    final Queue<Frame.StreamClose> streamCloses = new ConcurrentLinkedQueue<>();
+    /** The link each STREAM_OPEN came on, in order. */
+    final Queue<Channel> streamOpenedOn = new ConcurrentLinkedQueue<>();
+    final Queue<Frame.Window> windowsReceived = new ConcurrentLinkedQueue<>();
+    /** Open streams by id (ids are per link; tests use one link), with the channel each came on. */
+    final java.util.Map<Integer, Channel> streams = new java.util.concurrent.ConcurrentHashMap<>();
 
     public FakeMegaphoneServer(byte[] secret, Function<Frame.Request, Frame.Response> answer) throws InterruptedException {
         this(secret, answer, new InetSocketAddress("127.0.0.1", 0));
@@ -105,6 +125,21 @@ public final class FakeMegaphoneServer implements AutoCloseable {
         }
     }
 
+    static void send(Channel channel, Frame frame) {
+        channel.writeAndFlush(FrameCodec.encode(frame, channel.alloc()));
+    }
+
+    /** Sends {@code frame} on the link stream {@code stream} came on. */
+    void sendOnStream(int stream, Frame frame) {
+        send(streams.get(stream), frame);
+    }
+
+    /** Ends a stream from the server's side. */
+    void closeStream(int stream, int code, String reason) {
+        Channel channel = streams.remove(stream);
+        send(channel, new Frame.StreamClose(stream, code, reason));
+    }
+
     /** Sends every held HELLO or WELCOME (to connections still open). */
     void release() {
         Runnable next;
@@ -130,7 +165,8 @@ public final class FakeMegaphoneServer implements AutoCloseable {
             accepted.incrementAndGet();
             open.incrementAndGet();
             serverNonce = HandshakeProof.newNonce();
-            Runnable hello = () -> ctx.writeAndFlush(FrameCodec.encode(new Frame.Hello(1, 1, serverNonce), ctx.alloc()));
+            Runnable hello = () -> ctx.writeAndFlush(FrameCodec.encode(new Frame.Hello(1, maxVersion, serverNonce),
+                    ctx.alloc()));
             if (holdHello) {
                 held.add(hello);
             } else {
@@ -141,16 +177,22 @@ public final class FakeMegaphoneServer implements AutoCloseable {
         @Override
         protected void channelRead0(ChannelHandlerContext ctx, Frame frame) {
             if (!authenticated) {
-                if (frame instanceof Frame.Auth auth && HandshakeProof.matches(
+                if (frame instanceof Frame.Auth auth && auth.version() <= maxVersion && HandshakeProof.matches(
                         proof.authMac(auth.version(), serverNonce, auth.clientNonce(), auth.name()), auth.mac())) {
                     authenticated = true;
+                    authVersions.add(auth.version());
                     Runnable welcome = () -> {
                         if (!ctx.channel().isActive()) {
                             return;
                         }
                         links.add(ctx.channel());
-                        ctx.writeAndFlush(FrameCodec.encode(new Frame.Welcome(proof.welcomeMac(1, auth.clientNonce(),
-                                serverNonce), 1 << 20, 10_000, 15_000, "fake@node"), ctx.alloc()));
+                        byte[] mac = proof.welcomeMac(auth.version(), auth.clientNonce(), serverNonce);
+                        Boolean fields = welcomeStreamFields;
+                        boolean withStreams = fields != null ? fields : auth.version() >= 2;
+                        Frame.Welcome w = withStreams
+                                ? new Frame.Welcome(mac, 1 << 20, 10_000, 15_000, "fake@node", maxStreams, streamWindow)
+                                : new Frame.Welcome(mac, 1 << 20, 10_000, 15_000, "fake@node");
+                        ctx.writeAndFlush(FrameCodec.encode(w, ctx.alloc()));
                     };
                     if (holdWelcome) {
                         held.add(welcome);
@@ -170,6 +212,29 @@ public final class FakeMegaphoneServer implements AutoCloseable {
                 if (response != null && !silent.contains(ctx.channel())) {
                     ctx.writeAndFlush(FrameCodec.encode(response, ctx.alloc()));
                 }
+            } else if (frame instanceof Frame.StreamOpen open) {
+                streamOpens.add(open);
+                streamOpenedOn.add(ctx.channel());
+                int refuse = refuseStreamsWith;
+                if (refuse != 0) {
+                    send(ctx.channel(), new Frame.StreamClose(open.stream(), refuse, "refused"));
+                } else {
+                    streams.put(open.stream(), ctx.channel());
+                    send(ctx.channel(), new Frame.StreamOpened(open.stream(), streamWindow));
+                }
+            } else if (frame instanceof Frame.Data data) {
+                dataReceived.add(data);
+                if (streams.containsKey(data.stream()) && !silent.contains(ctx.channel())) {
+                    send(ctx.channel(), data); // the echo
+                    if (!holdWindow) {
+                        send(ctx.channel(), new Frame.Window(data.stream(), data.payload().length));
+                    }
+                }
+            } else if (frame instanceof Frame.Window window) {
+                windowsReceived.add(window);
+            } else if (frame instanceof Frame.StreamClose close) {
+                streamCloses.add(close);
+                streams.remove(close.stream());
             } else if (frame instanceof Frame.Cancel cancel) {
                 cancels.add(cancel);
             } else if (frame instanceof Frame.Ping ping && !stalled && !silent.contains(ctx.channel())) {
