@@ -45,6 +45,8 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
     private ScheduledFuture<?> stallCheck;
     /** When the first REQUEST or probe PING since the last read went out; 0: none did. Read by other links. */
     private volatile long awaitingSinceNanos;
+    /** When bytes were last read. Read by other links. */
+    private volatile long lastReadNanos = System.nanoTime();
 
     LinkHeartbeatHandler(long intervalNanos, long stallNanos, String link, LinkStats stats, IntSupplier inflight,
                          BooleanSupplier anotherLinkAnswers) {
@@ -66,10 +68,12 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
         return rttNanos;
     }
 
-    /** Any thread: whether this link has waited for a read at least {@code nanos} (the stall timeout, by peers). */
-    boolean waitedAtLeast(long nowNanos, long nanos) {
-        long since = awaitingSinceNanos;
-        return since != 0 && nowNanos - since >= nanos;
+    /**
+     * Any thread: whether this link answers, as its peers judge it: it read something within the last {@code nanos},
+     * or it waits for nothing (no request in flight, nothing unanswered).
+     */
+    boolean answeredWithin(long nowNanos, long nanos) {
+        return nowNanos - lastReadNanos < nanos || awaitingSinceNanos == 0 && inflight.getAsInt() == 0;
     }
 
     /** Event loop: a REQUEST went out. Something must now be read within the stall timeout. */
@@ -175,6 +179,7 @@ final class LinkHeartbeatHandler extends ChannelInboundHandlerAdapter {
     @Override
     public void channelReadComplete(ChannelHandlerContext ctx) {
         awaitingSinceNanos = 0;
+        lastReadNanos = System.nanoTime();
         ctx.fireChannelReadComplete();
     }
 

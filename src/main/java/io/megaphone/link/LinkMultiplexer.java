@@ -50,8 +50,8 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         void refused(PendingRequest request, LinkMultiplexer from);
 
         /**
-         * Whether a ready link other than {@code self} has read something within its stall timeout (or waits for
-         * nothing): only then is a silent {@code self} stalled rather than its node slow.
+         * Whether a ready link other than {@code self} has read something within half the stall timeout (or waits
+         * for nothing): only then is a silent {@code self} stalled rather than its node slow.
          */
         default boolean anotherLinkAnswers(LinkMultiplexer self) {
             return true;
@@ -140,10 +140,10 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
                 && channel.isWritable();
     }
 
-    /** Whether the link is ready and has waited at least {@code nanos} for a read (any thread). */
-    boolean waitsLongerThan(long nowNanos, long nanos) {
+    /** Whether the link read something within the last {@code nanos}, or waits for nothing (any thread). */
+    boolean answeredWithin(long nowNanos, long nanos) {
         LinkHeartbeatHandler current = heartbeat;
-        return current != null && current.waitedAtLeast(nowNanos, nanos);
+        return current != null && current.answeredWithin(nowNanos, nanos);
     }
 
     /** Round-trip time of the last heartbeat, or -1 before the first. */

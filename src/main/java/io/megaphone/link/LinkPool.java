@@ -561,7 +561,7 @@ public final class LinkPool implements AutoCloseable {
             long stall = settings.stallTimeout().toNanos();
             for (LinkSlot slot : slots) {
                 LinkMultiplexer link = slot.current();
-                if (link != null && link != self && link.ready() && !link.waitsLongerThan(now, stall)) {
+                if (link != null && link != self && link.ready() && link.answeredWithin(now, stall / 2)) {
                     return true;
                 }
             }
