@@ -116,8 +116,8 @@ class EdgeConfiguration {
 
     /**
      * {@link EdgeExceptionHandler} answers every error of the BOSH port, WebFlux's own status errors included, so
-     * WebFlux's {@code WebFluxResponseStatusExceptionHandler} behind it never acts; each exception handler adds
-     * about 200 B of operators to every held request, so it goes.
+     * WebFlux's {@code WebFluxResponseStatusExceptionHandler} behind it never acts, and is removed (each exception
+     * handler adds operators to every held request: docs/architecture.md).
      */
     @Bean
     WebHttpHandlerBuilderCustomizer onlyTheEdgeHandlesErrors() {
@@ -132,8 +132,8 @@ class EdgeConfiguration {
 
     /**
      * Keeps Spring's generic {@code http.server.requests} observation off the BOSH and WebSocket paths only: the
-     * edge's own meters ({@code megaphone.edge.*}) cover them, and the observation would cost every held request (and
-     * every open WebSocket, whose upgraded exchange lasts as long) about 0.9 KB.
+     * edge's own meters ({@code megaphone.edge.*}) cover them, and the observation would add to every held request
+     * and open WebSocket (docs/architecture.md).
      */
     @Bean
     ObservationPredicate boshRequestsNotObserved(MegaphoneProperties properties) {
