@@ -276,7 +276,8 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         if (request.cancelled) {
             return;
         }
-        if (state != State.READY) {
+        if (state != State.READY || !channel.isActive()) {
+            // Closed since the pick, before channelInactive (which re-sends what the link holds) ran: another link.
             listener.redispatch(request, this);
             return;
         }
