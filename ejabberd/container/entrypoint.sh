@@ -267,7 +267,12 @@ main_pid=$$
         if in_cluster "$seed_node"; then
             echo "megaphone-ejabberd: $EJABBERD_NODE already is in the cluster of $seed_node"
         else
-            until out="$(ejabberdctl join_cluster "$seed_node" 2>&1)" && in_cluster "$seed_node"; do
+            # The membership is what counts, not join_cluster's exit status: ejabberd 24.12 restarts the node inside
+            # join_cluster, and the call can then fail although the join took.
+            until in_cluster "$seed_node"; do
+                out="$(ejabberdctl join_cluster "$seed_node" 2>&1)"
+                ejabberdctl started >/dev/null 2>&1
+                in_cluster "$seed_node" && break
                 if [ "$(date +%s)" -ge "$deadline" ]; then
                     echo "megaphone-ejabberd: $EJABBERD_NODE could not join $seed_node within ${EJABBERD_CLUSTER_JOIN_TIMEOUT} s ($out); stopping" >&2
                     kill -TERM "$main_pid"
