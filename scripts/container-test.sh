@@ -353,8 +353,10 @@ run_release() {
         || die "heap max ${heap:-missing} B is not about 60 % of the ${ECM_MEMORY_MB} MiB container limit"
     [ "${cpus:-}" = "1.0" ] || die "system_cpu_count is ${cpus:-missing} (expected: 1.0 from JAVA_ACTIVE_PROCESSORS=1)"
     # The image's JVM: Java 25 with compact object headers (the Dockerfile's entrypoint).
-    podman exec "$ecm" sh -c 'for f in /proc/[0-9]*/cmdline; do tr "\0" " " < "$f"; echo; done' \
-        | grep -q -- '-XX:+UseCompactObjectHeaders' \
+    # (read whole first: grep -q stops reading at its match, and under pipefail the writer's SIGPIPE would fail it)
+    local cmdlines
+    cmdlines=$(podman exec "$ecm" sh -c 'for f in /proc/[0-9]*/cmdline; do tr "\0" " " < "$f"; echo; done')
+    grep -q -- '-XX:+UseCompactObjectHeaders' <<< "$cmdlines" \
         || die "the ECM container's java runs without -XX:+UseCompactObjectHeaders"
     echo "  the ECM's JVM: $(podman exec "$ecm" java -version 2>&1 | head -n 1), -XX:+UseCompactObjectHeaders"
     echo "  Prometheus scrape from outside: $links links up, ${answered%.0} requests answered; heap max $(python3 -c "print(round(float('$heap') / 1048576))") MiB of a ${ECM_MEMORY_MB} MiB limit; $cpus CPU"
