@@ -27,7 +27,7 @@ if (process.argv[2] === '--page') {
 // ---------------------------------------------------------------------------------------------------------------
 // One page: one Strophe connection, in its own process.
 async function runPage() {
-    const { default: XHR } = await import('xhr2');
+    const { NodeXHR, XHR } = await import('./node-xhr.mjs');
     // A page's own connection pool: every socket this page opens is recorded (local port), to show that the
     // reloaded page talks over new TCP connections.
     const localPorts = [];
@@ -39,19 +39,6 @@ async function runPage() {
         return socket;
     };
     XHR.nodejsSet({ httpAgent: agent });
-    // A browser's XHR parses text/xml answers into responseXML; xhr2 does not, and Strophe.js 5.0.0 needs it
-    // (its fallback that parses responseText drops the parsed document and stalls the login).
-    const { DOMParser } = await import('@xmldom/xmldom');
-    class NodeXHR extends XHR {
-        get responseXML() {
-            if (this.readyState !== 4 || !this.responseText) return null;
-            try {
-                return new DOMParser().parseFromString(this.responseText, 'text/xml');
-            } catch {
-                return null;
-            }
-        }
-    }
     globalThis.XMLHttpRequest = NodeXHR;
     const { Strophe, $msg, $pres } = await import('strophe.js');
     Strophe.setLogLevel(Strophe.LogLevel.WARN);

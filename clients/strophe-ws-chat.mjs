@@ -7,9 +7,8 @@
 //
 // A logs in over the WebSocket URL (Strophe picks its WebSocket transport for ws: URLs; Node's WebSocket is the
 // `ws` package), B over BOSH. Prints one JSON object; exits 0 only when each message arrived exactly once.
-import { DOMParser } from '@xmldom/xmldom';
-import XHR from 'xhr2';
 import { WebSocket } from 'ws';
+import { NodeXHR } from './node-xhr.mjs';
 
 const TIMEOUT_MS = Number(process.env.STROPHE_CHAT_TIMEOUT_MS || 30000);
 const [wsUrl, boshUrl, jidA, pwA, jidB, pwB] = process.argv.slice(2);
@@ -18,18 +17,8 @@ if (!pwB) {
     process.exit(2);
 }
 
-// What a browser has and Node lacks: WebSocket, and an XHR whose responseXML is parsed (see strophe-chat.mjs).
+// What a browser has and Node lacks: WebSocket, and an XHR whose responseXML is parsed (node-xhr.mjs).
 globalThis.WebSocket = WebSocket;
-class NodeXHR extends XHR {
-    get responseXML() {
-        if (this.readyState !== 4 || !this.responseText) return null;
-        try {
-            return new DOMParser().parseFromString(this.responseText, 'text/xml');
-        } catch {
-            return null;
-        }
-    }
-}
 globalThis.XMLHttpRequest = NodeXHR;
 const { Strophe, $msg, $pres } = await import('strophe.js');
 Strophe.setLogLevel(Strophe.LogLevel.WARN);

@@ -4,6 +4,7 @@ package io.megaphone.it;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.io.UncheckedIOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
@@ -11,6 +12,7 @@ import java.net.Socket;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.springframework.test.context.DynamicPropertyRegistry;
 
 /**
  * A TCP proxy on a free local port in front of {@code upstream}, whose connections a test can cut: both sockets
@@ -28,6 +30,22 @@ final class CuttableProxy implements AutoCloseable {
     final AtomicInteger accepted = new AtomicInteger();
 
     /** One proxied connection: the client's (the ECM's) socket and the upstream one, and what its stall saw. */
+    /**
+     * A proxy in front of the shared private ejabberd's link port, registered as the ECM's only node (with the shared
+     * secret): the ECM's links then go through it, to be cut or stalled.
+     */
+    static CuttableProxy forSharedEjabberdLinks(DynamicPropertyRegistry registry) {
+        CuttableProxy proxy;
+        try {
+            proxy = new CuttableProxy(new InetSocketAddress("127.0.0.1", SharedEjabberd.get().linkPort()));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        registry.add("megaphone.link.nodes", () -> "127.0.0.1:" + proxy.port());
+        registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
+        return proxy;
+    }
+
     static final class Connection {
         final Socket client;
         final Socket upstream;

@@ -4,9 +4,6 @@ package io.megaphone.it;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -44,14 +41,7 @@ class LinkFailoverTest {
     /** Not a RealEcmTest: its links go to the shared ejabberd through the proxy. */
     @DynamicPropertySource
     static void linkThroughProxy(DynamicPropertyRegistry registry) {
-        PrivateEjabberd ejabberd = SharedEjabberd.get();
-        try {
-            proxy = new CuttableProxy(new InetSocketAddress("127.0.0.1", ejabberd.linkPort()));
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-        registry.add("megaphone.link.nodes", () -> "127.0.0.1:" + proxy.port());
-        registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
+        proxy = CuttableProxy.forSharedEjabberdLinks(registry);
     }
 
     @AfterAll

@@ -10,9 +10,6 @@ import io.micrometer.core.instrument.Timer;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.distribution.CountAtBucket;
 import java.util.concurrent.TimeUnit;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.Locale;
 import org.junit.jupiter.api.AfterAll;
@@ -56,14 +53,7 @@ class StalledLinkTest {
 
     @DynamicPropertySource
     static void linkThroughProxy(DynamicPropertyRegistry registry) {
-        PrivateEjabberd ejabberd = SharedEjabberd.get();
-        try {
-            proxy = new CuttableProxy(new InetSocketAddress("127.0.0.1", ejabberd.linkPort()));
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-        registry.add("megaphone.link.nodes", () -> "127.0.0.1:" + proxy.port());
-        registry.add("megaphone.link.secret", () -> PrivateEjabberd.SECRET);
+        proxy = CuttableProxy.forSharedEjabberdLinks(registry);
     }
 
     @AfterAll
