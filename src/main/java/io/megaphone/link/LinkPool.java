@@ -465,8 +465,9 @@ public final class LinkPool implements AutoCloseable {
             hook.run();
         }
         parked.add(request);
-        // A link that became ready after the pick above may have found nothing parked (Listener.onReady): look again.
-        if (readyLinks() > 0) {
+        // A link that became ready after the pick above may have found nothing parked (Listener.onReady): look again,
+        // for a link other than the one that failed or refused this request (that one must not get it straight back).
+        if (pick(from) != null) {
             unpark();
         }
     }
