@@ -50,6 +50,13 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         void refused(PendingRequest request, LinkMultiplexer from);
 
         /**
+         * The server sent GOAWAY: the link takes nothing new, and closes once its requests and streams have ended
+         * (a WebSocket stream may last hours). Its slot may connect a replacement meanwhile.
+         */
+        default void onDrainingByServer(LinkMultiplexer link) {
+        }
+
+        /**
          * Whether a ready link other than {@code self} has read something within half the stall timeout (or waits
          * for nothing): only then is a silent {@code self} stalled rather than its node slow.
          */
@@ -374,7 +381,10 @@ final class LinkMultiplexer extends ChannelInboundHandlerAdapter {
         } else if (frame instanceof Frame.GoAway goAway) {
             log.info("link {} (node {}) draining on GOAWAY from the server: {}", target, serverNode, goAway.reason());
             drainedByServer = true;
-            state = State.DRAINING;
+            if (state == State.READY) {
+                state = State.DRAINING;
+                listener.onDrainingByServer(this);
+            }
             closeIfDrained();
         } else if (frame instanceof Frame.Error error) {
             log.warn("link {} (node {}) closed by the server: {} (code {})", target, serverNode, error.reason(),

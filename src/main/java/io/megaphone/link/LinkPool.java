@@ -206,7 +206,7 @@ public final class LinkPool implements AutoCloseable {
             if (!wanted.contains(slot.address())) {
                 log.info("node {} is gone: draining link {}", slot.address(), slot.name());
                 slots.remove(slot);
-                if (slot.current() != null) {
+                if (!slot.idle()) {
                     retiring.add(slot);
                 }
                 slot.retire("node removed from discovery");
@@ -301,10 +301,7 @@ public final class LinkPool implements AutoCloseable {
         int total = 0;
         for (List<LinkSlot> of : List.of(slots, retiring)) {
             for (LinkSlot slot : of) {
-                LinkMultiplexer link = slot.current();
-                if (link != null) {
-                    total += link.streamCount();
-                }
+                total += slot.streamCount();
             }
         }
         return total;
@@ -350,10 +347,7 @@ public final class LinkPool implements AutoCloseable {
     private static int inflight(List<LinkSlot> of) {
         int total = 0;
         for (LinkSlot slot : of) {
-            LinkMultiplexer link = slot.current();
-            if (link != null) {
-                total += link.inflightCount();
-            }
+            total += slot.inflight();
         }
         return total;
     }
@@ -536,7 +530,7 @@ public final class LinkPool implements AutoCloseable {
         @Override
         public void onClosed(LinkMultiplexer link, List<PendingRequest> orphans) {
             if (!retiring.isEmpty()) {
-                retiring.removeIf(slot -> slot.current() == null); // a retired slot never reconnects
+                retiring.removeIf(LinkSlot::idle); // a retired slot never reconnects
             }
             if (!orphans.isEmpty()) {
                 log.info("re-sending {} requests of {} on other links", orphans.size(), link);

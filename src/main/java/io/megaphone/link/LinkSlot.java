@@ -11,6 +11,7 @@ import io.netty.util.NetUtil;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
@@ -22,8 +23,10 @@ import reactor.util.retry.Retry;
 
 /**
  * One of the K links to one ejabberd node: keeps a {@link LinkMultiplexer} up, reconnecting with exponential
- * backoff and jitter (Reactor's {@link Retry}) whenever it closes or fails its handshake. After {@link #stop()} or
- * {@link #retire} it never connects again, and a connect or handshake under way then leaves no channel open.
+ * backoff and jitter (Reactor's {@link Retry}) whenever it closes or fails its handshake. A link the server drains
+ * (GOAWAY) leaves the slot at once: it finishes its requests and WebSocket streams beside the slot's next link, which
+ * connects after the maximum backoff. After {@link #stop()} or {@link #retire} it never connects again, and a connect
+ * or handshake under way then leaves no channel open.
  */
 final class LinkSlot implements LinkView {
 
@@ -40,6 +43,8 @@ final class LinkSlot implements LinkView {
     private final LinkStats stats = new LinkStats();
     /** The ready link; set (under this slot's lock) only while the slot runs. */
     private volatile LinkMultiplexer current;
+    /** Links the server drained (GOAWAY), replaced but still finishing their requests and streams. */
+    private final List<LinkMultiplexer> draining = new CopyOnWriteArrayList<>();
     /** Guarded by this slot's lock, as is {@link #connecting}: a stop and a link's events never interleave. */
     private boolean running;
     private boolean stopped;
@@ -79,10 +84,30 @@ final class LinkSlot implements LinkView {
         return link != null && link.ready();
     }
 
+    /** Requests in flight on the link and on the drained links it replaced. */
     @Override
     public int inflight() {
         LinkMultiplexer link = current;
-        return link == null ? 0 : link.inflightCount();
+        int total = link == null ? 0 : link.inflightCount();
+        for (LinkMultiplexer old : draining) {
+            total += old.inflightCount();
+        }
+        return total;
+    }
+
+    /** WebSocket streams open on the link and on the drained links it replaced. */
+    int streamCount() {
+        LinkMultiplexer link = current;
+        int total = link == null ? 0 : link.streamCount();
+        for (LinkMultiplexer old : draining) {
+            total += old.streamCount();
+        }
+        return total;
+    }
+
+    /** Whether the slot has no link at all: none current, none draining. */
+    boolean idle() {
+        return current == null && draining.isEmpty();
     }
 
     @Override
@@ -127,6 +152,7 @@ final class LinkSlot implements LinkView {
         if (link != null) {
             link.close();
         }
+        draining.forEach(LinkMultiplexer::close);
     }
 
     private LinkMultiplexer stopConnecting() {
@@ -247,7 +273,22 @@ final class LinkSlot implements LinkView {
         }
 
         @Override
+        public void onDrainingByServer(LinkMultiplexer link) {
+            synchronized (LinkSlot.this) {
+                if (current == link) {
+                    current = null;
+                    draining.add(link);
+                    if (running) {
+                        // A node that sent GOAWAY is going away: give it time rather than knock again at once.
+                        connect(maxBackoff);
+                    }
+                }
+            }
+        }
+
+        @Override
         public void onClosed(LinkMultiplexer link, List<PendingRequest> orphans) {
+            draining.remove(link);
             synchronized (LinkSlot.this) {
                 if (current == link) {
                     current = null;

@@ -206,4 +206,32 @@ class LinkStreamTest {
         FakeMegaphoneServer.send(link, new Frame.Data(1, utf8("x")));
         await().atMost(WAIT).until(() -> server.closedAt.size() >= 1);
     }
+
+    @Test
+    void aLinkTheServerDrainsKeepsItsStreamsWhileAFreshLinkTakesItsSlot() throws Exception {
+        start(2, 1);
+        LinkStream old = pool.openStream(client, 4096).block(WAIT);
+        BlockingQueue<String> echoed = new LinkedBlockingQueue<>();
+        old.inbound().subscribe(bytes -> echoed.add(new String(bytes, StandardCharsets.UTF_8)));
+        Sinks.Many<byte[]> browser = Sinks.many().unicast().onBackpressureBuffer();
+        old.send(browser.asFlux()).subscribe();
+
+        server.goAway(); // a stream may last hours: the slot must not wait for it to end
+        await().atMost(WAIT).until(() -> server.accepted.get() == 2 && pool.readyLinks() == 1);
+        browser.tryEmitNext(utf8("<message/>"));
+        assertThat(echoed.poll(5, TimeUnit.SECONDS)).as("the drained link still carries its stream")
+                .isEqualTo("<message/>");
+        assertThat(old.ended().toFuture()).isNotDone();
+        assertThat(pool.streams()).isEqualTo(1);
+
+        LinkStream fresh = pool.openStream(client, 4096).block(WAIT);
+        assertThat(new java.util.HashSet<>(server.streamOpenedOn)).as("the new stream is on the new link").hasSize(2);
+        assertThat(pool.streams()).isEqualTo(2);
+
+        old.close(1000, "bye");
+        await().atMost(WAIT).until(() -> server.open.get() == 1); // the drained link closes once it carries nothing
+        assertThat(pool.streams()).isEqualTo(1);
+        assertThat(pool.readyLinks()).isEqualTo(1);
+        fresh.close(1000, "bye");
+    }
 }
