@@ -680,7 +680,7 @@ class HelmChartTest {
                 "MegaphoneEcmMetricsAbsent", "MegaphoneNoLinkToEjabberd", "MegaphonePodWithoutLinks",
                 "MegaphoneLinksDying", "MegaphoneUpstreamErrors", "MegaphoneHeldRequestsNearLimit",
                 "MegaphoneHeldRequestsNearLinkCapacity", "MegaphoneLinkCapacityRefusals",
-                "MegaphoneHeapPerHeldRequestHigh");
+                "MegaphoneHeapPerHeldRequestHigh", "MegaphoneWebSocketsUnavailable");
         assertThat((String) at(rules.get(1), "expr"))
                 .isEqualTo("absent(up{job=\"megaphone-management\", namespace=\"xmpp\"})");
         assertThat((String) at(rules.get(6), "expr")).endsWith("> 63000");
