@@ -614,6 +614,7 @@ stream_frame(#{type := stream_open, stream := Stream} = Open,
                 {error, Why} ->
                     ?ERROR_MSG("mod_megaphone link ~ts (~ts): stream ~B not started: ~p",
                                [State#state.peer, State#state.name, Stream, Why]),
+                    mod_megaphone_stats:incr(streams_failed_total),
                     _ = send(Socket, #{type => stream_close, stream => Stream, code => 1011,
                                        reason => <<"internal error">>}),
                     {noreply, State}
@@ -643,6 +644,10 @@ to_stream(Stream, Msg, #state{streams = Streams} = State) ->
 
 %% 1013 try again later: the ECM answers its client's handshake 503.
 stream_refused(Stream, Reason, #state{socket = Socket} = State) ->
+    mod_megaphone_stats:incr(case Reason of
+                                 <<"draining">> -> streams_refused_draining_total;
+                                 _ -> streams_refused_max_streams_total
+                             end),
     _ = send(Socket, #{type => stream_close, stream => Stream, code => 1013,
                        reason => Reason}),
     {noreply, State}.

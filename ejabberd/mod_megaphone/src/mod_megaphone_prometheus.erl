@@ -120,6 +120,28 @@ families(Stats, Sample) ->
      {<<?PREFIX "gc_collections_total">>, counter,
       <<"Garbage collections of BOSH and c2s processes started by gc_heap_threshold.">>,
       [{[], S(gc_collections_total)}]},
+     {<<?PREFIX "streams">>, gauge,
+      <<"WebSocket streams (link protocol version 2) open on this node: each a c2s "
+        "session whose socket is a stream of a link.">>,
+      [{[], S(streams_active)}]},
+     {<<?PREFIX "stream_opens_total">>, counter,
+      <<"STREAM_OPEN frames by result: opened (STREAM_OPENED sent, c2s started), "
+        "draining and max_streams (refused with 1013), failed (no c2s: 1011).">>,
+      [{[{<<"result">>, <<"opened">>}], S(streams_opened_total)},
+       {[{<<"result">>, <<"draining">>}], S(streams_refused_draining_total)},
+       {[{<<"result">>, <<"max_streams">>}], S(streams_refused_max_streams_total)},
+       {[{<<"result">>, <<"failed">>}], S(streams_failed_total)}]},
+     {<<?PREFIX "stream_closes_total">>, counter,
+      <<"Opened WebSocket streams closed, by reason: client (the ECM's STREAM_CLOSE: "
+        "its client left), server (the c2s ended the session: 1000, 1001), link_lost, "
+        "credit (DATA over the stream's credit: 1008), too_big (an element over the "
+        "ECM's window or the link's frame: 1009), error (1011, a crash).">>,
+      [{[{<<"reason">>, <<"client">>}], S(streams_closed_client_total)},
+       {[{<<"reason">>, <<"server">>}], S(streams_closed_server_total)},
+       {[{<<"reason">>, <<"link_lost">>}], S(streams_closed_link_lost_total)},
+       {[{<<"reason">>, <<"credit">>}], S(streams_closed_credit_total)},
+       {[{<<"reason">>, <<"too_big">>}], S(streams_closed_too_big_total)},
+       {[{<<"reason">>, <<"error">>}], S(streams_closed_error_total)}]},
      {<<?PREFIX "sessions">>, gauge,
       <<"Sessions on this node: bosh (ejabberd's BOSH session processes), c2s (logged-in "
         "sessions of every transport) (sampled).">>,

@@ -14,13 +14,17 @@
 %%% worker can never leave the gauge too high or count twice).
 %%% links_active is the number of authenticated links the registry
 %%% monitors (mod_megaphone_registry:links/0; a killed link leaves it too).
+%%% streams_active is the WebSocket streams with a c2s: each stream
+%%% process adds 1 when its c2s starts and takes it back in terminate/2
+%%% (a stream process ends through terminate/2 on every path; only an
+%%% exit(Pid, kill) from outside would leave the gauge one too high).
 %%%
 %%% Without a running module (before start, after stop, in a worker that
 %%% outlives it) every update is a no-op.
 %%%----------------------------------------------------------------------
 -module(mod_megaphone_stats).
 
--export([new/0, delete/0, incr/1, get/0, names/0, value/1, shard_calls/2]).
+-export([new/0, delete/0, incr/1, add/2, get/0, names/0, value/1, shard_calls/2]).
 
 -define(KEY, {?MODULE, counters}).
 %% one gauge per sequencer shard, after the counters
@@ -34,8 +38,13 @@
                    requests_stale_total | requests_host_unknown_total |
                    requests_forwarded_total | responses_too_large_total |
                    links_refused_pending_total | responses_answered_total |
-                   responses_failed_total.
--type name() :: counter() | links_active | requests_inflight.
+                   responses_failed_total | streams_opened_total |
+                   streams_refused_draining_total | streams_refused_max_streams_total |
+                   streams_failed_total | streams_closed_client_total |
+                   streams_closed_server_total | streams_closed_link_lost_total |
+                   streams_closed_credit_total | streams_closed_too_big_total |
+                   streams_closed_error_total.
+-type name() :: counter() | links_active | requests_inflight | streams_active.
 -export_type([counter/0, name/0]).
 
 %%%===================================================================
@@ -51,7 +60,12 @@ names() ->
      requests_order_timeout_total, requests_stale_total,
      requests_host_unknown_total, requests_forwarded_total,
      responses_too_large_total, links_refused_pending_total,
-     responses_answered_total, responses_failed_total].
+     responses_answered_total, responses_failed_total,
+     streams_active, streams_opened_total, streams_refused_draining_total,
+     streams_refused_max_streams_total, streams_failed_total,
+     streams_closed_client_total, streams_closed_server_total,
+     streams_closed_link_lost_total, streams_closed_credit_total,
+     streams_closed_too_big_total, streams_closed_error_total].
 
 %% Fresh counters, all zero (module start).
 -spec new() -> ok.
@@ -78,6 +92,15 @@ delete() ->
 incr(Name) ->
     add(Name, 1).
 
+%% Adds N (negative for the streams_active gauge, which each WebSocket
+%% stream process moves up once and down once).
+-spec add(counter() | streams_active, integer()) -> ok.
+add(Name, N) ->
+    case persistent_term:get(?KEY, undefined) of
+        undefined -> ok;
+        Ref -> counters:add(Ref, index(Name), N)
+    end.
+
 %% {Name, Value} for every stat, names as binaries (ejabberdctl and the
 %% HTTP API both render binaries as plain strings).
 -spec get() -> [{binary(), integer()}].
@@ -95,12 +118,6 @@ value(Name) ->
 %%%===================================================================
 counters() ->
     names() -- [links_active, requests_inflight].
-
-add(Name, N) ->
-    case persistent_term:get(?KEY, undefined) of
-        undefined -> ok;
-        Ref -> counters:add(Ref, index(Name), N)
-    end.
 
 value(requests_inflight, undefined) ->
     mod_megaphone_registry:count();
@@ -131,4 +148,15 @@ index(requests_forwarded_total) -> 13;
 index(responses_too_large_total) -> 14;
 index(links_refused_pending_total) -> 15;
 index(responses_answered_total) -> 16;
-index(responses_failed_total) -> 17.
+index(responses_failed_total) -> 17;
+index(streams_active) -> 18;
+index(streams_opened_total) -> 19;
+index(streams_refused_draining_total) -> 20;
+index(streams_refused_max_streams_total) -> 21;
+index(streams_failed_total) -> 22;
+index(streams_closed_client_total) -> 23;
+index(streams_closed_server_total) -> 24;
+index(streams_closed_link_lost_total) -> 25;
+index(streams_closed_credit_total) -> 26;
+index(streams_closed_too_big_total) -> 27;
+index(streams_closed_error_total) -> 28.

@@ -160,12 +160,15 @@ handle_continue(start_c2s, #state{sock = Sock, socket = Socket, stream = Stream,
                    Socket, mod_megaphone_codec:encode(
                              #{type => stream_opened, stream => Stream, window => Window})) of
                 ok ->
+                    mod_megaphone_stats:incr(streams_opened_total),
+                    mod_megaphone_stats:add(streams_active, 1),
                     ejabberd_c2s:accept(C2S),
                     {noreply, State#state{c2s = C2S, c2s_mon = monitor(process, C2S),
                                           max_stanza = proplists:get_value(
                                                          max_stanza_size, Limits, infinity)}};
                 {error, _} ->
                     exit(C2S, kill),
+                    mod_megaphone_stats:incr(streams_failed_total),
                     {stop, normal, State}
             end;
         Other ->
@@ -231,10 +234,12 @@ handle_info({megaphone_credit, Bytes}, State) ->
     {noreply, give_credit(Bytes, State)};
 handle_info(megaphone_stream_closed, State) ->
     %% The ECM closed the stream (its client's WebSocket is gone).
+    mod_megaphone_stats:incr(streams_closed_client_total),
     lost(State),
     {stop, normal, State};
 handle_info({'DOWN', _, process, Link, _}, #state{link = Link} = State) ->
     %% The link is gone, and the client's WebSocket with it: a lost socket.
+    mod_megaphone_stats:incr(streams_closed_link_lost_total),
     lost(State),
     {stop, normal, State};
 handle_info({'DOWN', Mon, process, _, Reason}, #state{c2s_mon = Mon} = State) ->
@@ -265,7 +270,16 @@ handle_info({garbage_collect, {megaphone_gc, C2S}, _}, State) ->
 handle_info(_Info, State) ->
     {noreply, State}.
 
-terminate(_Reason, _State) ->
+%% The streams_active gauge goes back down here, on every way out; a
+%% crash is a close of reason error (the link sends its 1011).
+terminate(Reason, #state{c2s = C2S}) ->
+    Opened = C2S /= undefined,
+    Opened andalso mod_megaphone_stats:add(streams_active, -1),
+    case Reason of
+        normal -> ok;
+        _ when Opened -> mod_megaphone_stats:incr(streams_closed_error_total);
+        _ -> mod_megaphone_stats:incr(streams_failed_total)
+    end,
     ok.
 
 %%%===================================================================
@@ -403,7 +417,19 @@ gc_later(State) ->
 lost(#state{c2s = undefined}) -> ok;
 lost(#state{c2s = C2S, sock = Sock}) -> C2S ! {tcp_closed, Sock}, ok.
 
-%% The link writes STREAM_CLOSE (and frees the id).
-stream_close(Code, Reason, #state{link = Link, stream = Stream}) ->
+%% The link writes STREAM_CLOSE (and frees the id). Counted here: a stream
+%% whose c2s never started as failed, else as closed by the reason of Code.
+stream_close(Code, Reason, #state{link = Link, stream = Stream, c2s = C2S}) ->
+    mod_megaphone_stats:incr(case C2S of
+                                 undefined -> streams_failed_total;
+                                 _ -> closed_by(Code)
+                             end),
     Link ! {megaphone_stream_close, Stream, self(), Code, Reason},
     ok.
+
+%% The c2s ended the session (1000, 1001 when it was shut down), the ECM
+%% sent more than its credit (1008), an element too big (1009), else error.
+closed_by(Code) when Code == 1000; Code == 1001 -> streams_closed_server_total;
+closed_by(1008) -> streams_closed_credit_total;
+closed_by(1009) -> streams_closed_too_big_total;
+closed_by(_) -> streams_closed_error_total.

@@ -102,6 +102,29 @@ sampled_values_are_exposed_with_their_kind_test() ->
               <<"megaphone_ejabberd_requests_inflight 4">>,
               <<"megaphone_ejabberd_sample_age_seconds 1.5">>]].
 
+websocket_streams_are_a_gauge_and_opens_and_closes_by_label_test() ->
+    %% Ensures the stream stats reach the scrape under their result and
+    %% reason labels (each stat a value of its own).
+    Stats = [{<<"streams_active">>, 5}, {<<"streams_opened_total">>, 11},
+             {<<"streams_refused_draining_total">>, 12},
+             {<<"streams_refused_max_streams_total">>, 13}, {<<"streams_failed_total">>, 14},
+             {<<"streams_closed_client_total">>, 21}, {<<"streams_closed_server_total">>, 22},
+             {<<"streams_closed_link_lost_total">>, 23}, {<<"streams_closed_credit_total">>, 24},
+             {<<"streams_closed_too_big_total">>, 25}, {<<"streams_closed_error_total">>, 26}],
+    Lines = lines(text(mod_megaphone_prometheus:families(Stats, sample()))),
+    [?assert(lists:member(L, Lines)) ||
+        L <- [<<"megaphone_ejabberd_streams 5">>,
+              <<"megaphone_ejabberd_stream_opens_total{result=\"opened\"} 11">>,
+              <<"megaphone_ejabberd_stream_opens_total{result=\"draining\"} 12">>,
+              <<"megaphone_ejabberd_stream_opens_total{result=\"max_streams\"} 13">>,
+              <<"megaphone_ejabberd_stream_opens_total{result=\"failed\"} 14">>,
+              <<"megaphone_ejabberd_stream_closes_total{reason=\"client\"} 21">>,
+              <<"megaphone_ejabberd_stream_closes_total{reason=\"server\"} 22">>,
+              <<"megaphone_ejabberd_stream_closes_total{reason=\"link_lost\"} 23">>,
+              <<"megaphone_ejabberd_stream_closes_total{reason=\"credit\"} 24">>,
+              <<"megaphone_ejabberd_stream_closes_total{reason=\"too_big\"} 25">>,
+              <<"megaphone_ejabberd_stream_closes_total{reason=\"error\"} 26">>]].
+
 unknown_sampled_values_are_left_out_not_zero_test() ->
     %% Ensures a backend without the session tables shows no sessions
     %% rather than a false 0.

@@ -18,7 +18,12 @@
                 <<"requests_stale_total">>, <<"requests_host_unknown_total">>,
                 <<"requests_forwarded_total">>, <<"responses_too_large_total">>,
                 <<"links_refused_pending_total">>, <<"responses_answered_total">>,
-                <<"responses_failed_total">>]).
+                <<"responses_failed_total">>, <<"streams_active">>,
+                <<"streams_opened_total">>, <<"streams_refused_draining_total">>,
+                <<"streams_refused_max_streams_total">>, <<"streams_failed_total">>,
+                <<"streams_closed_client_total">>, <<"streams_closed_server_total">>,
+                <<"streams_closed_link_lost_total">>, <<"streams_closed_credit_total">>,
+                <<"streams_closed_too_big_total">>, <<"streams_closed_error_total">>]).
 
 stats_test_() ->
     {foreach,
@@ -27,6 +32,7 @@ stats_test_() ->
      [fun fresh_counters_list_every_stat_at_zero/0,
       fun each_counter_counts_only_its_own_events/0,
       fun links_active_goes_up_and_down/0,
+      fun streams_active_goes_up_and_down_by_add/0,
       fun updates_without_a_running_module_are_ignored/0,
       fun requests_inflight_is_the_number_of_registered_workers/0]}.
 
@@ -44,6 +50,15 @@ each_counter_counts_only_its_own_events() ->
     ?assertEqual(2, proplists:get_value(<<"requests_total">>, Stats)),
     ?assertEqual(1, proplists:get_value(<<"cancels_total">>, Stats)),
     ?assertEqual(3, lists:sum([V || {_, V} <- Stats])).
+
+streams_active_goes_up_and_down_by_add() ->
+    %% Ensures the streams gauge moves by add/2 both ways, alone.
+    ok = mod_megaphone_stats:add(streams_active, 1),
+    ok = mod_megaphone_stats:add(streams_active, 1),
+    ok = mod_megaphone_stats:add(streams_active, -1),
+    Stats = mod_megaphone_stats:get(),
+    ?assertEqual(1, proplists:get_value(<<"streams_active">>, Stats)),
+    ?assertEqual(1, lists:sum([V || {_, V} <- Stats])).
 
 links_active_goes_up_and_down() ->
     %% Ensures the links_active gauge counts the links registered with the

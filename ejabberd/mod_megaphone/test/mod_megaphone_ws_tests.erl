@@ -241,6 +241,97 @@ after_traffic_a_c2s_with_a_big_heap_is_collected() ->
       fun() -> element(2, process_info(C2S, total_heap_size)) < 4096 end, 500).
 
 %%%===================================================================
+%%% Stream counters (megaphone_stats, the Prometheus scrape)
+%%%===================================================================
+ws_stats_test_() ->
+    {foreach, fun setup/0, fun cleanup/1,
+     [fun an_opened_stream_counts_once_and_the_ecm_close_is_reason_client/0,
+      fun the_c2s_close_credit_and_too_big_count_their_reason/0,
+      fun a_lost_link_counts_each_stream_as_link_lost/0,
+      fun refusals_count_as_max_streams_and_draining/0]}.
+
+an_opened_stream_counts_once_and_the_ecm_close_is_reason_client() ->
+    %% Ensures STREAM_OPENED counts one opened stream in the streams gauge,
+    %% and the ECM's STREAM_CLOSE takes it back as a close of reason client.
+    C = opened(7),
+    _ = c2s_started(),
+    ?assertEqual(1, stat(streams_opened_total)),
+    ?assertEqual(1, stat(streams_active)),
+    send(C, mod_megaphone_codec:encode(#{type => stream_close, stream => 7, code => 1000,
+                                         reason => <<>>})),
+    {tcp_closed, _} = for_c2s(),
+    wait_stat(streams_active, 0),
+    ?assertEqual(1, stat(streams_closed_client_total)),
+    ?assertEqual(#{streams_opened_total => 1, streams_closed_client_total => 1}, stream_stats()).
+
+the_c2s_close_credit_and_too_big_count_their_reason() ->
+    %% Ensures a close by the c2s (1000) is reason server, DATA over the
+    %% credit (1008) reason credit, an element over the window (1009)
+    %% reason too_big; the gauge is back at 0.
+    C = opened(7, 300),
+    {C2S, Mod, Sock} = c2s_started(),
+    ok = run(C2S, fun() -> Mod:close(Sock) end),
+    {ok, #{code := 1000}} = recv_close(C),
+    send(C, open_frame(8)),
+    {ok, #{type := stream_opened}} = recv(C),
+    _ = c2s_started(),
+    send(C, data(8, binary:copy(<<" ">>, 1001))),
+    ?assertMatch({ok, #{code := 1008}}, recv_close(C)),
+    send(C, open_frame(9, 300)),
+    {ok, #{type := stream_opened}} = recv(C),
+    {C2S9, _, Sock9} = c2s_started(),
+    {error, einval} = run(C2S9, fun() -> Mod:send_xml(Sock9, {xmlstreamelement,
+                                                       {xmlel, <<"a">>, [], [{xmlcdata, binary:copy(<<"z">>, 400)}]}}) end),
+    ?assertMatch({ok, #{code := 1009}}, recv_close(C)),
+    wait_stat(streams_active, 0),
+    ?assertEqual(#{streams_opened_total => 3, streams_closed_server_total => 1,
+                   streams_closed_credit_total => 1, streams_closed_too_big_total => 1},
+                 stream_stats()).
+
+a_lost_link_counts_each_stream_as_link_lost() ->
+    %% Ensures a link that closes counts each of its streams once, as
+    %% link_lost, and the gauge goes back to 0.
+    C = opened(7),
+    send(C, open_frame(8)),
+    {ok, #{type := stream_opened, stream := 8}} = recv(C),
+    ?assertEqual(2, stat(streams_active)),
+    gen_tcp:close(C),
+    wait_stat(streams_active, 0),
+    ?assertEqual(#{streams_opened_total => 2, streams_closed_link_lost_total => 2}, stream_stats()).
+
+refusals_count_as_max_streams_and_draining() ->
+    %% Ensures a STREAM_OPEN over max_streams (2) counts as max_streams and
+    %% one after GOAWAY as draining, neither as opened.
+    C = opened(1),
+    send(C, open_frame(2)),
+    {ok, #{type := stream_opened}} = recv(C),
+    send(C, open_frame(3)),
+    {ok, #{code := 1013}} = recv(C),
+    send(C, mod_megaphone_codec:encode(#{type => goaway, code => 0, reason => <<"drain">>})),
+    send(C, open_frame(4)),
+    {ok, #{code := 1013}} = recv(C),
+    ?assertEqual(#{streams_opened_total => 2, streams_active => 2,
+                   streams_refused_max_streams_total => 1, streams_refused_draining_total => 1},
+                 stream_stats()).
+
+stat(Name) -> mod_megaphone_stats:value(Name).
+
+wait_stat(Name, Value) ->
+    mod_megaphone_test_util:wait_until(fun() -> stat(Name) == Value end).
+
+%% The stream stats that are not zero.
+stream_stats() ->
+    maps:from_list([{binary_to_atom(N, utf8), V} || {<<"streams_", _/binary>> = N, V} <- mod_megaphone_stats:get(),
+                                                     V /= 0]).
+
+%% The next STREAM_CLOSE (DATA before it, such as a <close/>, skipped).
+recv_close(C) ->
+    case recv(C) of
+        {ok, #{type := data}} -> recv_close(C);
+        Other -> Other
+    end.
+
+%%%===================================================================
 %%% Fixture
 %%%===================================================================
 setup() ->

@@ -161,7 +161,7 @@ link.discovery.port), one per line; the NetworkPolicy's egress allows them.
 
 {{/*
 megaphone.applicationConfig: the Spring properties of application-k8s.yaml, built from the values,
-with extraConfig merged over them. Its checksum restarts the pods when it changes. The drain: the
+with extraConfig merged over them (a WebSocket path that is also a BOSH path is refused). Its checksum restarts the pods when it changes. The drain: the
 shutdown phase lasts drain.gracePeriodSeconds, held requests get 15 s less (the web server's own stop
 and the link GOAWAY fit in the rest).
 */}}
@@ -208,8 +208,15 @@ and the link GOAWAY fit in the rest).
         "sessions-burst" $edge.admission.sessionsBurst
         "sessions-per-second-per-client" $edge.admission.sessionsPerSecondPerClient
         "sessions-burst-per-client" $edge.admission.sessionsBurstPerClient
-        "per-client" $edge.admission.perClient)))
+        "per-client" $edge.admission.perClient)
+      "websocket" (dict
+        "enabled" $edge.websocket.enabled
+        "path" $edge.websocket.path
+        "allowed-origins" $edge.websocket.allowedOrigins)))
 }}
+{{- if and $edge.websocket.enabled (has $edge.websocket.path $edge.paths) }}
+{{- fail (printf "edge.websocket.path: %s (expected: a path that is not one of edge.paths %v; the WebSocket endpoint would take it from BOSH)" $edge.websocket.path $edge.paths) }}
+{{- end }}
 {{- with .Values.link.discovery }}
 {{- if .dnsName }}
 {{- $_ := set $config.megaphone.link "discovery" (dict "dns-name" .dnsName "port" (int .port) "refresh-interval" .refreshInterval) }}

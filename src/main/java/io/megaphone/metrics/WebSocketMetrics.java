@@ -36,7 +36,10 @@ public final class WebSocketMetrics {
         }
         received = bytes(registry, MegaphoneMeters.EDGE_WS_RECEIVED_BYTES);
         sent = bytes(registry, MegaphoneMeters.EDGE_WS_SENT_BYTES);
+        // Micrometer holds a gauge's object weakly, and nothing else holds this supplier (a method reference made
+        // for the call): without a strong reference the gauge reads NaN after the first GC.
         Gauge.builder(MegaphoneMeters.EDGE_WS_OPEN.meterName(), openStreams, s -> s.getAsInt())
+                .strongReference(true)
                 .description(MegaphoneMeters.EDGE_WS_OPEN.description())
                 .baseUnit(MegaphoneMeters.EDGE_WS_OPEN.baseUnit()).register(registry);
     }

@@ -80,7 +80,7 @@ class AlertRulesTest {
             }
         }
 
-        assertThat(alerts).hasSize(14);
+        assertThat(alerts).hasSize(15);
         assertThat(fires).as("alerts tested firing").containsExactlyInAnyOrderElementsOf(alerts);
         assertThat(quiet).as("alerts tested quiet").containsExactlyInAnyOrderElementsOf(alerts);
     }

@@ -604,7 +604,7 @@ class HelmChartTest {
     }
 
     @Test
-    void theIngressRoutesTheBoshPathsWithAReadTimeoutAboveTheLongestWait() {
+    void theIngressRoutesTheBoshPathsAndTheWebSocketPathWithAReadTimeoutAboveTheLongestWait() {
         Rendered rendered = HelmChart.template(HelmChart.CHART.resolve("ci/ingress-values.yaml"));
         Map<String, Object> ingress = rendered.one("Ingress");
 
@@ -613,10 +613,50 @@ class HelmChartTest {
                 .isEqualTo("150");
         assertThat((String) at(ingress, "spec", "rules", 0, "host")).isEqualTo("chat.example.org");
         List<Map<String, Object>> paths = at(ingress, "spec", "rules", 0, "http", "paths");
-        assertThat(paths).extracting(p -> p.get("path")).containsExactly("/http-bind", "/bosh");
-        assertThat((String) at(paths.get(0), "backend", "service", "name")).isEqualTo("megaphone");
-        assertThat((String) at(paths.get(0), "backend", "service", "port", "name")).isEqualTo("bosh");
+        assertThat(paths).extracting(p -> p.get("path")).containsExactly("/http-bind", "/bosh", "/xmpp-websocket");
+        assertThat(paths).allSatisfy(path -> {
+            assertThat((String) at(path, "pathType")).isEqualTo("Exact");
+            assertThat((String) at(path, "backend", "service", "name")).isEqualTo("megaphone");
+            assertThat((String) at(path, "backend", "service", "port", "name")).isEqualTo("bosh");
+        });
         assertThat(defaults.all("Ingress")).isEmpty();
+    }
+
+    @Test
+    void theWebSocketPathOfTheValuesIsTheEcmsPropertyAndTheIngresssRoute(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("ws-path.yaml");
+        Files.writeString(values, "link:\n  existingSecret: s\ningress:\n  enabled: true\nedge:\n  websocket:\n"
+                + "    path: /chat/ws\n    allowedOrigins: [\"https://chat.example.org\"]\n");
+        Rendered rendered = HelmChart.template(values);
+
+        Map<String, Object> websocket = at(rendered.applicationConfig(), "megaphone", "edge", "websocket");
+        assertThat(websocket).containsEntry("enabled", true).containsEntry("path", "/chat/ws")
+                .containsEntry("allowed-origins", List.of("https://chat.example.org"));
+        List<Map<String, Object>> paths = at(rendered.one("Ingress"), "spec", "rules", 0, "http", "paths");
+        assertThat(paths).extracting(p -> p.get("path")).containsExactly("/http-bind", "/bosh", "/chat/ws");
+        assertThat((String) at(defaults.applicationConfig(), "megaphone", "edge", "websocket", "path"))
+                .as("the chart's default is the ECM's").isEqualTo("/xmpp-websocket");
+    }
+
+    @Test
+    void withWebSocketOffTheIngressRoutesOnlyBoshAndTheEcmServesNoWebSocket(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("ws-off.yaml");
+        Files.writeString(values, "link:\n  existingSecret: s\ningress:\n  enabled: true\nedge:\n  websocket:\n"
+                + "    enabled: false\n");
+        Rendered rendered = HelmChart.template(values);
+
+        assertThat((Boolean) at(rendered.applicationConfig(), "megaphone", "edge", "websocket", "enabled")).isFalse();
+        List<Map<String, Object>> paths = at(rendered.one("Ingress"), "spec", "rules", 0, "http", "paths");
+        assertThat(paths).extracting(p -> p.get("path")).containsExactly("/http-bind", "/bosh");
+    }
+
+    @Test
+    void aWebSocketPathThatIsABoshPathIsRefused(@TempDir Path tempDir) throws IOException {
+        Path values = tempDir.resolve("ws-clash.yaml");
+        Files.writeString(values, "link:\n  existingSecret: s\nedge:\n  websocket:\n    path: /bosh\n");
+
+        assertThatThrownBy(() -> HelmChart.template(values))
+                .hasMessageContaining("edge.websocket.path: /bosh (expected: a path that is not one of edge.paths");
     }
 
     @Test
@@ -640,7 +680,7 @@ class HelmChartTest {
                 "MegaphoneEcmMetricsAbsent", "MegaphoneNoLinkToEjabberd", "MegaphonePodWithoutLinks",
                 "MegaphoneLinksDying", "MegaphoneUpstreamErrors", "MegaphoneHeldRequestsNearLimit",
                 "MegaphoneHeldRequestsNearLinkCapacity", "MegaphoneLinkCapacityRefusals",
-                "MegaphoneHeapPerHeldRequestHigh");
+                "MegaphoneHeapPerHeldRequestHigh", "MegaphoneWebSocketsUnavailable");
         assertThat((String) at(rules.get(1), "expr"))
                 .isEqualTo("absent(up{job=\"megaphone-management\", namespace=\"xmpp\"})");
         assertThat((String) at(rules.get(6), "expr")).endsWith("> 63000");
