@@ -36,7 +36,8 @@ public final class WebSocketMetrics {
         }
         received = bytes(registry, MegaphoneMeters.EDGE_WS_RECEIVED_BYTES);
         sent = bytes(registry, MegaphoneMeters.EDGE_WS_SENT_BYTES);
-        Gauge.builder(MegaphoneMeters.EDGE_WS_OPEN.meterName(), openStreams, s -> s.getAsInt())
+        // strongly: the supplier is often a method reference nothing else holds (a weak one reads NaN after a GC)
+        Gauge.builder(MegaphoneMeters.EDGE_WS_OPEN.meterName(), openStreams, s -> s.getAsInt()).strongReference(true)
                 .description(MegaphoneMeters.EDGE_WS_OPEN.description())
                 .baseUnit(MegaphoneMeters.EDGE_WS_OPEN.baseUnit()).register(registry);
     }
