@@ -7,6 +7,9 @@
 //
 // A logs in over the WebSocket URL (Strophe picks its WebSocket transport for ws: URLs; Node's WebSocket is the
 // `ws` package), B over BOSH. Prints one JSON object; exits 0 only when each message arrived exactly once.
+// STROPHE_WS_CHAT_HOLD_FILE (optional): once both are logged in, the script writes their full JIDs there (JSON)
+// and chats only after that file is removed, so that a caller can look at both sessions first.
+import { existsSync, writeFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { NodeXHR } from './node-xhr.mjs';
 
@@ -59,6 +62,11 @@ const until = async (check) => {
 try {
     const a = await login(wsUrl, jidA, pwA, 'a');
     const b = await login(boshUrl, jidB, pwB, 'b');
+    const hold = process.env.STROPHE_WS_CHAT_HOLD_FILE;
+    if (hold) {
+        writeFileSync(hold, JSON.stringify({ a: a.jid, b: b.jid }));
+        await until(() => !existsSync(hold));
+    }
     a.send($msg({ to: jidB, type: 'chat' }).c('body').t('from websocket to bosh'));
     await until(() => result.received.b.length > 0);
     b.send($msg({ to: jidA, type: 'chat' }).c('body').t('from bosh to websocket'));

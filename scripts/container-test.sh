@@ -11,8 +11,9 @@
 #      both nodes through one DNS name (both containers carry the alias ejabberd-link, as the chart's headless
 #      Service of the link port; the Service lists ready pods only, the alias is there from the start);
 #      alice registered on node 0, bob on node 1; a chat across the nodes (alice through an ECM linked to node 0
-#      only, bob through one linked to node 1 only) and one through the discovering ECM; readiness, the Prometheus
-#      scrape and the JVM's container sizing and its compact object headers checked
+#      only, bob through one linked to node 1 only), over BOSH, then with alice over XMPP over WebSocket (Strophe.js
+#      in Node on /xmpp-websocket; ejabberd must list her session as websocket), and one through the discovering
+#      ECM; readiness, the Prometheus scrape and the JVM's container sizing and its compact object headers checked
 #      from outside;
 #   4. (first release) both nodes stopped and started again (node 1 must stay in the cluster without a new join),
 #      then the drain: a request held, SIGTERM to the ECM container; readiness must go down, the held request must
@@ -23,8 +24,8 @@
 #   bash scripts/container-test.sh [RELEASE...]
 #
 # RELEASE: bookworm (Debian 12, ejabberd 23.01), trixie (13, 24.12), sid (unstable, 26.07); default: all three.
-# Needs root (podman as root); installs podman, runc, catatonit, mmdebstrap, netavark, aardvark-dns, iptables, curl
-# and python3 with apt-get if missing.
+# Needs root (podman as root); installs podman, runc, catatonit, mmdebstrap, netavark, aardvark-dns, iptables, curl,
+# python3 and nodejs with apt-get if missing, and clients/node_modules with npm ci.
 # CONTAINER_TEST_REBUILD_BASES=1 rebuilds the Debian bases (else reused when present); CONTAINER_TEST_TAG names the
 # images' tag (default: test).
 set -euo pipefail
@@ -60,6 +61,9 @@ command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# The WebSocket chat's client: Strophe.js in Node (clients/, installed with npm ci when missing).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+[ -d clients/node_modules/strophe.js ] || command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The test's network: netavark, and aardvark-dns for the names (the ejabberd-link alias) on it.
 [ -x /usr/lib/podman/netavark ] || [ -x /usr/libexec/podman/netavark ] || missing+=(netavark)
 [ -x /usr/lib/podman/aardvark-dns ] || [ -x /usr/libexec/podman/aardvark-dns ] || missing+=(aardvark-dns)
@@ -69,6 +73,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ! -d clients/node_modules/strophe.js ]; then
+    step "npm ci in clients/"
+    # as the repository's owner, so that the files it adds keep that owner
+    runuser -u "$(stat -c %U "$REPO")" -- npm ci --prefix clients --no-audit --no-fund >/dev/null
 fi
 
 WORK="$(mktemp -d /tmp/megaphone-container-test.XXXXXX)"
@@ -332,6 +341,7 @@ run_release() {
         podman logs "$ecm-1" 2>&1 | tail -n 10 >&2
         die "the BOSH chat across the nodes failed ($r)"
     fi
+    ws_chat_check "ws://127.0.0.1:$bosh0/xmpp-websocket" "http://127.0.0.1:$bosh1/http-bind" "$ej0" "$ej1" "$mgmt0" "$ecm-0"
     podman rm -f "$ecm-0" "$ecm-1" >/dev/null
     if ! BOSH_CHAT_LABEL="the ECM with DNS discovery" bash scripts/bosh-chat.sh "$url" "$DOMAIN" bob bob-pw alice alice-pw; then
         podman logs "$ecm" 2>&1 | tail -n 20 >&2
@@ -367,6 +377,72 @@ run_release() {
     fi
     podman rm -f "$ecm" "$ej0" "$ej1" >/dev/null
     podman network rm -f "$net" >/dev/null
+}
+
+# XMPP over WebSocket through the images: alice (Strophe.js in Node, clients/strophe-ws-chat.mjs) over WS_URL, an ECM
+# linked to node 0 only, bob over BOSH_URL, an ECM linked to node 1 only. While both are logged in, ejabberd (asked on
+# node 1: the session table is the cluster's) must list alice's session as websocket on node 0 and bob's as http_bind
+# on node 1, and the ECM must count one open stream; then a message each way, each received exactly once (the
+# script's check), and after alice's close her session ends in ejabberd and the ECM counts one clean close.
+ws_chat_check() { # ws_chat_check WS_URL BOSH_URL EJ_WS EJ_BOSH MGMT_WS ECM_WS
+    local ws=$1 bosh=$2 ej_ws=$3 ej_bosh=$4 mgmt=$5 ecm=$6 pid jid_a jid_b sessions line_a line_b open result
+    local hold="$WORK/ws-chat.hold" out="$WORK/ws-chat.json" t0=$SECONDS
+    rm -f "$hold"
+    STROPHE_WS_CHAT_HOLD_FILE="$hold" node "$REPO/clients/strophe-ws-chat.mjs" "$ws" "$bosh" \
+        "alice@$DOMAIN" alice-pw "bob@$DOMAIN" bob-pw > "$out" 2> "$WORK/ws-chat.err" &
+    pid=$!
+    ws_fail() {
+        kill "$pid" 2>/dev/null || true
+        cat "$out" "$WORK/ws-chat.err" >&2 || true
+        podman logs "$ecm" 2>&1 | tail -n 10 >&2
+        podman logs "$ej_ws" 2>&1 | grep -iE "error|crash|mod_megaphone" | tail -n 10 >&2 || true
+        die "WebSocket chat: $*"
+    }
+    wait_for 40 "both logged in" held_or_exited "$hold" "$pid" || ws_fail "no login within 40 s"
+    [ -s "$hold" ] || { wait "$pid" || true; ws_fail "the client ended before both were logged in"; }
+    jid_a="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["a"])' "$hold")"
+    jid_b="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["b"])' "$hold")"
+    # connected_users_info: jid, connection, ip, port, priority, node, uptime, status, resource, status text
+    sessions="$(podman exec "$ej_bosh" ejabberdctl connected_users_info)"
+    line_a="$(awk -F '\t' -v j="$jid_a" '$1 == j' <<< "$sessions")"
+    line_b="$(awk -F '\t' -v j="$jid_b" '$1 == j' <<< "$sessions")"
+    [ "$(cut -f 2,6 <<< "$line_a")" = "websocket"$'\t'"ejabberd@$(node_host 0)" ] \
+        || ws_fail "ejabberd lists $jid_a as '$(cut -f 2,6 <<< "$line_a")' (expected: websocket on node 0): $sessions"
+    [ "$(cut -f 2,6 <<< "$line_b")" = "http_bind"$'\t'"ejabberd@$(node_host 1)" ] \
+        || ws_fail "ejabberd lists $jid_b as '$(cut -f 2,6 <<< "$line_b")' (expected: http_bind on node 1): $sessions"
+    curl -s "http://127.0.0.1:$mgmt/actuator/prometheus" > "$WORK/ws-scrape.txt"
+    open="$(metric "$WORK/ws-scrape.txt" megaphone_edge_websocket_open_streams)"
+    [ "$open" = 1.0 ] || ws_fail "megaphone_edge_websocket_open_streams is ${open:-missing} (expected: 1.0)"
+    echo "  alice over WebSocket (through the ECM of node 0), bob over BOSH (node 1): ejabberd lists"
+    echo "    $(cut -f 1,2,3,6 <<< "$line_a" | tr '\t' ' ')"
+    echo "    $(cut -f 1,2,3,6 <<< "$line_b" | tr '\t' ' ')"
+    rm -f "$hold"
+    wait "$pid" || ws_fail "the chat failed"
+    result="$(cat "$out")"
+    wait_for 10 "alice's session ended" ws_session_gone "$ej_bosh" "$jid_a" \
+        || ws_fail "$jid_a is still listed by ejabberd 10 s after its close"
+    wait_for 10 "the stream closed" ws_closed_cleanly "$mgmt" \
+        || ws_fail "the ECM does not count one stream closed cleanly: $(grep websocket_ "$WORK/ws-scrape.txt")"
+    echo "  WebSocket <-> BOSH chat across the nodes, each message once: $result ($((SECONDS - t0)) s);"
+    echo "  then alice's session ended in ejabberd, and the ECM counts the stream closed: $(grep -E '^megaphone_edge_websocket_closes_total\{' \
+        "$WORK/ws-scrape.txt" | awk '$NF > 0' | grep -o 'reason="[a-z_]*"')"
+}
+
+held_or_exited() { [ -s "$1" ] || ! kill -0 "$2" 2>/dev/null; } # held_or_exited FILE PID
+
+ws_session_gone() { # ws_session_gone EJABBERD_CONTAINER JID
+    local sessions
+    sessions="$(podman exec "$1" ejabberdctl connected_users_info)" || return 1
+    ! awk -F '\t' -v j="$2" '$1 == j { found = 1 } END { exit !found }' <<< "$sessions"
+}
+
+# ws_closed_cleanly MGMT_PORT: no stream open, and one closed, by the client or by ejabberd (a <close/> from the client is
+# answered by ejabberd's, which ends the stream too: either side may be first), none for another reason
+ws_closed_cleanly() {
+    curl -s "http://127.0.0.1:$1/actuator/prometheus" > "$WORK/ws-scrape.txt"
+    [ "$(metric "$WORK/ws-scrape.txt" megaphone_edge_websocket_open_streams)" = 0.0 ] \
+        && [ "$(grep -E '^megaphone_edge_websocket_closes_total\{' "$WORK/ws-scrape.txt" \
+                | awk '/reason="(client|server)"/ { clean += $NF; next } { other += $NF } END { print clean + 0, other + 0 }')" = "1 0" ]
 }
 
 # nodes_linked ECM_CONTAINER [SINCE] -> how many distinct ejabberd nodes (by the Erlang node name each handshake

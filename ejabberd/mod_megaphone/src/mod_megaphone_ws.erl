@@ -18,6 +18,10 @@
 %%% is too big", a policy-violation stream error), then parsed as one
 %%% RFC 7395 message (<open/> and <close/> become stream start and end, as
 %%% ejabberd_http_ws does) and queued until the c2s asks ({active, once}).
+%%% Where the c2s listener has them (ejabberd 26.07), max_stanza_elements
+%%% and, until the c2s sends a SASL <success/>, pre_auth_max_stanza_size
+%%% and pre_auth_max_stanza_elements apply too, as ejabberd's parser
+%%% applies them to its TCP clients (its own WebSocket does not).
 %%% The credit of what the c2s took goes back in a WINDOW, after the
 %%% pause of the c2s's shaper (ejabberd_shaper:update/2).
 %%%
@@ -50,7 +54,7 @@
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2,
          terminate/2]).
 %% for tests
--export([to_c2s/2, from_c2s/1]).
+-export([to_c2s/2, from_c2s/1, stanza_limits/1]).
 
 -include("logger.hrl").
 
@@ -60,6 +64,8 @@
 -define(GC_DELAY, 2000).
 
 -type sock() :: {megaphone_ws, pid(), {inet:ip_address(), inet:port_number()}}.
+%% a stanza's limits: bytes, elements (the stanza's own included)
+-type limits() :: {pos_integer() | infinity, pos_integer() | infinity}.
 
 -record(state, {link :: pid(),
                 socket :: mod_megaphone_transport:socket(),
@@ -67,7 +73,10 @@
                 sock :: sock(),
                 c2s :: pid() | undefined,
                 c2s_mon :: reference() | undefined,
-                max_stanza = infinity :: pos_integer() | infinity,
+                %% in: the stanza limits that apply now, and those that
+                %% apply after authentication (until then: undefined)
+                limits = {infinity, infinity} :: limits(),
+                post_auth_limits :: limits() | undefined,
                 max_frame :: pos_integer(),
                 %% out: credit the ECM granted (DATA bytes we may send),
                 %% its initial value, and the calls waiting for credit
@@ -163,9 +172,9 @@ handle_continue(start_c2s, #state{sock = Sock, socket = Socket, stream = Stream,
                     mod_megaphone_stats:incr(streams_opened_total),
                     mod_megaphone_stats:add(streams_active, 1),
                     ejabberd_c2s:accept(C2S),
+                    {PreAuth, PostAuth} = stanza_limits(Limits),
                     {noreply, State#state{c2s = C2S, c2s_mon = monitor(process, C2S),
-                                          max_stanza = proplists:get_value(
-                                                         max_stanza_size, Limits, infinity)}};
+                                          limits = PreAuth, post_auth_limits = PostAuth}};
                 {error, _} ->
                     exit(C2S, kill),
                     mod_megaphone_stats:incr(streams_failed_total),
@@ -181,7 +190,11 @@ handle_continue(start_c2s, #state{sock = Sock, socket = Socket, stream = Stream,
             {stop, normal, State}
     end.
 
-handle_call({send_xml, Packet}, From, State) ->
+handle_call({send_xml, Packet}, From, State0) ->
+    State = case is_auth_success(Packet) of
+                true -> authenticated(State0);
+                false -> State0
+            end,
     case from_c2s(Packet) of
         skip ->
             {reply, ok, State};
@@ -221,7 +234,7 @@ handle_info({megaphone_data, Data}, #state{in_credit = Credit} = State)
 handle_info({megaphone_data, <<>>}, State) ->
     {noreply, State};
 handle_info({megaphone_data, Data}, #state{in_credit = Credit, input = Input} = State) ->
-    Items = to_c2s(Data, State#state.max_stanza),
+    Items = to_c2s(Data, State#state.limits),
     State1 = State#state{in_credit = Credit - byte_size(Data),
                          input = Input ++ [{byte_size(Data), Items}]},
     case State1#state.active of
@@ -355,12 +368,43 @@ from_c2s({xmlstreamcdata, Bin}) ->
 %%%===================================================================
 %%% In: ECM -> c2s
 %%%===================================================================
+%% The c2s's stanza limits (ejabberd_c2s_config:get_c2s_limits/0, the first
+%% c2s listener's) before authentication and after it. The pre_auth_ and
+%% _elements options exist from ejabberd 26.07 on; without them the
+%% limits are max_stanza_size's, the same before and after.
+-spec stanza_limits([{atom(), term()}]) -> {limits(), limits()}.
+stanza_limits(Opts) ->
+    Size = proplists:get_value(max_stanza_size, Opts, infinity),
+    Elements = proplists:get_value(max_stanza_elements, Opts, infinity),
+    {{proplists:get_value(pre_auth_max_stanza_size, Opts, Size),
+      proplists:get_value(pre_auth_max_stanza_elements, Opts, Elements)},
+     {Size, Elements}}.
+
+%% What xmpp_stream_in sends when SASL (RFC 6120, or XEP-0388's SASL2)
+%% authenticated the client; it raises its parser's limits then.
+is_auth_success({xmlstreamelement, {xmlel, <<"success">>, Attrs, _}}) ->
+    case lists:keyfind(<<"xmlns">>, 1, Attrs) of
+        {_, <<"urn:ietf:params:xml:ns:xmpp-sasl">>} -> true;
+        {_, <<"urn:xmpp:sasl:2">>} -> true;
+        _ -> false
+    end;
+is_auth_success(_) ->
+    false.
+
+authenticated(#state{post_auth_limits = undefined} = State) ->
+    State;
+authenticated(#state{post_auth_limits = Limits} = State) ->
+    State#state{limits = Limits, post_auth_limits = undefined}.
+
 %% One WebSocket message as the c2s's events (xmpp_socket:parse/2 takes
-%% them as a list): size-checked, then parsed as one element.
--spec to_c2s(binary(), pos_integer() | infinity) -> list().
-to_c2s(Data, Max) when is_integer(Max), byte_size(Data) > Max ->
+%% them as a list): size-checked, parsed as one element, its elements
+%% counted. Over a limit it is "XML stanza is too big", the one error
+%% text xmpp_stream_in makes a policy-violation (fast_xml's for both
+%% limits; a stanza of as many elements as the limit is over it there).
+-spec to_c2s(binary(), limits()) -> list().
+to_c2s(Data, {Max, _}) when is_integer(Max), byte_size(Data) > Max ->
     [{xmlstreamerror, ?TOO_BIG}];
-to_c2s(Data, _Max) ->
+to_c2s(Data, {_, MaxElements}) ->
     case fxml_stream:parse_element(Data) of
         {xmlel, <<"open">>, Attrs, _} ->
             [{xmlstreamstart, <<"stream:stream">>,
@@ -369,6 +413,11 @@ to_c2s(Data, _Max) ->
                lists:keydelete(<<"xmlns">>, 1, lists:keydelete(<<"xmlns:stream">>, 1, Attrs))]}];
         {xmlel, <<"close">>, _, _} ->
             [{xmlstreamend, <<"stream:stream">>}];
+        {xmlel, _, _, _} = El when is_integer(MaxElements) ->
+            case elements(El, 0) >= MaxElements of
+                true -> [{xmlstreamerror, ?TOO_BIG}];
+                false -> [El]
+            end;
         {xmlel, _, _, _} = El ->
             [El];
         {error, {_, Txt}} when is_binary(Txt) ->
@@ -376,6 +425,11 @@ to_c2s(Data, _Max) ->
         {error, _} ->
             [{xmlstreamerror, {0, <<"XML not well-formed">>}}]
     end.
+
+elements({xmlel, _, _, Children}, N) ->
+    lists:foldl(fun elements/2, N + 1, Children);
+elements(_, N) ->
+    N.
 
 %% Everything queued goes to the c2s in one message (as ejabberd_http_ws
 %% does); its credit goes back to the ECM after the shaper's pause.

@@ -16,6 +16,7 @@
 -define(SECRET, <<"eunit-secret-eunit-secret-eunit-secret">>).
 -define(LISTEN, {?MODULE, listen}).
 -define(REPORTER, mod_megaphone_ws_tests_reporter).
+-define(LIMITS, mod_megaphone_ws_tests_limits).
 -define(OPEN, <<"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>">>).
 
 ws_test_() ->
@@ -26,6 +27,8 @@ ws_test_() ->
       fun a_stream_opens_a_websocket_session_at_the_asserted_address/0,
       fun data_reaches_the_c2s_parsed_when_it_asks_and_the_credit_comes_back/0,
       fun a_message_over_max_stanza_size_is_a_too_big_error/0,
+      fun pre_auth_limits_apply_until_the_c2s_sends_a_sasl_success/0,
+      fun without_pre_auth_options_the_limits_are_max_stanza_size_before_and_after/0,
       fun the_c2s_output_is_framed_as_rfc7395_and_waits_for_credit/0,
       fun data_over_the_credit_closes_the_stream_1008_not_the_link/0,
       fun the_c2s_close_sends_close_then_stream_close_1000/0,
@@ -115,6 +118,51 @@ a_message_over_max_stanza_size_is_a_too_big_error() ->
     run(C2S, fun() -> Mod:setopts(Sock, [{active, once}]) end),
     send(C, data(7, <<"<message><body>">>)),
     ?assertMatch({tcp, Sock, [{xmlstreamerror, {_, _}}]}, for_c2s()).
+
+pre_auth_limits_apply_until_the_c2s_sends_a_sasl_success() ->
+    %% Ensures that with ejabberd 26.07's options (pre-auth 100 bytes and
+    %% 3 elements, then 200 bytes and 5) a message over the pre-auth limits
+    %% is "too big" until the c2s sends a SASL <success/>, and within the
+    %% post-auth ones after it; and that 5 elements are over a limit of 5.
+    persistent_term:put(?LIMITS, [{max_stanza_size, 200}, {max_stanza_elements, 5},
+                                  {pre_auth_max_stanza_size, 100},
+                                  {pre_auth_max_stanza_elements, 3}, {shaper, none}]),
+    C = opened(7),
+    {C2S, Mod, Sock} = c2s_started(),
+    Long = <<"<message><body>", (binary:copy(<<"x">>, 120))/binary, "</body></message>">>,
+    Three = <<"<message><body>a</body><thread>t</thread></message>">>,
+    Five = <<"<message><body>a</body><thread>t</thread><x/><y/></message>">>,
+    TooBig = [{xmlstreamerror, <<"XML stanza is too big">>}],
+    ?assertEqual(TooBig, deliver(C, C2S, Mod, Sock, Long)),
+    ?assertEqual(TooBig, deliver(C, C2S, Mod, Sock, Three)),
+    ?assertMatch([{xmlel, <<"message">>, _, _}],
+                 deliver(C, C2S, Mod, Sock, <<"<message><body>a</body></message>">>)),
+    %% a <success/> of another namespace changes nothing
+    ok = run(C2S, fun() -> Mod:send_xml(Sock, {xmlstreamelement,
+                                               {xmlel, <<"success">>, [{<<"xmlns">>, <<"urn:x">>}], []}}) end),
+    {ok, #{type := data}} = recv(C),
+    ?assertEqual(TooBig, deliver(C, C2S, Mod, Sock, Three)),
+    ok = run(C2S, fun() -> Mod:send_xml(Sock, {xmlstreamelement,
+                                               {xmlel, <<"success">>,
+                                                [{<<"xmlns">>, <<"urn:ietf:params:xml:ns:xmpp-sasl">>}],
+                                                []}}) end),
+    {ok, #{type := data}} = recv(C),
+    ?assertMatch([{xmlel, <<"message">>, _, _}], deliver(C, C2S, Mod, Sock, Long)),
+    ?assertMatch([{xmlel, <<"message">>, _, _}], deliver(C, C2S, Mod, Sock, Three)),
+    ?assertEqual(TooBig, deliver(C, C2S, Mod, Sock, Five)).
+
+without_pre_auth_options_the_limits_are_max_stanza_size_before_and_after() ->
+    %% Ensures ejabberd 23.01's and 24.12's options (max_stanza_size only)
+    %% give the same limits before and after authentication, and 26.07's
+    %% give the pre-auth ones first.
+    ?assertEqual({{262144, infinity}, {262144, infinity}},
+                 mod_megaphone_ws:stanza_limits([{max_stanza_size, 262144}, {shaper, none}])),
+    ?assertEqual({{infinity, infinity}, {infinity, infinity}}, mod_megaphone_ws:stanza_limits([])),
+    ?assertEqual({{8192, 32}, {262144, infinity}},
+                 mod_megaphone_ws:stanza_limits([{max_stanza_size, 262144},
+                                                 {max_stanza_elements, infinity},
+                                                 {pre_auth_max_stanza_size, 8192},
+                                                 {pre_auth_max_stanza_elements, 32}])).
 
 the_c2s_output_is_framed_as_rfc7395_and_waits_for_credit() ->
     %% Ensures the stream header goes out as <open xmlns=framing/>, an
@@ -357,13 +405,15 @@ cleanup({Registry, L}) ->
     mod_megaphone_test_util:kill([Registry]),
     mod_megaphone_stats:delete(),
     _ = persistent_term:erase({mod_megaphone, config}),
-    catch unregister(?REPORTER),
+    _ = persistent_term:erase(?LIMITS),
+    try unregister(?REPORTER) catch error:badarg -> ok end, % OTP 29 deprecates 'catch Expr'
     [begin code:purge(M), code:delete(M), code:purge(M) end
      || M <- [ejabberd_c2s, ejabberd_c2s_config]].
 
 %% ejabberd_c2s: start/3 spawns a process that reports itself, forwards
 %% every message it gets, and runs {run, Fun, From}; accept/1 is a no-op.
-%% ejabberd_c2s_config: max_stanza_size 200.
+%% ejabberd_c2s_config: max_stanza_size 200, or the options a test put in
+%% ?LIMITS.
 load_doubles() ->
     R = atom_to_list(?REPORTER),
     mod_megaphone_test_util:load_double(
@@ -378,13 +428,14 @@ load_doubles() ->
        "loop() ->"
        "    receive"
        "        {run, F, From} -> From ! {self(), F()}, loop();"
-       "        Msg -> catch " ++ R ++ " ! {c2s_got, Msg}, loop()"
+       "        Msg -> (try " ++ R ++ " ! {c2s_got, Msg} catch error:badarg -> ok end), loop()"
        "    end."]),
     mod_megaphone_test_util:load_double(
       ejabberd_c2s_config,
       ["-module(ejabberd_c2s_config).",
        "-export([get_c2s_limits/0]).",
-       "get_c2s_limits() -> [{max_stanza_size, 200}, {shaper, none}]."]).
+       "get_c2s_limits() -> persistent_term:get(" ++ atom_to_list(?LIMITS) ++ ","
+       "    [{max_stanza_size, 200}, {shaper, none}])."]).
 
 %%%===================================================================
 %%% A minimal v2 ECM
@@ -453,6 +504,15 @@ for_c2s() ->
 
 nothing_for_c2s(Ms) ->
     receive {c2s_got, Msg} -> error({unexpected, Msg}) after Ms -> ok end.
+
+%% Sends Bin as DATA once the c2s asked for input; what the c2s got (and
+%% the credit back).
+deliver(C, C2S, Mod, Sock, Bin) ->
+    run(C2S, fun() -> Mod:setopts(Sock, [{active, once}]) end),
+    send(C, data(7, Bin)),
+    {tcp, Sock, Items} = for_c2s(),
+    {ok, #{type := window}} = recv(C),
+    Items.
 
 %% Runs F in the c2s double (the sockmod's calls come from the c2s).
 run(C2S, F) ->
