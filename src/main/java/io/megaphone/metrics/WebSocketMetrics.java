@@ -36,7 +36,10 @@ public final class WebSocketMetrics {
         }
         received = bytes(registry, MegaphoneMeters.EDGE_WS_RECEIVED_BYTES);
         sent = bytes(registry, MegaphoneMeters.EDGE_WS_SENT_BYTES);
+        // strongReference: nothing else holds the supplier, and a gauge's object is weakly held by default (NaN
+        // after the next GC)
         Gauge.builder(MegaphoneMeters.EDGE_WS_OPEN.meterName(), openStreams, s -> s.getAsInt())
+                .strongReference(true)
                 .description(MegaphoneMeters.EDGE_WS_OPEN.description())
                 .baseUnit(MegaphoneMeters.EDGE_WS_OPEN.baseUnit()).register(registry);
     }
