@@ -20,6 +20,7 @@
 #                    -XX:+UseCompactObjectHeaders --enable-native-access=ALL-UNNAMED on Java 24+)
 #   TARGETS POINTS   see above; POINTS increase (default "0 2000 5000 10000")
 #   RATE             new connections per second while ramping (default 500)
+#   HEADERS          the clients' upgrade request headers: browser (default: Chromium's, no cookie) or minimal
 #   WARMUP           connections opened, made ready, then closed before the first point (default 1000)
 #   SOURCE           the ECM to measure: head (default: `git archive HEAD`, so the numbers belong to a commit), a git
 #                    revision, or worktree. The benchmark classes always come from this checkout.
@@ -46,6 +47,7 @@ TARGETS=${TARGETS:-ecm reactor-netty webflux}
 POINTS=${POINTS:-0 2000 5000 10000}
 RATE=${RATE:-500}
 WARMUP=${WARMUP:-1000}
+HEADERS=${HEADERS:-browser}
 PORT_BASE=${PORT_BASE:-15480}
 HTTP_PORT=$PORT_BASE MGMT_PORT=$((PORT_BASE + 1)) UPSTREAM_PORT=$((PORT_BASE + 2))
 WS_PATH=/xmpp-websocket
@@ -69,7 +71,7 @@ build_scratch
 {
     machine_info
     echo "servers' JVM: $SERVER_JVM_OPTS"
-    echo "targets: $TARGETS; points: $POINTS; rate: $RATE/s; warm-up: $WARMUP"
+    echo "targets: $TARGETS; points: $POINTS; rate: $RATE/s; warm-up: $WARMUP; headers: $HEADERS"
 } >"$OUT/machine.txt"
 tee -a "$OUT/run.log" <"$OUT/machine.txt"
 
@@ -82,7 +84,7 @@ CLIENT_PIDS=()
 start_client() { # target count -> one client process, waits until its connections are ready
     local target=$1 count=$2 logf="$OUT/$1-client-$CLIENTS.log" pid
     "$JAVA" -Xmx128m -XX:+UseSerialGC -cp "$TOOL_CP" io.megaphone.bench.IdleWebSocketClient 127.0.0.1 "$HTTP_PORT" \
-        "$WS_PATH" "$count" "$RATE" 36000 "127.0.$((CLIENTS + 1))." >"$logf" 2>&1 &
+        "$WS_PATH" "$count" "$RATE" 36000 "127.0.$((CLIENTS + 1))." "$HEADERS" >"$logf" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     CLIENT_PIDS+=("$pid")

@@ -22,9 +22,10 @@ import java.util.concurrent.ThreadLocalRandom;
  * Plain java.nio, one thread, no WebSocket library, so the client costs little and the server's side is what is
  * measured.
  *
- * <p>Usage: {@code IdleWebSocketClient host port path count ratePerSecond holdSeconds [sourcePrefix]}: the
+ * <p>Usage: {@code IdleWebSocketClient host port path count ratePerSecond holdSeconds [sourcePrefix] [headers]}: the
  * client binds its sockets to {@code sourcePrefix + 1}, {@code + 2}, ... with at most 10,000 connections per
- * source address. Prints "ready N in S s" once every connection has its two answers (or "NOT READY" and how many
+ * source address; {@code headers} is {@code browser} (default: the upgrade request headers Chromium sends, no
+ * cookie) or {@code minimal} (the 7 a WebSocket handshake needs). Prints "ready N in S s" once every connection has its two answers (or "NOT READY" and how many
  * are, after 120 s), then every 5 s how many are open, ready and closed by the server. Exits after
  * {@code holdSeconds}, or on SIGTERM, closing every connection.
  */
@@ -36,7 +37,10 @@ public final class IdleWebSocketClient {
     private int closedByServer;
     private int refused;
 
-    private IdleWebSocketClient() {
+    private final boolean browser;
+
+    private IdleWebSocketClient(boolean browser) {
+        this.browser = browser;
     }
 
     /** One connection's handshake: bytes read so far (until it is ready), the text messages received. */
@@ -50,7 +54,7 @@ public final class IdleWebSocketClient {
     public static void main(String[] args) throws Exception {
         if (args.length < 6) {
             System.err.println("usage: IdleWebSocketClient host port path count ratePerSecond holdSeconds"
-                    + " [sourcePrefix]");
+                    + " [sourcePrefix] [browser|minimal]");
             System.exit(2);
         }
         String host = args[0];
@@ -60,7 +64,8 @@ public final class IdleWebSocketClient {
         int rate = Integer.parseInt(args[4]);
         long holdSeconds = Long.parseLong(args[5]);
         String sourcePrefix = args.length > 6 && !args[6].isEmpty() && !args[6].equals("-") ? args[6] : null;
-        new IdleWebSocketClient().run(new InetSocketAddress(host, port), host + ":" + port, path, count, rate,
+        boolean browser = args.length <= 7 || !args[7].equals("minimal");
+        new IdleWebSocketClient(browser).run(new InetSocketAddress(host, port), host + ":" + port, path, count, rate,
                 holdSeconds, sourcePrefix);
     }
 
@@ -82,7 +87,7 @@ public final class IdleWebSocketClient {
                 ch.bind(new InetSocketAddress(sourcePrefix + (1 + i / PER_SOURCE), 0));
             }
             ch.connect(target);
-            ch.write(ByteBuffer.wrap(upgrade(hostHeader, path)));
+            ch.write(ByteBuffer.wrap(upgrade(hostHeader, path, browser)));
             ch.configureBlocking(false);
             ch.register(selector, SelectionKey.OP_READ, new Conn());
             open.add(ch);
@@ -227,15 +232,34 @@ public final class IdleWebSocketClient {
         return -1;
     }
 
-    static byte[] upgrade(String host, String path) {
+    static byte[] upgrade(String host, String path, boolean browser) {
         byte[] key = new byte[16];
         ThreadLocalRandom.current().nextBytes(key);
-        return ("GET " + path + " HTTP/1.1\r\n"
+        String keyHeader = "Sec-WebSocket-Key: " + Base64.getEncoder().encodeToString(key) + "\r\n";
+        if (!browser) {
+            return ("GET " + path + " HTTP/1.1\r\n"
+                    + "Host: " + host + "\r\n"
+                    + "Upgrade: websocket\r\n"
+                    + "Connection: Upgrade\r\n"
+                    + keyHeader
+                    + "Sec-WebSocket-Version: 13\r\n"
+                    + "Sec-WebSocket-Protocol: xmpp\r\n"
+                    + "\r\n").getBytes(StandardCharsets.US_ASCII);
+        }
+        return ("GET " + path + " HTTP/1.1\r\n" // Chromium's, in its order
                 + "Host: " + host + "\r\n"
-                + "Upgrade: websocket\r\n"
                 + "Connection: Upgrade\r\n"
-                + "Sec-WebSocket-Key: " + Base64.getEncoder().encodeToString(key) + "\r\n"
+                + "Pragma: no-cache\r\n"
+                + "Cache-Control: no-cache\r\n"
+                + "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
+                + " Chrome/131.0.0.0 Safari/537.36\r\n"
+                + "Upgrade: websocket\r\n"
+                + "Origin: http://" + host + "\r\n"
                 + "Sec-WebSocket-Version: 13\r\n"
+                + "Accept-Encoding: gzip, deflate, br, zstd\r\n"
+                + "Accept-Language: en-US,en;q=0.9\r\n"
+                + keyHeader
+                + "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
                 + "Sec-WebSocket-Protocol: xmpp\r\n"
                 + "\r\n").getBytes(StandardCharsets.US_ASCII);
     }
