@@ -15,11 +15,16 @@ import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.LongSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.springframework.http.HttpCookie;
 import org.springframework.http.HttpHeaders;
 import org.springframework.http.HttpMethod;
 import org.springframework.http.HttpStatus;
+import org.springframework.http.server.reactive.ServerHttpRequest;
 import org.springframework.http.server.reactive.ServerHttpRequestDecorator;
 import org.springframework.http.server.reactive.ServerHttpResponse;
+import org.springframework.util.CollectionUtils;
+import org.springframework.util.LinkedMultiValueMap;
+import org.springframework.util.MultiValueMap;
 import org.springframework.web.reactive.socket.CloseStatus;
 import org.springframework.web.reactive.socket.WebSocketHandler;
 import org.springframework.web.reactive.socket.WebSocketSession;
@@ -43,6 +48,9 @@ final class XmppWebSocketService implements WebSocketService {
     private static final Logger log = LoggerFactory.getLogger(XmppWebSocketService.class);
     static final String SUBPROTOCOL = "xmpp";
     private static final List<String> SUBPROTOCOLS = List.of(SUBPROTOCOL);
+    /** What {@link HandshakeWebSocketService} reads of the request's headers. */
+    static final List<String> HANDSHAKE_HEADERS = List.of(HttpHeaders.UPGRADE, HttpHeaders.CONNECTION,
+            "Sec-WebSocket-Key", "Sec-WebSocket-Protocol");
 
     private final HandshakeWebSocketService handshake;
     private final LinkPool pool;
@@ -112,7 +120,45 @@ final class XmppWebSocketService implements WebSocketService {
 
     private Mono<Void> upgrade(ServerWebExchange exchange, LinkStream stream) {
         Upgrade xmpp = new Upgrade(stream);
-        return handshake.handleRequest(exchange, xmpp).doFinally(signal -> xmpp.closeIfNotRun());
+        return handshake.handleRequest(forHandshake(exchange), xmpp).doFinally(signal -> xmpp.closeIfNotRun());
+    }
+
+    /**
+     * The exchange as WebFlux's handshake sees it: its request has only the headers the handshake reads, and no
+     * cookies. WebFlux keeps a copy of both in the session's {@code HandshakeInfo} for the WebSocket's whole life,
+     * and nothing reads them there; a browser's other headers and cookies would cost every open WebSocket their size.
+     */
+    static ServerWebExchange forHandshake(ServerWebExchange exchange) {
+        return exchange.mutate().request(new HandshakeRequest(exchange.getRequest())).build();
+    }
+
+    /** A request with only the {@link #HANDSHAKE_HEADERS} and no cookies. */
+    private static final class HandshakeRequest extends ServerHttpRequestDecorator {
+        private static final MultiValueMap<String, HttpCookie> NO_COOKIES =
+                CollectionUtils.unmodifiableMultiValueMap(new LinkedMultiValueMap<>());
+        private final HttpHeaders headers;
+
+        HandshakeRequest(ServerHttpRequest request) {
+            super(request);
+            HttpHeaders read = new HttpHeaders();
+            for (String name : HANDSHAKE_HEADERS) {
+                List<String> values = request.getHeaders().get(name);
+                if (values != null) {
+                    read.addAll(name, values);
+                }
+            }
+            this.headers = HttpHeaders.readOnlyHttpHeaders(read);
+        }
+
+        @Override
+        public HttpHeaders getHeaders() {
+            return headers;
+        }
+
+        @Override
+        public MultiValueMap<String, HttpCookie> getCookies() {
+            return NO_COOKIES;
+        }
     }
 
     /** The handler WebFlux runs once it has upgraded: the stream's {@link XmppWebSocketSession}. */
