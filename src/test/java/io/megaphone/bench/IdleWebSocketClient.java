@@ -25,7 +25,7 @@ import java.util.concurrent.ThreadLocalRandom;
  * <p>Usage: {@code IdleWebSocketClient host port path count ratePerSecond holdSeconds [sourcePrefix] [headers]}:
  * the client binds its sockets to {@code sourcePrefix + 1}, {@code + 2}, ... with at most 10,000 connections per
  * source address; {@code headers} is {@code browser} (default: the upgrade request headers Chromium sends, no
- * cookie) or {@code minimal} (the 7 a WebSocket handshake needs). Prints "ready N in S s" once every connection
+ * cookie) or {@code minimal} (the 6 a WebSocket handshake needs). Prints "ready N in S s" once every connection
  * has its two answers (or "NOT READY" and how many are, after 120 s), then every 5 s how many are open, ready and
  * closed by the server. Exits after
  * {@code holdSeconds}, or on SIGTERM, closing every connection.
