@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # Every benchmark of docs/benchmarks.md on the current commit, one after the other (never two at once: the machine
 # has 2 cores), each with the command and parameters the document gives, each into bench/results/<commit>-<name>/.
-# About 70 minutes here. Run it on an otherwise idle machine; the figures of a run belong together.
+# About 77 minutes here. Run it on an otherwise idle machine; the figures of a run belong together.
 #
 #   bench/all.sh                  # everything
-#   bench/all.sh held forwarding  # some: held held25 forwarding cpu ejabberd-memory pipeline open-files-100k
+#   bench/all.sh held forwarding  # some: held held25 websocket-heap forwarding cpu ejabberd-memory pipeline
+#                                 #       open-files-100k
 #
-# env: JAVA25_HOME (/usr/lib/jvm/temurin-25-jdk-amd64; "held25" is skipped without it), N (100000, open-files)
+# env: JAVA25_HOME (/usr/lib/jvm/temurin-25-jdk-amd64; "held25" and "websocket-heap" are skipped without it), N (100000, open-files)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # everything the benchmarks below need, before the first starts (each one checks again)
@@ -19,7 +20,7 @@ RESULTS=$REPO/bench/results
 JAVA25_HOME=${JAVA25_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
 N=${N:-100000}
 WHICH=("$@")
-[[ ${#WHICH[@]} -gt 0 ]] || WHICH=(held held25 forwarding cpu ejabberd-memory pipeline open-files-100k)
+[[ ${#WHICH[@]} -gt 0 ]] || WHICH=(held held25 websocket-heap forwarding cpu ejabberd-memory pipeline open-files-100k)
 [[ -z "$(git -C "$REPO" status --porcelain -- src/main ejabberd pom.xml)" ]] \
     || echo "note: uncommitted changes in src/main, ejabberd or pom.xml: the ECM measured is HEAD ($COMMIT), without them" >&2
 
@@ -38,6 +39,11 @@ for w in "${WHICH[@]}"; do
                 run held25 env JAVA_HOME="$JAVA25_HOME" ECM_EXTRA_OPTS=-XX:+UseCompactObjectHeaders \
                     OUT="$RESULTS/$COMMIT-java25-coh-serial" "$REPO/bench/held-requests.sh"
             else echo "held25: no Java 25 at $JAVA25_HOME, skipped" >&2; fi ;;
+        websocket-heap)
+            if [[ -x "$JAVA25_HOME/bin/java" ]]; then
+                run websocket-heap env JAVA_HOME="$JAVA25_HOME" OUT="$RESULTS/$COMMIT-websocket-heap" \
+                    "$REPO/bench/websocket-heap.sh"
+            else echo "websocket-heap: no Java 25 at $JAVA25_HOME, skipped" >&2; fi ;;
         forwarding) run forwarding env ROUNDS=3 OUT="$RESULTS/$COMMIT-forwarding" "$REPO/bench/forwarding.sh" ;;
         cpu) run cpu env OUT="$RESULTS/$COMMIT-cpu-per-request" "$REPO/bench/cpu-per-request.sh" ;;
         ejabberd-memory) run ejabberd-memory env OUT="$RESULTS/$COMMIT-ejabberd-memory" "$REPO/bench/ejabberd-memory.sh" ;;

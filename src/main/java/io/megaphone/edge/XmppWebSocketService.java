@@ -6,16 +6,25 @@ import io.megaphone.link.LinkPool;
 import io.megaphone.link.LinkStream;
 import io.megaphone.link.UpstreamUnavailableException;
 import io.megaphone.metrics.WebSocketMetrics;
+import io.netty.channel.EventLoop;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.function.LongSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.springframework.http.HttpCookie;
 import org.springframework.http.HttpHeaders;
 import org.springframework.http.HttpMethod;
 import org.springframework.http.HttpStatus;
+import org.springframework.http.server.reactive.ServerHttpRequest;
+import org.springframework.http.server.reactive.ServerHttpRequestDecorator;
 import org.springframework.http.server.reactive.ServerHttpResponse;
+import org.springframework.util.CollectionUtils;
+import org.springframework.util.LinkedMultiValueMap;
+import org.springframework.util.MultiValueMap;
 import org.springframework.web.reactive.socket.CloseStatus;
 import org.springframework.web.reactive.socket.WebSocketHandler;
 import org.springframework.web.reactive.socket.WebSocketSession;
@@ -23,6 +32,8 @@ import org.springframework.web.reactive.socket.server.WebSocketService;
 import org.springframework.web.reactive.socket.server.support.HandshakeWebSocketService;
 import org.springframework.web.server.ServerWebExchange;
 import reactor.core.publisher.Mono;
+import reactor.core.scheduler.Scheduler;
+import reactor.core.scheduler.Schedulers;
 
 /**
  * The handshake of the XMPP-over-WebSocket endpoint (RFC 7395), in front of WebFlux's own
@@ -36,6 +47,10 @@ final class XmppWebSocketService implements WebSocketService {
 
     private static final Logger log = LoggerFactory.getLogger(XmppWebSocketService.class);
     static final String SUBPROTOCOL = "xmpp";
+    private static final List<String> SUBPROTOCOLS = List.of(SUBPROTOCOL);
+    /** What {@link HandshakeWebSocketService} reads of the request's headers. */
+    static final List<String> HANDSHAKE_HEADERS = List.of(HttpHeaders.UPGRADE, HttpHeaders.CONNECTION,
+            "Sec-WebSocket-Key", "Sec-WebSocket-Protocol");
 
     private final HandshakeWebSocketService handshake;
     private final LinkPool pool;
@@ -46,6 +61,8 @@ final class XmppWebSocketService implements WebSocketService {
     private final boolean anyOrigin;
     private final int retryAfterSeconds;
     private final Set<XmppWebSocketSession> open = ConcurrentHashMap.newKeySet();
+    private final Map<EventLoop, Scheduler> loops = new ConcurrentHashMap<>();
+    private final LongSupplier jitter = this::jitter;
     private volatile boolean draining;
 
     XmppWebSocketService(HandshakeWebSocketService handshake, LinkPool pool, MegaphoneProperties.Edge edge,
@@ -89,40 +106,90 @@ final class XmppWebSocketService implements WebSocketService {
 
     /**
      * The event loop of the exchange's own connection: the upgrade (the 101, the pipeline's switch to WebSocket
-     * frames) runs there, as Reactor Netty expects, not on the link's loop that completed the stream's opening.
+     * frames) runs there, as Reactor Netty expects, not on the link's loop that completed the stream's opening. One
+     * scheduler per event loop, made once (there are a few loops, and one per handshake would stay referenced for
+     * the whole life of its WebSocket).
      */
-    private static reactor.core.scheduler.Scheduler connectionLoop(ServerWebExchange exchange) {
-        Object request = org.springframework.http.server.reactive.ServerHttpRequestDecorator.getNativeRequest(
-                exchange.getRequest());
+    private Scheduler connectionLoop(ServerWebExchange exchange) {
+        Object request = ServerHttpRequestDecorator.getNativeRequest(exchange.getRequest());
         if (request instanceof reactor.netty.Connection connection) {
-            return reactor.core.scheduler.Schedulers.fromExecutor(connection.channel().eventLoop());
+            return loops.computeIfAbsent(connection.channel().eventLoop(), Schedulers::fromExecutorService);
         }
-        return reactor.core.scheduler.Schedulers.immediate();
+        return Schedulers.immediate();
     }
 
     private Mono<Void> upgrade(ServerWebExchange exchange, LinkStream stream) {
-        java.util.concurrent.atomic.AtomicBoolean ran = new java.util.concurrent.atomic.AtomicBoolean();
-        WebSocketHandler xmpp = new WebSocketHandler() {
-            @Override
-            public List<String> getSubProtocols() {
-                return List.of(SUBPROTOCOL);
-            }
+        Upgrade xmpp = new Upgrade(stream);
+        return handshake.handleRequest(forHandshake(exchange), xmpp).doFinally(signal -> xmpp.closeIfNotRun());
+    }
 
-            @Override
-            public Mono<Void> handle(WebSocketSession session) {
-                ran.set(true);
-                metrics.opened("opened");
-                XmppWebSocketSession running = new XmppWebSocketSession(session, stream, config, metrics,
-                        XmppWebSocketService.this::jitter);
-                open.add(running);
-                return running.run().doFinally(signal -> open.remove(running));
+    /**
+     * The exchange as WebFlux's handshake sees it: its request has only the headers the handshake reads, and no
+     * cookies. WebFlux keeps a copy of both in the session's {@code HandshakeInfo} for the WebSocket's whole life,
+     * and nothing reads them there; a browser's other headers and cookies would cost every open WebSocket their size.
+     */
+    static ServerWebExchange forHandshake(ServerWebExchange exchange) {
+        return exchange.mutate().request(new HandshakeRequest(exchange.getRequest())).build();
+    }
+
+    /** A request with only the {@link #HANDSHAKE_HEADERS} and no cookies. */
+    private static final class HandshakeRequest extends ServerHttpRequestDecorator {
+        private static final MultiValueMap<String, HttpCookie> NO_COOKIES =
+                CollectionUtils.unmodifiableMultiValueMap(new LinkedMultiValueMap<>());
+        private final HttpHeaders headers;
+
+        HandshakeRequest(ServerHttpRequest request) {
+            super(request);
+            HttpHeaders read = new HttpHeaders();
+            for (String name : HANDSHAKE_HEADERS) {
+                List<String> values = request.getHeaders().get(name);
+                if (values != null) {
+                    read.addAll(name, values);
+                }
             }
-        };
-        return handshake.handleRequest(exchange, xmpp).doFinally(signal -> {
-            if (!ran.get()) { // the upgrade failed after the stream opened: it must not stay open upstream
+            this.headers = HttpHeaders.readOnlyHttpHeaders(read);
+        }
+
+        @Override
+        public HttpHeaders getHeaders() {
+            return headers;
+        }
+
+        @Override
+        public MultiValueMap<String, HttpCookie> getCookies() {
+            return NO_COOKIES;
+        }
+    }
+
+    /** The handler WebFlux runs once it has upgraded: the stream's {@link XmppWebSocketSession}. */
+    private final class Upgrade implements WebSocketHandler {
+        private final LinkStream stream;
+        private volatile boolean ran;
+
+        Upgrade(LinkStream stream) {
+            this.stream = stream;
+        }
+
+        @Override
+        public List<String> getSubProtocols() {
+            return SUBPROTOCOLS;
+        }
+
+        @Override
+        public Mono<Void> handle(WebSocketSession session) {
+            ran = true;
+            metrics.opened("opened");
+            XmppWebSocketSession running = new XmppWebSocketSession(session, stream, config, metrics, jitter);
+            open.add(running);
+            return running.run().doFinally(signal -> open.remove(running));
+        }
+
+        /** The upgrade failed after the stream opened: it must not stay open upstream. */
+        void closeIfNotRun() {
+            if (!ran) {
                 stream.close(CloseStatus.SERVER_ERROR.getCode(), "WebSocket handshake failed");
             }
-        });
+        }
     }
 
     private long jitter() {

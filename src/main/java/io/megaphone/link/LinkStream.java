@@ -9,6 +9,7 @@ import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.MonoSink;
 import reactor.core.publisher.Sinks;
+import reactor.util.concurrent.Queues;
 
 /**
  * One WebSocket stream on a version-2 link (docs/protocol.md, version 2): opened by {@link LinkPool#openStream},
@@ -31,12 +32,24 @@ public final class LinkStream {
     public record End(int code, String reason) {
     }
 
+    private static final int INBOUND_LINK = 8;
+
     private final LinkMultiplexer link;
     private final InetSocketAddress client;
     /** The credit granted to the server in STREAM_OPEN. */
     private final long window;
-    private final MonoSink<LinkStream> opening;
-    private final Sinks.Many<byte[]> inbound = Sinks.many().unicast().onBackpressureBuffer();
+    /**
+     * Event loop; null once it has fired: a completed sink still references its subscriber, and through it the
+     * whole operator chain of the HTTP exchange that asked for the stream, which would then live as long as the
+     * WebSocket does.
+     */
+    private MonoSink<LinkStream> opening;
+    /**
+     * Unbounded (the credit bounds it), in links of {@link #INBOUND_LINK} messages: the default link holds 256 and
+     * costs about 1 KB per open stream while it sits idle (docs/benchmarks.md, "ECM heap per idle WebSocket").
+     */
+    private final Sinks.Many<byte[]> inbound =
+            Sinks.many().unicast().onBackpressureBuffer(Queues.<byte[]>unbounded(INBOUND_LINK).get());
     private final Sinks.One<End> end = Sinks.one();
     /** Bytes the subscriber took whose credit has not gone back yet (any thread). */
     private final AtomicLong taken = new AtomicLong();
@@ -115,7 +128,9 @@ public final class LinkStream {
         opened = true;
         sendCredit = credit;
         maxMessage = credit;
-        opening.success(this);
+        MonoSink<LinkStream> sink = opening;
+        opening = null;
+        sink.success(this);
         pump();
     }
 
@@ -141,7 +156,9 @@ public final class LinkStream {
         }
         over = true;
         if (!opened) {
-            opening.error(new UpstreamUnavailableException("stream refused: " + how.code() + " " + how.reason()));
+            MonoSink<LinkStream> sink = opening;
+            opening = null;
+            sink.error(new UpstreamUnavailableException("stream refused: " + how.code() + " " + how.reason()));
         }
         inbound.tryEmitComplete();
         end.tryEmitValue(how);

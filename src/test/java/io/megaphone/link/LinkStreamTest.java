@@ -234,4 +234,33 @@ class LinkStreamTest {
         assertThat(pool.readyLinks()).isEqualTo(1);
         fresh.close(1000, "bye");
     }
+
+    @Test
+    void anOpenStreamDoesNotKeepWhatSubscribedToItsOpeningReachable() throws Exception {
+        start(2, 1);
+        // The subscriber stands for the handshake's operator chain, down to the HTTP exchange: it ends with the
+        // handshake, and must not live as long as the stream does.
+        java.util.concurrent.CompletableFuture<LinkStream> opened = new java.util.concurrent.CompletableFuture<>();
+        java.lang.ref.WeakReference<Object> subscriber = subscribeToOpening(opened);
+        LinkStream stream = opened.get(WAIT.toMillis(), TimeUnit.MILLISECONDS);
+        for (int i = 0; i < 20 && subscriber.get() != null; i++) {
+            System.gc();
+            Thread.sleep(10);
+        }
+        assertThat(subscriber.get()).as("the opening's subscriber, after a GC").isNull();
+        assertThat(pool.streams()).isEqualTo(1);
+        stream.close(Frame.StreamClose.NORMAL, "");
+    }
+
+    private java.lang.ref.WeakReference<Object> subscribeToOpening(
+            java.util.concurrent.CompletableFuture<LinkStream> opened) {
+        reactor.core.publisher.BaseSubscriber<LinkStream> subscriber = new reactor.core.publisher.BaseSubscriber<>() {
+            @Override
+            protected void hookOnNext(LinkStream stream) {
+                opened.complete(stream);
+            }
+        };
+        pool.openStream(client, 4096).subscribe(subscriber);
+        return new java.lang.ref.WeakReference<>(subscriber);
+    }
 }
