@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs the README's first command the way a newcomer does and checks it works: a copy of this checkout (its
 # files as they are now, without target/ and run/) under a mode-700 folder, `scripts/demo.sh` on free loopback
-# ports, the chat through the ECM, then `scripts/demo.sh stop`, and nothing of it left running or listening.
+# ports, the chats through the ECM (BOSH, then WebSocket), then `scripts/demo.sh stop`, and nothing of it left
+# running or listening.
 #
 #   bash scripts/demo-test.sh              as root, the copy under a mode-700 folder (as a checkout under /root)
 #   bash scripts/demo-test.sh --sudo-user  the same, then again as a throwaway sudo user (created, then removed:
@@ -74,13 +75,15 @@ print(" ".join(str(x.getsockname()[1]) for x in s))')"
     fi
     grep -q "^Message delivered from alice to bob through http://127.0.0.1:${ports[0]}/http-bind" "$log" \
         || { tail -n 40 "$log"; fail "no chat through the ECM as $as"; }
+    grep -q "^Message delivered from alice to bob and back through ws://127.0.0.1:${ports[0]}/xmpp-websocket" "$log" \
+        || { tail -n 40 "$log"; fail "no WebSocket chat through the ECM as $as"; }
     local ej_dir ecm_pid ecm_user
     ej_dir=$(cat "$CHECKOUT/run/ejabberd.dir")
     case "$ej_dir" in /var/tmp/megaphone-demo-ejabberd.*) ;; *) fail "ejabberd's instance is in $ej_dir" ;; esac
     ecm_pid=$(cat "$CHECKOUT/run/ecm.pid")
     ecm_user=$(ps -o user= -p "$ecm_pid") || fail "the ECM (pid $ecm_pid) does not run"
     [ "$ecm_user" = "$(stat -c %U "$CHECKOUT")" ] || fail "the ECM runs as $ecm_user, the checkout is $(stat -c %U "$CHECKOUT")'s"
-    echo "demo-test: the demo as $as from $CHECKOUT: chat delivered in $((SECONDS - started)) s (ECM as $ecm_user, ejabberd in $ej_dir)"
+    echo "demo-test: the demo as $as from $CHECKOUT: chats delivered in $((SECONDS - started)) s (ECM as $ecm_user, ejabberd in $ej_dir)"
 
     if [ "$as" = root ]; then
         bash "$CHECKOUT/scripts/demo.sh" stop > "$log.stop" 2>&1 || { cat "$log.stop"; fail "demo.sh stop"; }
