@@ -58,11 +58,23 @@ copy_checkout() {
 # checks the chat and what runs, stops it, checks that nothing is left.
 run_demo() {
     local as="$1" ports log="$BASE/demo-$1.log" started
+    # Below the ephemeral range (no outgoing connection takes them meanwhile, on any address) and free on every
+    # address: the ECM binds the wildcard address, which fails while any socket holds its port on any address.
     read -r -a ports <<< "$(python3 -c '
-import socket
-s = [socket.socket() for _ in range(5)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < 5:
+    port = random.randrange(10000, max(low, 20000))
+    s = socket.socket()
+    try:
+        s.bind(("", port))
+        if port not in ports: ports.append(port)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, ports)))')"
     local vars="ECM_PORT=${ports[0]} ECM_MANAGEMENT_PORT=${ports[1]} LINK_PORT=${ports[2]} EJ_C2S_PORT=${ports[3]} EJ_HTTP_PORT=${ports[4]}"
     started=$SECONDS
     if [ "$as" = root ]; then
