@@ -15,8 +15,8 @@ import tools.jackson.databind.JsonNode;
 
 /**
  * Converse.js (npm, its own dist files) in Debian's Chromium, headless ({@code clients/converse-chat.mjs}), through
- * the real ECM into the real ejabberd over XMPP over WebSocket: it chats both ways with the ECM's demo page, and
- * ejabberd lists its session as a WebSocket one. And what Converse.js does when the ECM refuses its handshake (503,
+ * the real ECM into the real ejabberd over XMPP over WebSocket: it chats both ways with another Converse.js on BOSH,
+ * and ejabberd lists their sessions as a WebSocket one and a BOSH one. And what Converse.js does when the ECM refuses its handshake (503,
  * no link takes the stream): it retries the WebSocket and never tries its {@code bosh_service_url}. Fails (never
  * skips) when Chromium or the npm packages are missing.
  */
@@ -42,9 +42,13 @@ class ConverseClientTest extends RealEcmTest {
         }
     }
 
+    /** Converse.js with these {@code websocket_url} and {@code bosh_service_url} (null: not set). */
     private static Map<String, Object> converse(String user, String ws, String bosh) {
         Map<String, Object> spec = new java.util.HashMap<>(Map.of("kind", "converse",
-                "jid", user + "@" + PrivateEjabberd.DOMAIN, "password", SharedEjabberd.PASSWORD, "websocketUrl", ws));
+                "jid", user + "@" + PrivateEjabberd.DOMAIN, "password", SharedEjabberd.PASSWORD));
+        if (ws != null) {
+            spec.put("websocketUrl", ws);
+        }
         if (bosh != null) {
             spec.put("boshUrl", bosh);
         }
@@ -80,7 +84,7 @@ class ConverseClientTest extends RealEcmTest {
     }
 
     @Test
-    void converseJsInChromiumChatsOverWebSocketWithTheDemoPage() throws Exception {
+    void converseJsInChromiumChatsOverWebSocketWithConverseJsOverBosh() throws Exception {
         requireClients();
         awaitLinks(2);
         String alice = SharedEjabberd.newUser("converse-alice");
@@ -93,7 +97,7 @@ class ConverseClientTest extends RealEcmTest {
         try (NodeClients.Running running = NodeClients.start("converse-chat.mjs", NodeClients.json(Map.of(
                 "outDir", NodeClients.screenshotDir().toString(), "prefix", "converse-websocket", "pause", true,
                 "a", converse(alice, "ws://127.0.0.1:" + port + "/xmpp-websocket", null),
-                "b", demoPage(bob, base, "bosh"))))) {
+                "b", converse(bob, null, base + "/http-bind"))))) {
             running.awaitPhase("online", 90);
             sessions = SharedEjabberd.get().ctl("connected_users_info");
             running.proceed();
@@ -108,7 +112,11 @@ class ConverseClientTest extends RealEcmTest {
         assertThat(a.path("handshakes").get(0).path("error").isNull()).as("handshake error").isTrue();
         assertThat(a.path("boshRequests").asInt()).as("BOSH requests of the Converse page").isZero();
         assertThat(sessionOf(sessions, alice)).as("ejabberd's view of Converse's session").contains("\twebsocket\t");
-        assertThat(sessionOf(sessions, bob)).as("ejabberd's view of the demo page's session").contains("\thttp_bind\t");
+        JsonNode b = run.result().path("b");
+        assertThat(b.path("transport").asString()).isEqualTo("bosh");
+        assertThat(b.path("handshakes")).as("WebSockets of Converse on BOSH").isEmpty();
+        assertThat(b.path("boshRequests").asInt()).as("its BOSH requests").isPositive();
+        assertThat(sessionOf(sessions, bob)).as("ejabberd's view of Converse's BOSH session").contains("\thttp_bind\t");
     }
 
     /**
