@@ -2,11 +2,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // A real browser through the Megaphone ECM: Debian's Chromium, headless, driven with playwright-core.
 //
-//   node browser-chat.mjs <ecm-base-url> <jid-a> <password-a> <jid-b> <password-b> <screenshot-dir>
+//   node browser-chat.mjs <ecm-base-url> <jid-a> <password-a> <jid-b> <password-b> <screenshot-dir> [bosh|websocket]
 //
 // Page A: Strophe.js (from node_modules) on a page served by a tiny static server in this script, on another
-//         loopback origin than the ECM, so the browser makes real cross-origin BOSH requests (CORS preflight).
-// Page B: the ECM's own demo page, <ecm-base-url>/demo/index.html (plain JavaScript BOSH, same origin).
+//         loopback origin than the ECM, so the browser makes real cross-origin BOSH requests (CORS preflight), or
+//         with `websocket` opens a cross-origin WebSocket to <ecm-base-url>/xmpp-websocket (the ECM checks Origin).
+// Page B: the ECM's own demo page, <ecm-base-url>/demo/index.html (plain JavaScript, same origin), over the
+//         transport picked in its form: BOSH (the default) or WebSocket.
 // A logs in, B logs in through the demo page's form; A -> B, then B -> A typed into the demo page's form.
 // Screenshots of both pages go to <screenshot-dir>. Prints one JSON object; exits 0 only when both messages
 // were shown on the other side.
@@ -21,12 +23,15 @@ import { chromium } from 'playwright-core';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TIMEOUT_MS = Number(process.env.BROWSER_CHAT_TIMEOUT_MS || 30000);
-const [base, jidA, pwA, jidB, pwB, outDir] = process.argv.slice(2);
-if (!outDir) {
-    console.error('usage: node browser-chat.mjs <ecm-base-url> <jid-a> <password-a> <jid-b> <password-b> <screenshot-dir>');
+const [base, jidA, pwA, jidB, pwB, outDir, transport = 'bosh'] = process.argv.slice(2);
+if (!outDir || !['bosh', 'websocket'].includes(transport)) {
+    console.error('usage: node browser-chat.mjs <ecm-base-url> <jid-a> <password-a> <jid-b> <password-b> <screenshot-dir> [bosh|websocket]');
     process.exit(2);
 }
 const boshUrl = base.replace(/\/$/, '') + '/http-bind';
+const wsUrl = base.replace(/\/$/, '').replace(/^http/, 'ws') + '/xmpp-websocket';
+const chatUrl = transport === 'websocket' ? wsUrl : boshUrl;
+const shotSuffix = transport === 'websocket' ? '-websocket' : '';
 const demoUrl = base.replace(/\/$/, '') + '/demo/index.html';
 const version = (pkg) => JSON.parse(readFileSync(join(HERE, 'node_modules', pkg, 'package.json'), 'utf8')).version;
 const bare = (jid) => jid.split('/')[0];
@@ -91,20 +96,37 @@ try {
         page.on('pageerror', (e) => consoleErrors.push(`${name}: ${e.message}`));
     }
 
+    // Every WebSocket the pages opened, and how it ended.
+    const sockets = [];
+    for (const [name, page] of [['A', pageA], ['B', pageB]]) {
+        page.on('websocket', (ws) => {
+            const s = { page: name, url: ws.url(), framesReceived: 0, error: null };
+            sockets.push(s);
+            ws.on('framereceived', () => { s.framesReceived++; });
+            ws.on('socketerror', (e) => { s.error = String(e); });
+        });
+    }
+
     // Page B: the demo page, logged in through its form.
     await pageB.goto(demoUrl);
     const prefilled = await pageB.inputValue('#url');
     if (prefilled !== boshUrl) throw new Error(`demo page prefilled ${prefilled}, expected ${boshUrl}`);
+    if (transport === 'websocket') {
+        await pageB.check('#transport-websocket');
+        const switched = await pageB.inputValue('#url');
+        if (switched !== wsUrl) throw new Error(`demo page's WebSocket URL is ${switched}, expected ${wsUrl}`);
+    }
     await pageB.fill('#jid', jidB);
     await pageB.fill('#password', pwB);
     await pageB.click('#connect');
     await pageB.waitForSelector('#status.on');
-    step(`demo page (B): ${await pageB.textContent('#status')}`);
+    const statusB = await pageB.textContent('#status');
+    step(`demo page (B): ${statusB}`);
 
     // Page A: Strophe.js in the browser.
     await pageA.goto(pageAUrl);
     await pageA.evaluate((v) => { document.getElementById('version').textContent = v; }, version('strophe.js'));
-    const fullA = await pageA.evaluate(([u, j, p]) => window.chat.login(u, j, p), [boshUrl, jidA, pwA]);
+    const fullA = await pageA.evaluate(([u, j, p]) => window.chat.login(u, j, p), [chatUrl, jidA, pwA]);
     step(`Strophe.js page (A): online as ${fullA}`);
 
     const toB = `Hello ${bare(jidB)}, from Strophe.js in Chromium (${new Date().toISOString().slice(11, 19)})`;
@@ -121,7 +143,8 @@ try {
 
     await pageA.waitForTimeout(300); // let the last stanzas render in the logs
     mkdirSync(outDir, { recursive: true });
-    const shots = { demoPage: join(outDir, 'demo-page.png'), strophePage: join(outDir, 'strophe-page.png') };
+    const shots = { demoPage: join(outDir, `demo-page${shotSuffix}.png`),
+                    strophePage: join(outDir, `strophe-page${shotSuffix}.png`) };
     await pageB.screenshot({ path: shots.demoPage, fullPage: true });
     await pageA.screenshot({ path: shots.strophePage, fullPage: true });
     const chatB = await pageB.$$eval('#chat li', (lis) => lis.map((li) => li.textContent));
@@ -136,13 +159,23 @@ try {
     const problems = [];
     if (shownB !== 1) problems.push(`the demo page shows the message ${shownB} times`);
     if (receivedA !== 1) problems.push(`the Strophe.js page received ${receivedA} messages`);
-    if (bosh.crossOriginAnswers === 0) problems.push('no cross-origin BOSH answer seen from page A');
+    if (transport === 'bosh' && bosh.crossOriginAnswers === 0) problems.push('no cross-origin BOSH answer seen from page A');
+    if (transport === 'websocket') {
+        if (bosh.requests !== 0) problems.push(`${bosh.requests} BOSH requests over WebSocket`);
+        for (const name of ['A', 'B']) {
+            const mine = sockets.filter((s) => s.page === name);
+            if (mine.length !== 1 || mine[0].error || mine[0].framesReceived === 0) {
+                problems.push(`page ${name}'s WebSockets: ${JSON.stringify(mine)}`);
+            }
+        }
+    }
     for (const s of Object.keys(bosh.statuses)) if (s !== '200' && s !== '204') problems.push(`BOSH answered HTTP ${s}`);
     problems.push(...consoleErrors);
     result = {
         client: `Chromium (${chromiumVersion}) via playwright-core ${version('playwright-core')}: `
-              + `Strophe.js ${version('strophe.js')} page + the ECM demo page`,
-        ok: problems.length === 0, problems, boshUrl, demoUrl, pageAUrl, bosh, chatA, chatB, screenshots: shots,
+              + `Strophe.js ${version('strophe.js')} page + the ECM demo page, over ${transport}`,
+        ok: problems.length === 0, problems, transport, chatUrl, demoUrl, pageAUrl, bosh, sockets, chatA, chatB,
+        statusB, screenshots: shots,
         steps, ms: Date.now() - started,
     };
 } catch (e) {

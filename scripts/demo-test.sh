@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs the README's first command the way a newcomer does and checks it works: a copy of this checkout (its
 # files as they are now, without target/ and run/) under a mode-700 folder, `scripts/demo.sh` on free loopback
-# ports, the chat through the ECM, then `scripts/demo.sh stop`, and nothing of it left running or listening.
+# ports, the chats through the ECM (BOSH, then WebSocket), then `scripts/demo.sh stop`, and nothing of it left
+# running or listening.
 #
 #   bash scripts/demo-test.sh              as root, the copy under a mode-700 folder (as a checkout under /root)
 #   bash scripts/demo-test.sh --sudo-user  the same, then again as a throwaway sudo user (created, then removed:
@@ -57,11 +58,23 @@ copy_checkout() {
 # checks the chat and what runs, stops it, checks that nothing is left.
 run_demo() {
     local as="$1" ports log="$BASE/demo-$1.log" started
+    # Below the ephemeral range (no outgoing connection takes them meanwhile, on any address) and free on every
+    # address: the ECM binds the wildcard address, which fails while any socket holds its port on any address.
     read -r -a ports <<< "$(python3 -c '
-import socket
-s = [socket.socket() for _ in range(5)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))')"
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < 5:
+    port = random.randrange(10000, max(low, 20000))
+    s = socket.socket()
+    try:
+        s.bind(("", port))
+        if port not in ports: ports.append(port)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, ports)))')"
     local vars="ECM_PORT=${ports[0]} ECM_MANAGEMENT_PORT=${ports[1]} LINK_PORT=${ports[2]} EJ_C2S_PORT=${ports[3]} EJ_HTTP_PORT=${ports[4]}"
     started=$SECONDS
     if [ "$as" = root ]; then
@@ -74,13 +87,15 @@ print(" ".join(str(x.getsockname()[1]) for x in s))')"
     fi
     grep -q "^Message delivered from alice to bob through http://127.0.0.1:${ports[0]}/http-bind" "$log" \
         || { tail -n 40 "$log"; fail "no chat through the ECM as $as"; }
+    grep -q "^Message delivered from alice to bob and back through ws://127.0.0.1:${ports[0]}/xmpp-websocket" "$log" \
+        || { tail -n 40 "$log"; fail "no WebSocket chat through the ECM as $as"; }
     local ej_dir ecm_pid ecm_user
     ej_dir=$(cat "$CHECKOUT/run/ejabberd.dir")
     case "$ej_dir" in /var/tmp/megaphone-demo-ejabberd.*) ;; *) fail "ejabberd's instance is in $ej_dir" ;; esac
     ecm_pid=$(cat "$CHECKOUT/run/ecm.pid")
     ecm_user=$(ps -o user= -p "$ecm_pid") || fail "the ECM (pid $ecm_pid) does not run"
     [ "$ecm_user" = "$(stat -c %U "$CHECKOUT")" ] || fail "the ECM runs as $ecm_user, the checkout is $(stat -c %U "$CHECKOUT")'s"
-    echo "demo-test: the demo as $as from $CHECKOUT: chat delivered in $((SECONDS - started)) s (ECM as $ecm_user, ejabberd in $ej_dir)"
+    echo "demo-test: the demo as $as from $CHECKOUT: chats delivered in $((SECONDS - started)) s (ECM as $ecm_user, ejabberd in $ej_dir)"
 
     if [ "$as" = root ]; then
         bash "$CHECKOUT/scripts/demo.sh" stop > "$log.stop" 2>&1 || { cat "$log.stop"; fail "demo.sh stop"; }

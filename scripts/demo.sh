@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Brings up the whole of Megaphone on this machine, on loopback, and shows a chat going through it:
-# a private ejabberd with mod_megaphone, the ECM in front of it, two users chatting over BOSH through the
-# ECM. Everything is left running; `scripts/demo.sh stop` stops it. It ends when the chat is done (about a
+# a private ejabberd with mod_megaphone, the ECM in front of it, two users chatting through the ECM over BOSH
+# (bosh-chat.sh), then over XMPP over WebSocket (WsChat.java). Everything is left running; `scripts/demo.sh
+# stop` stops it. It ends when the chats are done (about a
 # minute with everything installed and Maven's cache warm).
 #
 #   sudo bash scripts/demo.sh [start]   install what is missing, build, start, chat
@@ -122,14 +123,17 @@ done
 curl -fsS "http://127.0.0.1:$ECM_MANAGEMENT_PORT/actuator/health/readiness" | grep -q UP \
     || { tail -n 40 "$RUN/ecm.log"; echo "demo: the ECM did not become ready" >&2; exit 1; }
 
-echo "== A chat through the ECM"
+echo "== A chat through the ECM over BOSH"
 bash scripts/bosh-chat.sh "http://127.0.0.1:$ECM_PORT/http-bind" "$DOMAIN" alice alice-pw bob bob-pw
+echo "== A chat through the ECM over XMPP over WebSocket"
+java scripts/WsChat.java "ws://127.0.0.1:$ECM_PORT/xmpp-websocket" "$DOMAIN" alice alice-pw bob bob-pw
 
 cat <<INFO
 
 Megaphone is running:
-  BOSH endpoint      http://127.0.0.1:$ECM_PORT/http-bind   (point Strophe.js or Converse.js here)
-  demo chat page     http://127.0.0.1:$ECM_PORT/demo/       (log in as alice or bob)
+  BOSH endpoint      http://127.0.0.1:$ECM_PORT/http-bind        (point Strophe.js or Converse.js here:
+  WebSocket endpoint ws://127.0.0.1:$ECM_PORT/xmpp-websocket    bosh_service_url, websocket_url)
+  demo chat page     http://127.0.0.1:$ECM_PORT/demo/            (log in as alice or bob, over BOSH or WebSocket)
   health             http://127.0.0.1:$ECM_MANAGEMENT_PORT/actuator/health
   metrics            http://127.0.0.1:$ECM_MANAGEMENT_PORT/actuator/prometheus
   users              alice / alice-pw, bob / bob-pw  (domain $DOMAIN)

@@ -22,6 +22,7 @@
 # EJ_C2S_PORT, EJ_HTTP_PORT, EJ_LINK_PORT (a free loopback port when unset;
 # a restart of the same DIR reuses the ports saved in DIR/instance.env),
 # EJ_MAX_INFLIGHT, EJ_MAX_FRAME (mod_megaphone's max_frame_size), EJ_ORDER_TIMEOUT (its order_timeout, ms),
+# EJ_MAX_STREAMS (its max_streams: WebSocket streams per link),
 # EJ_MAX_PROCESSES (ERL_PROCESSES, the Erlang
 # VM's +P; ejabberdctl's default 250,000 caps a node at about 120,000 BOSH users through Megaphone: 2 processes
 # per user), EJ_METRICS_CACHE_TIME (mod_megaphone's metrics_cache_time in ms, 1000; the
@@ -272,6 +273,9 @@ YML
         fi
         if [ -n "${EJ_ORDER_TIMEOUT:-}" ]; then
             echo "    order_timeout: $EJ_ORDER_TIMEOUT"
+        fi
+        if [ -n "${EJ_MAX_STREAMS:-}" ]; then
+            echo "    max_streams: $EJ_MAX_STREAMS"
         fi
     } > "$mod/conf/mod_megaphone.yml"
     write_link_tls "$mod/conf/mod_megaphone.yml"

@@ -39,8 +39,8 @@ import reactor.core.scheduler.Schedulers;
  * The handshake of the XMPP-over-WebSocket endpoint (RFC 7395), in front of WebFlux's own
  * {@link HandshakeWebSocketService}: it refuses a bad {@code Origin} (403), a client that does not offer the
  * {@code xmpp} subprotocol (400) and, while draining, every handshake (503); then it opens the link stream
- * <em>before</em> the upgrade, so that a handshake no link can take gets 503 and no 101 (Converse.js then falls back
- * to BOSH). Only once ejabberd has opened the stream does WebFlux answer 101 and run an {@link XmppWebSocketSession}.
+ * <em>before</em> the upgrade, so that a handshake no link can take gets 503 and no 101 (the client's WebSocket
+ * fails; Converse.js 14 retries it rather than switch to BOSH: ConverseClientTest). Only once ejabberd has opened the stream does WebFlux answer 101 and run an {@link XmppWebSocketSession}.
  * It keeps the sessions open, for the drain.
  */
 final class XmppWebSocketService implements WebSocketService {

@@ -17,9 +17,10 @@ import tools.jackson.databind.JsonNode;
 
 /**
  * A real browser through the real ECM into the real ejabberd ({@code clients/browser-chat.mjs}): Debian's Chromium,
- * headless, driven by playwright-core, with two pages: Strophe.js on a page of another origin (cross-origin BOSH,
- * CORS) and the ECM's own demo page ({@code /demo/index.html}, served from the jar). They chat both ways; the
- * screenshots are kept in {@code target/client-screenshots/}. Fails (never skips) when Chromium is missing.
+ * headless, driven by playwright-core, with two pages: Strophe.js on a page of another origin (cross-origin BOSH with
+ * CORS, or a cross-origin WebSocket) and the ECM's own demo page ({@code /demo/index.html}, served from the jar) over
+ * the transport picked in its form. They chat both ways, over BOSH, then over XMPP over WebSocket; the screenshots
+ * are kept in {@code target/client-screenshots/}. Fails (never skips) when Chromium is missing.
  */
 @SpringBootTest(webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
         properties = {"management.server.port=0", "megaphone.link.links-per-node=2",
@@ -33,18 +34,22 @@ class BrowserClientTest extends RealEcmTest {
         await().atMost(Duration.ofSeconds(10)).until(() -> pool.readyLinks() == 2);
     }
 
-    @Test
-    void chromiumChatsBetweenAStropheJsPageAndTheDemoPage() throws Exception {
+    private NodeClients.Run chat(String transport) throws Exception {
         assertThat(CHROMIUM).as("Chromium is missing at %s: run `bash scripts/install-deps.sh` (Debian package "
                 + "chromium)", CHROMIUM).isExecutable();
         NodeClients.requireInstalled("playwright-core", "strophe.js");
         String alice = SharedEjabberd.newUser("browser-alice");
         String bob = SharedEjabberd.newUser("browser-bob");
-        Path shots = NodeClients.screenshotDir();
-
-        NodeClients.Run run = NodeClients.run(60, "browser-chat.mjs", "http://127.0.0.1:" + port,
+        return NodeClients.run(60, "browser-chat.mjs", "http://127.0.0.1:" + port,
                 alice + "@" + PrivateEjabberd.DOMAIN, SharedEjabberd.PASSWORD,
-                bob + "@" + PrivateEjabberd.DOMAIN, SharedEjabberd.PASSWORD, shots.toString());
+                bob + "@" + PrivateEjabberd.DOMAIN, SharedEjabberd.PASSWORD, NodeClients.screenshotDir().toString(),
+                transport);
+    }
+
+    @Test
+    void chromiumChatsBetweenAStropheJsPageAndTheDemoPage() throws Exception {
+        Path shots = NodeClients.screenshotDir();
+        NodeClients.Run run = chat("bosh");
         JsonNode result = run.result();
         System.out.println("[real client] " + result.path("client").asString() + " through the ECM on port " + port
                 + ":\n" + NodeClients.pretty(result));
@@ -60,5 +65,25 @@ class BrowserClientTest extends RealEcmTest {
         }
         System.out.println("[real client] screenshots: " + shots.resolve("demo-page.png") + ", "
                 + shots.resolve("strophe-page.png"));
+    }
+
+    @Test
+    void chromiumChatsOverWebSocketBetweenAStropheJsPageAndTheDemoPage() throws Exception {
+        NodeClients.Run run = chat("websocket");
+        JsonNode result = run.result();
+        System.out.println("[real client] " + result.path("client").asString() + " through the ECM on port " + port
+                + ":\n" + NodeClients.pretty(result));
+
+        assertThat(run.exitCode()).as("browser-chat.mjs failed: %s\nstderr:\n%s", result.path("problems"),
+                run.stderr()).isZero();
+        assertThat(result.path("statusB").asString()).as("the demo page's status").endsWith("(WebSocket)");
+        assertThat(result.path("chatB").toString()).as("the demo page shows the chat")
+                .contains("from Strophe.js in Chromium").contains("typed into the Megaphone demo page");
+        assertThat(result.path("bosh").path("requests").asInt()).as("BOSH requests").isZero();
+        assertThat(result.path("sockets")).as("one WebSocket per page").hasSize(2);
+        for (JsonNode socket : result.path("sockets")) {
+            assertThat(socket.path("error").isNull()).as("%s", socket).isTrue();
+            assertThat(socket.path("framesReceived").asInt()).as("%s", socket).isPositive();
+        }
     }
 }

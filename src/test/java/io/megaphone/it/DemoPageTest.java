@@ -40,7 +40,11 @@ class DemoPageTest {
             assertThat(index.headers().firstValue("content-type").orElse("")).startsWith("text/html");
             assertThat(index.body()).contains("<script");
             assertThat(get(base + "/demo/index.html").body()).isEqualTo(index.body());
-            assertThat(get(base + "/demo/demo.js").statusCode()).isEqualTo(200);
+            assertThat(index.body()).as("the transports offered").contains("id=\"transport-bosh\"")
+                    .contains("id=\"transport-websocket\"");
+            HttpResponse<String> script = get(base + "/demo/demo.js");
+            assertThat(script.statusCode()).isEqualTo(200);
+            assertThat(script.body()).contains("new WebSocket(url, 'xmpp')"); // BrowserClientTest chats over it
 
             flood(base, 1_000, 1); // warm-up: classes, JIT, buffers
             long before = ecm.heapAfterGc();
