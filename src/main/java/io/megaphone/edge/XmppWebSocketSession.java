@@ -41,6 +41,7 @@ final class XmppWebSocketSession {
         this.metrics = metrics;
         this.jitterMillis = jitterMillis;
         this.maxMessage = Math.min(config.maxMessageBytes(), stream.initialSendWindow());
+        stream.onStalls(metrics::upstreamStall, metrics::downstreamStall);
     }
 
     /** Runs until the WebSocket is closed. */
