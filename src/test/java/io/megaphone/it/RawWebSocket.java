@@ -120,6 +120,12 @@ final class RawWebSocket implements AutoCloseable {
         out.flush();
     }
 
+    /** Bytes as they are: a frame no client would send (unmasked, reserved bits or opcodes). */
+    void sendRaw(byte[] bytes) throws IOException {
+        out.write(bytes);
+        out.flush();
+    }
+
     void sendText(String text) throws IOException {
         sendFrame(true, TEXT, text.getBytes(StandardCharsets.UTF_8), -1);
     }

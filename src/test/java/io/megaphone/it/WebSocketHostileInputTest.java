@@ -181,6 +181,36 @@ class WebSocketHostileInputTest {
         });
     }
 
+    /**
+     * Frames that break RFC 6455 (sent as hex, masked with a zero key where masked): Netty's decoder refuses each and
+     * the WebSocket is closed with 1002 (protocol error), or 1007 for a text frame that is not UTF-8.
+     */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource(delimiter = '|', textBlock = """
+        unmasked client frame             | 810568656c6c6f                     | 1002
+        reserved opcode 0x3               | 838000000000                       | 1002
+        reserved bit RSV1, no extension   | c18000000000                       | 1002
+        ping longer than 125 bytes        | 89fe007e00000000                   | 1002
+        fragmented ping                   | 098000000000                       | 1002
+        continuation with nothing to continue | 808100000000 41                | 1002
+        text that is not UTF-8            | 818200000000c328                   | 1007
+        """)
+    void aFrameThatBreaksRfc6455IsClosedWithItsCode(String name, String hex, int code) throws Exception {
+        byte[] frame = java.util.HexFormat.of().parseHex(hex.replace(" ", ""));
+        if (name.startsWith("ping longer")) { // the 126 bytes of payload, masked with the zero key
+            frame = java.util.Arrays.copyOf(frame, frame.length + 126);
+        }
+        byte[] bytes = frame;
+        bystanders.chatDuring(() -> {
+            try (RawWebSocket ws = connect()) {
+                ws.sendText(Bystanders.open(DOMAIN));
+                ws.readUntil("</stream:features>");
+                ws.sendRaw(bytes);
+                assertThat(ws.awaitClose(null)).isEqualTo(code);
+            }
+        });
+    }
+
     @ParameterizedTest(name = "{0}")
     @CsvSource(delimiter = '|', textBlock = """
         wrong subprotocol       | xmpp2  | <none>                   | 400 | bad_subprotocol
