@@ -147,7 +147,7 @@ public final class LinkStream {
         receiveCredit -= payload.length;
         untaken.incrementAndGet();
         inbound.tryEmitNext(payload);
-        if (untaken.get() > 0 && !over) { // a subscriber with demand has taken it during the emission
+        if (untaken.get() > 0 && !over) { // not taken during the emission: no demand, it waits in the sink
             downstreamStall.run();
         }
         return true;
