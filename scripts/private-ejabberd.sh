@@ -213,8 +213,7 @@ listen:
       /megaphone/metrics: mod_megaphone_prometheus
 $( [ -n "${EJ_SHAPED_USERS_RATE:-}" ] && printf 'shaper:\n  shaped_rate: %s\nshaper_rules:\n  c2s_shaper:\n    shaped_rate: shaped_users\n' "$EJ_SHAPED_USERS_RATE" )
 acl:
-  shaped_users:
-    user_regexp: "^shaped"
+$( [ -n "${EJ_SHAPED_USERS_RATE:-}" ] && printf '  shaped_users:\n    user_regexp: "^shaped"\n' )
   local:
     user_regexp: ""
   loopback:
