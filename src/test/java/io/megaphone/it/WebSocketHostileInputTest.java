@@ -147,6 +147,38 @@ class WebSocketHostileInputTest {
         });
     }
 
+    /**
+     * 40 clients that each start a frame under the limit and stall halfway hold up no one else, and are not kept for
+     * ever: ejabberd's negotiation timeout ends each stream (connection-timeout), and the ECM closes it with 1000.
+     */
+    @Test
+    void framesThatStallHalfwayHoldUpNoOneAndEndAtEjabberdsNegotiationTimeout() throws Exception {
+        List<RawWebSocket> sockets = new ArrayList<>();
+        try {
+            bystanders.chatDuring(() -> {
+                for (int i = 0; i < 40; i++) {
+                    RawWebSocket ws = connect();
+                    sockets.add(ws);
+                    ws.sendText(Bystanders.open(DOMAIN));
+                    ws.readUntil("</stream:features>");
+                    ws.sendFrame(true, RawWebSocket.TEXT, "<message>".getBytes(StandardCharsets.UTF_8),
+                            MAX_MESSAGE - 1);
+                }
+                Thread.sleep(5_000);
+            });
+            for (RawWebSocket ws : sockets) {
+                ws.socket().setSoTimeout(60_000);
+                List<String> texts = new ArrayList<>();
+                assertThat(ws.awaitClose(texts)).isEqualTo(1000);
+                assertThat(String.join("\n", texts)).contains("<connection-timeout");
+            }
+        } finally {
+            for (RawWebSocket ws : sockets) {
+                ws.close();
+            }
+        }
+    }
+
     @Test
     void aBinaryFrameIsClosedWith1003() throws Exception {
         bystanders.chatDuring(() -> {
