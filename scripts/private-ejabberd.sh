@@ -33,7 +33,10 @@
 # of .beam files, copied to DIR/extra-ebin and put first in the code path
 # with -pa, so that its modules replace ejabberd's own: ejabberd/upstream/
 # builds a patched ejabberd_bosh for it; not under a folder named ejabberd,
-# which would break ejabberd's translations).
+# which would break ejabberd's translations), EJ_MAX_STANZA_SIZE (the c2s
+# listener's max_stanza_size, 262144), EJ_SHAPED_USERS_RATE (unset: no shaper;
+# else the c2s listener's shaper rule gives users whose name starts with
+# "shaped" a shaper of that many bytes per second, and everyone else none).
 #
 # TLS on the link (off unless both are set): EJ_LINK_TLS_CERTFILE and
 # EJ_LINK_TLS_KEYFILE (PEM server certificate chain and key), optional
@@ -201,15 +204,17 @@ listen:
   - port: $EJ_C2S_PORT
     ip: "$EJ_IP"
     module: ejabberd_c2s
-    max_stanza_size: 262144
-    shaper: none
+    max_stanza_size: ${EJ_MAX_STANZA_SIZE:-262144}
+    shaper: $( [ -n "${EJ_SHAPED_USERS_RATE:-}" ] && echo c2s_shaper || echo none )
   - port: $EJ_HTTP_PORT
     ip: "$EJ_IP"
     module: ejabberd_http
     request_handlers:
       /http-bind: mod_bosh
       /megaphone/metrics: mod_megaphone_prometheus
+$( [ -n "${EJ_SHAPED_USERS_RATE:-}" ] && printf 'shaper:\n  shaped_rate: %s\nshaper_rules:\n  c2s_shaper:\n    shaped_rate: shaped_users\n' "$EJ_SHAPED_USERS_RATE" )
 acl:
+$( [ -n "${EJ_SHAPED_USERS_RATE:-}" ] && printf '  shaped_users:\n    user_regexp: "^shaped"\n' )
   local:
     user_regexp: ""
   loopback:

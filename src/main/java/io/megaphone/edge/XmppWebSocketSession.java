@@ -7,6 +7,13 @@ import io.megaphone.link.LinkStream;
 import io.megaphone.metrics.WebSocketMetrics;
 import io.netty.handler.codec.TooLongFrameException;
 import io.netty.handler.codec.http.websocketx.CorruptedWebSocketFrameException;
+import io.netty.handler.codec.http.websocketx.WebSocketFrame;
+import java.nio.ByteBuffer;
+import java.nio.CharBuffer;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CoderResult;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.LongSupplier;
@@ -21,10 +28,17 @@ import reactor.core.publisher.Sinks;
 /**
  * One client WebSocket joined to its link stream: each text message goes up as one DATA, each DATA comes down as one
  * text message. It ends once, for the first of: the client closing (1000 upstream), a binary message (1003 both
- * ways), a message over the size limit (1009 both ways), the stream ending upstream (its code to the client; 1012,
+ * ways), a message over the size limit (1009 both ways), a frame with a reserved bit set (1002: no extension is
+ * negotiated) or a text message that is not UTF-8 (1007), the stream ending upstream (its code to the client; 1012,
  * a lost link, after a random delay), the drain (1001 both ways).
  */
 final class XmppWebSocketSession {
+
+    private static final int PROTOCOL_ERROR = 1002;
+    private static final int INVALID_PAYLOAD = 1007;
+    private static final ThreadLocal<CharsetDecoder> UTF8 = ThreadLocal.withInitial(() -> StandardCharsets.UTF_8
+            .newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+            .onUnmappableCharacter(CodingErrorAction.REPORT));
 
     private final WebSocketSession session;
     private final LinkStream stream;
@@ -41,6 +55,7 @@ final class XmppWebSocketSession {
         this.metrics = metrics;
         this.jitterMillis = jitterMillis;
         this.maxMessage = Math.min(config.maxMessageBytes(), stream.initialSendWindow());
+        stream.onStalls(metrics::upstreamStall, metrics::downstreamStall);
     }
 
     /** Runs until the WebSocket is closed. */
@@ -54,6 +69,11 @@ final class XmppWebSocketSession {
             if (message.getType() != WebSocketMessage.Type.TEXT) {
                 return; // PING, PONG: Reactor Netty answers pings
             }
+            if (message.getNativeMessage() instanceof WebSocketFrame frame && frame.rsv() != 0) {
+                end(new CloseStatus(PROTOCOL_ERROR, "reserved bits set, no extension negotiated"), "error");
+                sink.complete();
+                return;
+            }
             DataBuffer payload = message.getPayload();
             int length = payload.readableByteCount();
             if (length > maxMessage) {
@@ -63,6 +83,11 @@ final class XmppWebSocketSession {
             }
             byte[] bytes = new byte[length];
             payload.read(bytes);
+            if (!isUtf8(bytes)) {
+                end(new CloseStatus(INVALID_PAYLOAD, "text message not UTF-8"), "error");
+                sink.complete();
+                return;
+            }
             metrics.received(length);
             sink.next(bytes);
         });
@@ -74,6 +99,32 @@ final class XmppWebSocketSession {
         }).concatWith(Mono.never())).subscribe(null, error -> end(CloseStatus.SERVER_ERROR, "error"));
         stream.ended().subscribe(this::endedUpstream);
         return done.asMono();
+    }
+
+    /**
+     * Whether {@code bytes} are UTF-8, as RFC 6455 requires of a text message (Reactor Netty's decoder does not check
+     * it); checked here rather than by ejabberd, whose parser would answer a stream error and close with 1000.
+     */
+    static boolean isUtf8(byte[] bytes) {
+        int i = 0;
+        while (i < bytes.length && bytes[i] >= 0) {
+            i++; // ASCII, most of XMPP
+        }
+        if (i == bytes.length) {
+            return true;
+        }
+        CharsetDecoder decoder = UTF8.get().reset();
+        ByteBuffer in = ByteBuffer.wrap(bytes, i, bytes.length - i);
+        CharBuffer out = CharBuffer.allocate(512);
+        while (true) {
+            CoderResult result = decoder.decode(in, out.clear(), true);
+            if (result.isError()) {
+                return false;
+            }
+            if (result.isUnderflow()) {
+                return !decoder.flush(out.clear()).isError();
+            }
+        }
     }
 
     /**

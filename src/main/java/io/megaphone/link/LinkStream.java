@@ -2,6 +2,8 @@
 package io.megaphone.link;
 
 import java.net.InetSocketAddress;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import org.reactivestreams.Subscription;
 import reactor.core.publisher.BaseSubscriber;
@@ -24,6 +26,8 @@ import reactor.util.concurrent.Queues;
  *       has taken it;</li>
  *   <li>{@link #ended}: how it ended (either side's STREAM_CLOSE, the link lost, a credit overrun).</li>
  * </ul>
+ * Each message that waits for credit is a stall ({@link #onStalls}): upstream, a client's message the server's
+ * credit does not cover yet; downstream, a DATA the subscriber has not taken when it arrives.
  * All state but the taken-bytes counter is confined to the link's event loop.
  */
 public final class LinkStream {
@@ -53,6 +57,10 @@ public final class LinkStream {
     private final Sinks.One<End> end = Sinks.one();
     /** Bytes the subscriber took whose credit has not gone back yet (any thread). */
     private final AtomicLong taken = new AtomicLong();
+    /** DATA emitted to the subscriber and not taken yet (any thread). */
+    private final AtomicInteger untaken = new AtomicInteger();
+    private volatile Runnable upstreamStall = () -> { };
+    private volatile Runnable downstreamStall = () -> { };
 
     // ---- event loop ----
     int id;
@@ -92,7 +100,19 @@ public final class LinkStream {
 
     /** The DATA of the server: one WebSocket text message each, UTF-8. Subscribe once. */
     public Flux<byte[]> inbound() {
-        return inbound.asFlux().doOnNext(payload -> taken(payload.length));
+        return inbound.asFlux().doOnNext(payload -> {
+            untaken.decrementAndGet();
+            taken(payload.length);
+        });
+    }
+
+    /**
+     * From now on runs {@code upstream} for each message that waits for the server's credit and {@code downstream}
+     * for each DATA that waits for the subscriber of {@link #inbound}, on the link's event loop.
+     */
+    public void onStalls(Runnable upstream, Runnable downstream) {
+        this.upstreamStall = Objects.requireNonNull(upstream, "upstream");
+        this.downstreamStall = Objects.requireNonNull(downstream, "downstream");
     }
 
     /** Completes once, when the stream has ended, with how. */
@@ -140,7 +160,11 @@ public final class LinkStream {
             return false;
         }
         receiveCredit -= payload.length;
+        untaken.incrementAndGet();
         inbound.tryEmitNext(payload);
+        if (untaken.get() > 0 && !over) { // not taken during the emission: no demand, it waits in the sink
+            downstreamStall.run();
+        }
         return true;
     }
 
@@ -195,6 +219,8 @@ public final class LinkStream {
         private byte[] waiting;
         private boolean asked;
         private boolean completed;
+        /** The waiting message was counted as a stall. */
+        private boolean stalled;
 
         Outbound(MonoSink<Void> done) {
             this.done = done;
@@ -223,10 +249,15 @@ public final class LinkStream {
         }
 
         void pump() {
+            if (waiting != null && waiting.length > sendCredit && !stalled) {
+                stalled = true;
+                upstreamStall.run();
+            }
             if (waiting != null && waiting.length <= sendCredit && link.writable()) {
                 sendCredit -= waiting.length;
                 link.sendStreamFrame(new Frame.Data(id, waiting));
                 waiting = null;
+                stalled = false;
                 if (completed) {
                     done.success();
                     return;

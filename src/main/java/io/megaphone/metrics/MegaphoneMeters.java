@@ -47,6 +47,11 @@ public enum MegaphoneMeters {
      * {@code link_lost} (1012), {@code drain} (1001), {@code too_big} (1009), {@code binary} (1003), {@code error}.
      */
     EDGE_WS_CLOSES("megaphone.edge.websocket.closes", null, "WebSocket streams closed, by reason"),
+    /**
+     * Counter, tag {@code direction}: credit stalls of WebSocket streams: {@code upstream}, a client's message waited
+     * for ejabberd's credit; {@code downstream}, a message of ejabberd waited for its client to take it.
+     */
+    EDGE_WS_CREDIT_STALLS("megaphone.edge.websocket.credit.stalls", null, "WebSocket messages that waited, by direction"),
     /** Counter: WebSocket text message bytes received from clients. */
     EDGE_WS_RECEIVED_BYTES("megaphone.edge.websocket.received", "bytes", "WebSocket message bytes received"),
     /** Counter: WebSocket text message bytes sent to clients. */

@@ -10,7 +10,7 @@ import java.util.function.IntSupplier;
 
 /**
  * The WebSocket edge's meters ({@code megaphone.edge.websocket.*}), registered once: the open-streams gauge, opens by
- * result, closes by reason (both from closed sets), and bytes both ways.
+ * result, closes by reason (both from closed sets), credit stalls by direction, and bytes both ways.
  */
 public final class WebSocketMetrics {
 
@@ -21,6 +21,8 @@ public final class WebSocketMetrics {
 
     private final Map<String, Counter> opens = new ConcurrentHashMap<>();
     private final Map<String, Counter> closes = new ConcurrentHashMap<>();
+    private final Counter upstreamStalls;
+    private final Counter downstreamStalls;
     private final Counter received;
     private final Counter sent;
 
@@ -34,6 +36,8 @@ public final class WebSocketMetrics {
                     .description(MegaphoneMeters.EDGE_WS_CLOSES.description()).tag("reason", reason)
                     .register(registry));
         }
+        upstreamStalls = stalls(registry, "upstream");
+        downstreamStalls = stalls(registry, "downstream");
         received = bytes(registry, MegaphoneMeters.EDGE_WS_RECEIVED_BYTES);
         sent = bytes(registry, MegaphoneMeters.EDGE_WS_SENT_BYTES);
         // Micrometer holds a gauge's object weakly, and nothing else holds this supplier (a method reference made
@@ -42,6 +46,12 @@ public final class WebSocketMetrics {
                 .strongReference(true)
                 .description(MegaphoneMeters.EDGE_WS_OPEN.description())
                 .baseUnit(MegaphoneMeters.EDGE_WS_OPEN.baseUnit()).register(registry);
+    }
+
+    private static Counter stalls(MeterRegistry registry, String direction) {
+        return Counter.builder(MegaphoneMeters.EDGE_WS_CREDIT_STALLS.meterName())
+                .description(MegaphoneMeters.EDGE_WS_CREDIT_STALLS.description()).tag("direction", direction)
+                .register(registry);
     }
 
     private static Counter bytes(MeterRegistry registry, MegaphoneMeters meter) {
@@ -65,6 +75,16 @@ public final class WebSocketMetrics {
             throw new IllegalArgumentException("tag: " + tag + " (expected: one of " + counters.keySet() + ")");
         }
         return counter;
+    }
+
+    /** A client's message waited for ejabberd's credit. */
+    public void upstreamStall() {
+        upstreamStalls.increment();
+    }
+
+    /** A message of ejabberd waited for its client to take it. */
+    public void downstreamStall() {
+        downstreamStalls.increment();
     }
 
     public void received(int bytes) {

@@ -11,10 +11,14 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.reactivestreams.Subscription;
+import reactor.core.publisher.BaseSubscriber;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Sinks;
 
@@ -141,6 +145,45 @@ class LinkStreamTest {
         await().atMost(WAIT).until(() -> server.dataReceived.size() == 3);
         assertThat(new String(server.dataReceived.stream().toList().get(2).payload(), StandardCharsets.UTF_8))
                 .isEqualTo("cccc");
+    }
+
+    @Test
+    void aMessageWaitingForCreditAndADataWaitingForItsSubscriberAreEachAStall() throws Exception {
+        start(2, 1);
+        server.streamWindow = 10;
+        server.holdWindow = true;
+        LinkStream stream = pool.openStream(client, 4096).block(WAIT);
+        AtomicInteger upstream = new AtomicInteger();
+        AtomicInteger downstream = new AtomicInteger();
+        stream.onStalls(upstream::incrementAndGet, downstream::incrementAndGet);
+        List<byte[]> taken = new CopyOnWriteArrayList<>();
+        BaseSubscriber<byte[]> slow = new BaseSubscriber<>() {
+            @Override
+            protected void hookOnSubscribe(Subscription subscription) {
+                request(3); // the server's echoes of the three messages below
+            }
+
+            @Override
+            protected void hookOnNext(byte[] value) {
+                taken.add(value);
+            }
+        };
+        stream.inbound().subscribe(slow);
+
+        stream.send(Flux.just(utf8("aaaa"), utf8("bbbb"), utf8("cccc"))).subscribe();
+        await().atMost(WAIT).until(() -> server.dataReceived.size() == 2);
+        await().atMost(WAIT).until(() -> upstream.get() == 1); // "cccc": 4 bytes over the 2 left, counted once
+        server.sendOnStream(stream.id, new Frame.Window(stream.id, 2));
+        await().atMost(WAIT).until(() -> server.dataReceived.size() == 3 && taken.size() == 3);
+        assertThat(upstream).hasValue(1);
+        assertThat(downstream).hasValue(0); // each echo was taken as it came
+
+        server.sendOnStream(stream.id, new Frame.Data(stream.id, utf8("waits")));
+        server.sendOnStream(stream.id, new Frame.Data(stream.id, utf8("waits too")));
+        await().atMost(WAIT).until(() -> downstream.get() == 2);
+        slow.request(2);
+        await().atMost(WAIT).until(() -> taken.size() == 5);
+        assertThat(downstream).hasValue(2);
     }
 
     @Test

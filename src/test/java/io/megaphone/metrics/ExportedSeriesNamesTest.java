@@ -44,6 +44,7 @@ class ExportedSeriesNamesTest {
             "megaphone_edge_session_creations_total",
             "megaphone_edge_session_ends_total",
             "megaphone_edge_websocket_closes_total",
+            "megaphone_edge_websocket_credit_stalls_total",
             "megaphone_edge_websocket_open_streams",
             "megaphone_edge_websocket_opens_total",
             "megaphone_edge_websocket_received_bytes_total",
