@@ -24,12 +24,6 @@ class GrafanaDashboardTest {
     private static final Path EJABBERD_HANDLER = Path.of("ejabberd/mod_megaphone/src/mod_megaphone_prometheus.erl");
     private static final String EJABBERD_PREFIX = "megaphone_ejabberd_";
     private static final Pattern MEGAPHONE_METRIC = Pattern.compile("\\bmegaphone_[a-z_]+");
-    /**
-     * Meters the dashboard queries before this branch's MegaphoneMeters declares them: the WebSocket credit stalls
-     * counter comes from the credit work of issue 23 on another branch. Each entry is tolerated only under its exact
-     * exported name; once the meter is in MegaphoneMeters the entry is redundant and should go.
-     */
-    private static final List<String> PENDING_METERS = List.of("megaphone.edge.websocket.credit.stalls");
 
     @Test
     void theChartShipsTheSameDashboardAsDocs() throws IOException {
@@ -178,7 +172,6 @@ class GrafanaDashboardTest {
     void everyMegaphoneMetricInAQueryIsAMeterOfMegaphoneMeters() throws IOException {
         List<String> prefixes = new ArrayList<>(Arrays.stream(MegaphoneMeters.values())
                 .map(m -> m.meterName().replace('.', '_')).toList());
-        PENDING_METERS.forEach(m -> prefixes.add(m.replace('.', '_')));
 
         for (String expr : expressions(dashboard())) {
             Matcher m = MEGAPHONE_METRIC.matcher(expr);
