@@ -12,9 +12,11 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
 import java.util.function.LongSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.springframework.beans.factory.DisposableBean;
 import org.springframework.http.HttpCookie;
 import org.springframework.http.HttpHeaders;
 import org.springframework.http.HttpMethod;
@@ -31,6 +33,8 @@ import org.springframework.web.reactive.socket.WebSocketSession;
 import org.springframework.web.reactive.socket.server.WebSocketService;
 import org.springframework.web.reactive.socket.server.support.HandshakeWebSocketService;
 import org.springframework.web.server.ServerWebExchange;
+import reactor.core.Disposable;
+import reactor.core.Disposables;
 import reactor.core.publisher.Mono;
 import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
@@ -43,7 +47,7 @@ import reactor.core.scheduler.Schedulers;
  * fails; Converse.js 14 retries it rather than switch to BOSH: ConverseClientTest). Only once ejabberd has opened the stream does WebFlux answer 101 and run an {@link XmppWebSocketSession}.
  * It keeps the sessions open, for the drain.
  */
-final class XmppWebSocketService implements WebSocketService {
+final class XmppWebSocketService implements WebSocketService, DisposableBean {
 
     private static final Logger log = LoggerFactory.getLogger(XmppWebSocketService.class);
     static final String SUBPROTOCOL = "xmpp";
@@ -64,6 +68,7 @@ final class XmppWebSocketService implements WebSocketService {
     private final Map<EventLoop, Scheduler> loops = new ConcurrentHashMap<>();
     private final LongSupplier jitter = this::jitter;
     private volatile boolean draining;
+    private final Disposable pinger;
 
     XmppWebSocketService(HandshakeWebSocketService handshake, LinkPool pool, MegaphoneProperties.Edge edge,
                          io.micrometer.core.instrument.MeterRegistry registry) {
@@ -76,6 +81,25 @@ final class XmppWebSocketService implements WebSocketService {
         this.anyOrigin = allowed.contains("*");
         this.origins = Set.copyOf(allowed);
         this.retryAfterSeconds = edge.retryAfterSeconds();
+        long ping = config.pingInterval().toMillis();
+        this.pinger = ping <= 0 ? Disposables.disposed()
+                : Schedulers.parallel().schedulePeriodically(this::pingAll, ping, ping, TimeUnit.MILLISECONDS);
+    }
+
+    /** One task for every open WebSocket: pings it, or ends it when it did not answer the previous ping. */
+    private void pingAll() {
+        for (XmppWebSocketSession session : open) {
+            try {
+                session.pingOrEnd();
+            } catch (RuntimeException e) {
+                log.warn("WebSocket ping failed", e);
+            }
+        }
+    }
+
+    @Override
+    public void destroy() {
+        pinger.dispose();
     }
 
     @Override

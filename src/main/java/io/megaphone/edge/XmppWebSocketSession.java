@@ -30,7 +30,7 @@ import reactor.core.publisher.Sinks;
  * text message. It ends once, for the first of: the client closing (1000 upstream), a binary message (1003 both
  * ways), a message over the size limit (1009 both ways), a frame with a reserved bit set (1002: no extension is
  * negotiated) or a text message that is not UTF-8 (1007), the stream ending upstream (its code to the client; 1012,
- * a lost link, after a random delay), the drain (1001 both ways).
+ * a lost link, after a random delay), the drain (1001 both ways), a ping left unanswered (1001).
  */
 final class XmppWebSocketSession {
 
@@ -47,6 +47,8 @@ final class XmppWebSocketSession {
     private final long maxMessage;
     private final AtomicBoolean ended = new AtomicBoolean();
     private final Sinks.Empty<Void> done = Sinks.empty();
+    /** Whether the client sent a frame (a pong included) since the last {@link #pingOrEnd}. */
+    private volatile boolean heard = true;
 
     XmppWebSocketSession(WebSocketSession session, LinkStream stream, MegaphoneProperties.WebSocket config,
                          WebSocketMetrics metrics, LongSupplier jitterMillis) {
@@ -61,13 +63,14 @@ final class XmppWebSocketSession {
     /** Runs until the WebSocket is closed. */
     Mono<Void> run() {
         Flux<byte[]> fromClient = session.receive().handle((message, sink) -> {
+            heard = true;
             if (message.getType() == WebSocketMessage.Type.BINARY) {
                 end(CloseStatus.NOT_ACCEPTABLE.withReason("binary frames are not XMPP (RFC 7395)"), "binary");
                 sink.complete();
                 return;
             }
             if (message.getType() != WebSocketMessage.Type.TEXT) {
-                return; // PING, PONG: Reactor Netty answers pings
+                return; // PING, PONG: Reactor Netty answers pings; a pong answers pingOrEnd
             }
             if (message.getNativeMessage() instanceof WebSocketFrame frame && frame.rsv() != 0) {
                 end(new CloseStatus(PROTOCOL_ERROR, "reserved bits set, no extension negotiated"), "error");
@@ -99,6 +102,22 @@ final class XmppWebSocketSession {
         }).concatWith(Mono.never())).subscribe(null, error -> end(CloseStatus.SERVER_ERROR, "error"));
         stream.ended().subscribe(this::endedUpstream);
         return done.asMono();
+    }
+
+    /**
+     * Ends the session when the client sent nothing, not even a pong, since the previous call (a client gone without
+     * closing its TCP connection: its ejabberd session would stay online); otherwise sends it a ping. Called every
+     * {@code ping-interval}, as ejabberd pings its own WebSocket clients every {@code websocket_ping_interval}.
+     */
+    void pingOrEnd() {
+        if (!heard) {
+            end(CloseStatus.GOING_AWAY.withReason("no answer to ping"), "ping_timeout");
+            return;
+        }
+        heard = false;
+        // A whole frame written beside the stream's own send: Netty writes the two in turn, never interleaved.
+        session.send(Mono.just(session.pingMessage(factory -> factory.allocateBuffer(0))))
+                .subscribe(null, error -> { }); // a connection that is closing: its end comes by itself
     }
 
     /**

@@ -17,7 +17,8 @@ public final class WebSocketMetrics {
     /** Handshake results, the {@code result} tag values. */
     public static final String[] RESULTS = {"opened", "bad_origin", "bad_subprotocol", "draining", "unavailable"};
     /** Close reasons, the {@code reason} tag values. */
-    public static final String[] REASONS = {"client", "server", "link_lost", "drain", "too_big", "binary", "error"};
+    public static final String[] REASONS = {"client", "server", "link_lost", "drain", "too_big", "binary", "error",
+            "ping_timeout"};
 
     private final Map<String, Counter> opens = new ConcurrentHashMap<>();
     private final Map<String, Counter> closes = new ConcurrentHashMap<>();
