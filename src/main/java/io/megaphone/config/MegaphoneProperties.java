@@ -98,7 +98,8 @@ public record MegaphoneProperties(@Valid @NotNull @DefaultValue Edge edge, @Vali
                             @DefaultValue("262144") @Min(1024) @Max(16_777_216) int maxMessageBytes,
                             @DefaultValue("524288") @Min(1024) @Max(1L << 31) long streamWindow,
                             @DefaultValue("2s") @NotNull Duration linkLostJitter,
-                            @DefaultValue("60s") @NotNull Duration pingInterval) {
+                            @DefaultValue("60s") @NotNull Duration pingInterval,
+                            @DefaultValue("200000") @Min(1) int maxOpen) {
         public WebSocket {
             if (streamWindow < maxMessageBytes) {
                 throw new IllegalArgumentException("megaphone.edge.websocket.stream-window: " + streamWindow

@@ -88,9 +88,15 @@ final class AdmissionControl {
             warnCapacity(links);
             return Refusal.LINK_CAPACITY;
         }
-        if (!createsSession) {
-            return null;
-        }
+        return createsSession ? checkNewSession(client, perClientApplies) : null;
+    }
+
+    /**
+     * The session-creation rates alone, for a new session that holds no request here (an XMPP-over-WebSocket
+     * stream): null when it may go on, else why it is refused. The buckets are the BOSH creations' own: a client
+     * pays the same whichever transport it reconnects with.
+     */
+    Refusal checkNewSession(InetAddress client, boolean perClientApplies) {
         long nanos = nanoClock.getAsLong();
         if (perClientApplies) {
             TokenBucket mine = perClient.get(key(client), k -> new TokenBucket(perClientRate, perClientBurst, nanos));

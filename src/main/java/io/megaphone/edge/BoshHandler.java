@@ -82,6 +82,19 @@ final class BoshHandler {
                 metrics.sessionEnd("failed"));
     }
 
+    /**
+     * The session-creation rates for a new XMPP-over-WebSocket stream, shared with BOSH's creations (the same
+     * buckets, the same per-client rule): null when it may open, else why not (counted as a rejection).
+     */
+    AdmissionControl.Refusal admitNewStream(ClientAddressResolver.ClientAddress client) {
+        boolean perClient = perClientAlways || perClientKnown && client.known();
+        AdmissionControl.Refusal refusal = admission.checkNewSession(client.address().getAddress(), perClient);
+        if (refusal != null) {
+            refusals.get(refusal).increment();
+        }
+        return refusal;
+    }
+
     /** A BOSH POST: the Mono completes with ejabberd's answer, or fails with what the edge answers itself. */
     Mono<ServerResponse> post(ServerRequest request) {
         long start = System.nanoTime();

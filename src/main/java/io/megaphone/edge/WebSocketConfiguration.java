@@ -32,11 +32,12 @@ import reactor.netty.http.server.WebsocketServerSpec;
 class WebSocketConfiguration {
 
     @Bean
-    XmppWebSocketService xmppWebSocketService(MegaphoneProperties properties, LinkPool pool, MeterRegistry registry) {
+    XmppWebSocketService xmppWebSocketService(MegaphoneProperties properties, LinkPool pool, MeterRegistry registry,
+                                              BoshHandler bosh) {
         int max = properties.edge().websocket().maxMessageBytes();
         HandshakeWebSocketService handshake = new HandshakeWebSocketService(new ReactorNettyRequestUpgradeStrategy(
                 () -> WebsocketServerSpec.builder().maxFramePayloadLength(max)));
-        return new XmppWebSocketService(handshake, pool, properties.edge(), registry);
+        return new XmppWebSocketService(handshake, pool, properties.edge(), registry, bosh::admitNewStream);
     }
 
     /** Before the functional routes (order -1), so that the path is the endpoint's whatever else is routed. */

@@ -13,6 +13,7 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
 import java.util.function.LongSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -42,10 +43,12 @@ import reactor.core.scheduler.Schedulers;
 /**
  * The handshake of the XMPP-over-WebSocket endpoint (RFC 7395), in front of WebFlux's own
  * {@link HandshakeWebSocketService}: it refuses a bad {@code Origin} (403), a client that does not offer the
- * {@code xmpp} subprotocol (400) and, while draining, every handshake (503); then it opens the link stream
- * <em>before</em> the upgrade, so that a handshake no link can take gets 503 and no 101 (the client's WebSocket
- * fails; Converse.js 14 retries it rather than switch to BOSH: ConverseClientTest). Only once ejabberd has opened the stream does WebFlux answer 101 and run an {@link XmppWebSocketSession}.
- * It keeps the sessions open, for the drain.
+ * {@code xmpp} subprotocol (400) and, with 503 and a jittered Retry-After, every handshake while draining, over
+ * {@code max-open} streams, or over the session-creation rates BOSH's creations pay too; then it opens the link
+ * stream <em>before</em> the upgrade, so that a handshake no link can take gets 503 and no 101 (the client's
+ * WebSocket fails; Converse.js 14 retries it rather than switch to BOSH: ConverseClientTest). Only once ejabberd has
+ * opened the stream does WebFlux answer 101 and run an {@link XmppWebSocketSession}. It keeps the sessions open, for
+ * the drain and the pings.
  */
 final class XmppWebSocketService implements WebSocketService, DisposableBean {
 
@@ -69,9 +72,12 @@ final class XmppWebSocketService implements WebSocketService, DisposableBean {
     private final LongSupplier jitter = this::jitter;
     private volatile boolean draining;
     private final Disposable pinger;
+    private final Function<ClientAddressResolver.ClientAddress, AdmissionControl.Refusal> sessionRate;
 
     XmppWebSocketService(HandshakeWebSocketService handshake, LinkPool pool, MegaphoneProperties.Edge edge,
-                         io.micrometer.core.instrument.MeterRegistry registry) {
+                         io.micrometer.core.instrument.MeterRegistry registry,
+                         Function<ClientAddressResolver.ClientAddress, AdmissionControl.Refusal> sessionRate) {
+        this.sessionRate = sessionRate;
         this.handshake = handshake;
         this.pool = pool;
         this.config = edge.websocket();
@@ -118,8 +124,17 @@ final class XmppWebSocketService implements WebSocketService, DisposableBean {
         if (draining) {
             return refuse(exchange, HttpStatus.SERVICE_UNAVAILABLE, "draining");
         }
-        var client = clientAddresses.resolve(exchange.getRequest().getRemoteAddress(), headers).address();
-        return pool.openStream(client, config.streamWindow())
+        if (open.size() >= config.maxOpen()) {
+            return refuse(exchange, HttpStatus.SERVICE_UNAVAILABLE, "stream_limit");
+        }
+        ClientAddressResolver.ClientAddress client = clientAddresses.resolve(exchange.getRequest().getRemoteAddress(),
+                headers);
+        AdmissionControl.Refusal refusal = sessionRate.apply(client);
+        if (refusal != null) {
+            return refuse(exchange, HttpStatus.SERVICE_UNAVAILABLE, refusal == AdmissionControl.Refusal.SESSION_RATE
+                    ? "session_rate" : "session_rate_per_client");
+        }
+        return pool.openStream(client.address(), config.streamWindow())
                 .onErrorResume(UpstreamUnavailableException.class, e -> {
                     log.debug("WebSocket handshake refused: {}", e.getMessage());
                     return refuse(exchange, HttpStatus.SERVICE_UNAVAILABLE, "unavailable").then(Mono.empty());

@@ -15,7 +15,8 @@ import java.util.function.IntSupplier;
 public final class WebSocketMetrics {
 
     /** Handshake results, the {@code result} tag values. */
-    public static final String[] RESULTS = {"opened", "bad_origin", "bad_subprotocol", "draining", "unavailable"};
+    public static final String[] RESULTS = {"opened", "bad_origin", "bad_subprotocol", "draining", "unavailable",
+            "session_rate", "session_rate_per_client", "stream_limit"};
     /** Close reasons, the {@code reason} tag values. */
     public static final String[] REASONS = {"client", "server", "link_lost", "drain", "too_big", "binary", "error",
             "ping_timeout"};
