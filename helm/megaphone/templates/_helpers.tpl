@@ -212,7 +212,9 @@ and the link GOAWAY fit in the rest).
       "websocket" (dict
         "enabled" $edge.websocket.enabled
         "path" $edge.websocket.path
-        "allowed-origins" $edge.websocket.allowedOrigins)))
+        "allowed-origins" $edge.websocket.allowedOrigins
+        "max-open" (int $edge.websocket.maxOpen)
+        "ping-interval" (printf "%ds" (int $edge.websocket.pingIntervalSeconds)))))
 }}
 {{- if and $edge.websocket.enabled (has $edge.websocket.path $edge.paths) }}
 {{- fail (printf "edge.websocket.path: %s (expected: a path that is not one of edge.paths %v; the WebSocket endpoint would take it from BOSH)" $edge.websocket.path $edge.paths) }}

@@ -626,16 +626,20 @@ class HelmChartTest {
     void theWebSocketPathOfTheValuesIsTheEcmsPropertyAndTheIngresssRoute(@TempDir Path tempDir) throws IOException {
         Path values = tempDir.resolve("ws-path.yaml");
         Files.writeString(values, "link:\n  existingSecret: s\ningress:\n  enabled: true\nedge:\n  websocket:\n"
-                + "    path: /chat/ws\n    allowedOrigins: [\"https://chat.example.org\"]\n");
+                + "    path: /chat/ws\n    allowedOrigins: [\"https://chat.example.org\"]\n    maxOpen: 50000\n"
+                + "    pingIntervalSeconds: 25\n");
         Rendered rendered = HelmChart.template(values);
 
         Map<String, Object> websocket = at(rendered.applicationConfig(), "megaphone", "edge", "websocket");
         assertThat(websocket).containsEntry("enabled", true).containsEntry("path", "/chat/ws")
-                .containsEntry("allowed-origins", List.of("https://chat.example.org"));
+                .containsEntry("allowed-origins", List.of("https://chat.example.org"))
+                .containsEntry("max-open", 50000).containsEntry("ping-interval", "25s");
         List<Map<String, Object>> paths = at(rendered.one("Ingress"), "spec", "rules", 0, "http", "paths");
         assertThat(paths).extracting(p -> p.get("path")).containsExactly("/http-bind", "/bosh", "/chat/ws");
         assertThat((String) at(defaults.applicationConfig(), "megaphone", "edge", "websocket", "path"))
                 .as("the chart's default is the ECM's").isEqualTo("/xmpp-websocket");
+        assertThat((Integer) at(defaults.applicationConfig(), "megaphone", "edge", "websocket", "max-open"))
+                .as("the chart's default is the ECM's").isEqualTo(200000);
     }
 
     @Test
