@@ -4,59 +4,42 @@ package io.megaphone.link;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.megaphone.MegaphoneApplication;
-import io.micrometer.core.instrument.MeterRegistry;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.net.http.WebSocket;
 import java.net.http.WebSocketHandshakeException;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.springframework.boot.builder.SpringApplicationBuilder;
-import org.springframework.context.ConfigurableApplicationContext;
 
 /**
  * Admission for WebSocket handshakes, as for BOSH session creations: a cap on open streams
  * ({@code megaphone.edge.websocket.max-open}, the memory budget) and the session-creation token buckets, the same
- * ones BOSH's creations take from. Refusals are 503 with a Retry-After and no 101. Real ECM, java.net.http's
- * WebSocket client, a version-2 link to the Java fake of mod_megaphone.
+ * ones BOSH's creations take from. Refusals are 503 with a Retry-After and no 101. Real ECM ({@link EcmOnFakeLink}),
+ * java.net.http's WebSocket client.
  */
 class XmppWebSocketAdmissionTest {
 
-    private static final String SECRET = "websocket-admission-secret-websocket";
-    private static FakeMegaphoneServer server;
-    private static ConfigurableApplicationContext ecm;
-    private static int port;
+    private static EcmOnFakeLink ecm;
     private final HttpClient http = HttpClient.newHttpClient();
 
     @BeforeAll
     static void start() throws Exception {
-        server = new FakeMegaphoneServer(SECRET.getBytes(StandardCharsets.UTF_8), FakeMegaphoneServer::echo);
-        server.maxVersion = 2;
-        ecm = new SpringApplicationBuilder(MegaphoneApplication.class).run("--server.port=0",
-                "--management.server.port=0", "--megaphone.link.secret=" + SECRET,
-                "--megaphone.link.nodes=" + server.address(), "--megaphone.link.links-per-node=1",
-                "--megaphone.edge.websocket.max-open=2", "--megaphone.edge.admission.per-client=on",
-                "--megaphone.edge.admission.sessions-per-second-per-client=0.001",
-                "--megaphone.edge.admission.sessions-burst-per-client=3");
-        port = Integer.parseInt(ecm.getEnvironment().getProperty("local.server.port"));
-        await().atMost(Duration.ofSeconds(10)).until(() -> server.links.size() == 1);
+        ecm = EcmOnFakeLink.start(fake -> { }, "megaphone.edge.websocket.max-open=2",
+                "megaphone.edge.admission.per-client=on",
+                "megaphone.edge.admission.sessions-per-second-per-client=0.001",
+                "megaphone.edge.admission.sessions-burst-per-client=3");
     }
 
     @AfterAll
     static void stop() {
         if (ecm != null) {
             ecm.close();
-        }
-        if (server != null) {
-            server.close();
         }
     }
 
@@ -76,7 +59,7 @@ class XmppWebSocketAdmissionTest {
         assertThat(refusal()).as("a fourth session of the client, over its burst of 3").isEqualTo(503);
         assertThat(opens("session_rate_per_client")).isEqualTo(1);
         HttpResponse<String> bosh = http.send(HttpRequest.newBuilder(
-                        URI.create("http://127.0.0.1:" + port + "/http-bind"))
+                        URI.create("http://127.0.0.1:" + ecm.port + "/http-bind"))
                 .POST(HttpRequest.BodyPublishers.ofString("<body rid='1' to='localhost' wait='60' hold='1'"
                         + " xmlns='http://jabber.org/protocol/httpbind'/>")).build(), HttpResponse.BodyHandlers.ofString());
         assertThat(bosh.statusCode()).as("a BOSH session creation pays from the same bucket").isEqualTo(503);
@@ -86,7 +69,7 @@ class XmppWebSocketAdmissionTest {
 
     private WebSocket connect() throws Exception {
         return http.newWebSocketBuilder().subprotocols("xmpp")
-                .buildAsync(URI.create("ws://127.0.0.1:" + port + "/xmpp-websocket"), new WebSocket.Listener() { })
+                .buildAsync(ecm.webSocket(), new WebSocket.Listener() { })
                 .get(5, TimeUnit.SECONDS);
     }
 
@@ -102,11 +85,10 @@ class XmppWebSocketAdmissionTest {
     }
 
     private static double opens(String result) {
-        return ecm.getBean(MeterRegistry.class).get("megaphone.edge.websocket.opens").tag("result", result)
-                .counter().count();
+        return ecm.counter("megaphone.edge.websocket.opens", "result", result);
     }
 
     private static double openStreams() {
-        return ecm.getBean(MeterRegistry.class).get("megaphone.edge.websocket.open").gauge().value();
+        return ecm.openStreams();
     }
 }

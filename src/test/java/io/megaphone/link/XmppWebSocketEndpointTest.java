@@ -5,8 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.fail;
 import static org.awaitility.Awaitility.await;
 
-import io.megaphone.MegaphoneApplication;
-import io.micrometer.core.instrument.MeterRegistry;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.WebSocket;
@@ -27,50 +25,38 @@ import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
-import org.springframework.boot.builder.SpringApplicationBuilder;
-import org.springframework.context.ConfigurableApplicationContext;
 
 /**
- * The RFC 7395 endpoint of the real ECM (Boot's Reactor Netty server, WebFlux) with java.net.http's WebSocket client,
+ * The RFC 7395 endpoint of the real ECM ({@link EcmOnFakeLink}) with java.net.http's WebSocket client,
  * through a version-2 link to the Java fake of mod_megaphone, which echoes each message. In the link package for the
  * fake's internals; what it tests is io.megaphone.edge.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class XmppWebSocketEndpointTest {
 
-    private static final String SECRET = "websocket-test-secret-websocket-test";
     private static final String OPEN = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>";
+    private static EcmOnFakeLink linked;
     private static FakeMegaphoneServer server;
-    private static ConfigurableApplicationContext ecm;
     private static URI endpoint;
     private final HttpClient http = HttpClient.newHttpClient();
 
     @BeforeAll
     static void start() throws Exception {
-        server = new FakeMegaphoneServer(SECRET.getBytes(StandardCharsets.UTF_8), FakeMegaphoneServer::echo);
-        server.maxVersion = 2;
-        server.streamWindow = 4096;
-        ecm = new SpringApplicationBuilder(MegaphoneApplication.class).run("--server.port=0",
-                "--management.server.port=0", "--megaphone.link.secret=" + SECRET,
-                "--megaphone.link.nodes=" + server.address(), "--megaphone.link.links-per-node=1",
-                "--megaphone.edge.websocket.max-message-bytes=1024",
-                "--megaphone.edge.websocket.stream-window=4096",
-                "--megaphone.edge.websocket.allowed-origins=https://good.example",
-                "--megaphone.edge.websocket.link-lost-jitter=100ms",
-                "--megaphone.edge.idle-timeout=1s", "--megaphone.edge.drain-delay=0s",
-                "--megaphone.edge.drain-timeout=2s");
-        endpoint = URI.create("ws://127.0.0.1:" + ecm.getEnvironment().getProperty("local.server.port")
-                + "/xmpp-websocket");
-        await().atMost(Duration.ofSeconds(10)).until(() -> server.links.size() == 1);
+        linked = EcmOnFakeLink.start(fake -> fake.streamWindow = 4096,
+                "megaphone.edge.websocket.max-message-bytes=1024",
+                "megaphone.edge.websocket.stream-window=4096",
+                "megaphone.edge.websocket.allowed-origins=https://good.example",
+                "megaphone.edge.websocket.link-lost-jitter=100ms",
+                "megaphone.edge.idle-timeout=1s", "megaphone.edge.drain-delay=0s",
+                "megaphone.edge.drain-timeout=2s");
+        server = linked.server;
+        endpoint = linked.webSocket();
     }
 
     @AfterAll
     static void stop() {
-        if (ecm != null) {
-            ecm.close();
-        }
-        if (server != null) {
-            server.close();
+        if (linked != null) {
+            linked.close();
         }
     }
 
@@ -130,8 +116,7 @@ class XmppWebSocketEndpointTest {
     }
 
     private double meter(String name, String tag, String value) {
-        MeterRegistry registry = ecm.getBean(MeterRegistry.class);
-        return registry.get(name).tag(tag, value).counter().count();
+        return linked.counter(name, tag, value);
     }
 
     @Test
@@ -229,7 +214,7 @@ class XmppWebSocketEndpointTest {
         WebSocket ws = connect(heard, null, "xmpp");
         ws.sendText(OPEN, true).get(5, TimeUnit.SECONDS);
         assertThat(heard.texts.poll(5, TimeUnit.SECONDS)).isEqualTo(OPEN);
-        ecm.stop(); // SIGTERM's lifecycle stop: EdgeDrain first
+        linked.ecm.stop(); // SIGTERM's lifecycle stop: EdgeDrain first
         assertThat(heard.closed.get(5, TimeUnit.SECONDS)).isEqualTo(1001);
         assertThat(server.streamCloses.stream().reduce((a, b) -> b).orElseThrow().code()).isEqualTo(1001);
     }

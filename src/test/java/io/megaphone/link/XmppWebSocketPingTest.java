@@ -4,12 +4,9 @@ package io.megaphone.link;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.megaphone.MegaphoneApplication;
-import io.micrometer.core.instrument.MeterRegistry;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.Socket;
-import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.WebSocket;
 import java.nio.ByteBuffer;
@@ -21,41 +18,26 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.springframework.boot.builder.SpringApplicationBuilder;
-import org.springframework.context.ConfigurableApplicationContext;
 
 /**
  * The ECM pings its WebSocket clients every {@code ping-interval} (as ejabberd does its own) and ends a stream whose
  * client answered nothing since the previous ping: a client gone without closing its TCP connection must not keep
- * its ejabberd session online. Real ECM, java.net.http's client (it answers pings) and a raw socket that never
- * answers, through a version-2 link to the Java fake of mod_megaphone.
+ * its ejabberd session online. Real ECM ({@link EcmOnFakeLink}), java.net.http's client (it answers pings) and a raw
+ * socket that never answers.
  */
 class XmppWebSocketPingTest {
 
-    private static final String SECRET = "websocket-ping-secret-websocket-ping";
-    private static FakeMegaphoneServer server;
-    private static ConfigurableApplicationContext ecm;
-    private static int port;
+    private static EcmOnFakeLink ecm;
 
     @BeforeAll
     static void start() throws Exception {
-        server = new FakeMegaphoneServer(SECRET.getBytes(StandardCharsets.UTF_8), FakeMegaphoneServer::echo);
-        server.maxVersion = 2;
-        ecm = new SpringApplicationBuilder(MegaphoneApplication.class).run("--server.port=0",
-                "--management.server.port=0", "--megaphone.link.secret=" + SECRET,
-                "--megaphone.link.nodes=" + server.address(), "--megaphone.link.links-per-node=1",
-                "--megaphone.edge.websocket.ping-interval=300ms");
-        port = Integer.parseInt(ecm.getEnvironment().getProperty("local.server.port"));
-        await().atMost(Duration.ofSeconds(10)).until(() -> server.links.size() == 1);
+        ecm = EcmOnFakeLink.start(fake -> { }, "megaphone.edge.websocket.ping-interval=300ms");
     }
 
     @AfterAll
     static void stop() {
         if (ecm != null) {
             ecm.close();
-        }
-        if (server != null) {
-            server.close();
         }
     }
 
@@ -71,11 +53,11 @@ class XmppWebSocketPingTest {
             }
         };
         WebSocket answering = HttpClient.newHttpClient().newWebSocketBuilder().subprotocols("xmpp")
-                .buildAsync(URI.create("ws://127.0.0.1:" + port + "/xmpp-websocket"), listener)
+                .buildAsync(ecm.webSocket(), listener)
                 .get(5, TimeUnit.SECONDS);
         double timeoutsBefore = pingTimeouts();
 
-        try (Socket silent = new Socket("127.0.0.1", port)) {
+        try (Socket silent = new Socket("127.0.0.1", ecm.port)) {
             OutputStream out = silent.getOutputStream();
             out.write(("GET /xmpp-websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                     + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -87,7 +69,7 @@ class XmppWebSocketPingTest {
 
             // The silent client is ended after one unanswered ping (300-600 ms), and its stream closed upstream.
             await().atMost(Duration.ofSeconds(3)).until(() -> pingTimeouts() == timeoutsBefore + 1);
-            await().atMost(Duration.ofSeconds(3)).until(() -> openStreams() == 1 && server.streams.size() == 1);
+            await().atMost(Duration.ofSeconds(3)).until(() -> openStreams() == 1 && ecm.server.streams.size() == 1);
         }
         Thread.sleep(1500); // five more intervals: the answering client stays
         assertThat(pings.get()).as("pings the answering client got").isGreaterThanOrEqualTo(3);
@@ -109,11 +91,10 @@ class XmppWebSocketPingTest {
     }
 
     private static double pingTimeouts() {
-        return ecm.getBean(MeterRegistry.class).get("megaphone.edge.websocket.closes").tag("reason", "ping_timeout")
-                .counter().count();
+        return ecm.counter("megaphone.edge.websocket.closes", "reason", "ping_timeout");
     }
 
     private static double openStreams() {
-        return ecm.getBean(MeterRegistry.class).get("megaphone.edge.websocket.open").gauge().value();
+        return ecm.openStreams();
     }
 }
