@@ -13,6 +13,7 @@
 #
 # start prints one line:
 #   ejabberd <version> started: node=<node> c2s=<port> bosh=http://<ip>:<port>/http-bind link=<ip>:<port>
+# (ejabberd's own XMPP over WebSocket is at ws://<ip>:<http port>/ws)
 # eval evaluates the expression on the running node and prints its value
 # (~p), e.g. 'code:which(ejabberd_bosh).'.
 #
@@ -207,6 +208,7 @@ listen:
     module: ejabberd_http
     request_handlers:
       /http-bind: mod_bosh
+      /ws: ejabberd_http_ws
       /megaphone/metrics: mod_megaphone_prometheus
 acl:
   local:
