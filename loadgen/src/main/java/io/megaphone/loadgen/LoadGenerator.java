@@ -251,7 +251,11 @@ public final class LoadGenerator {
             if (options.readyFile != null) {
                 Json j = new Json().field("online", stats.usersOnline).field("failed", stats.usersFailed)
                         .field("ramp_seconds", rampNanos / 1e9);
-                Files.writeString(Path.of(options.readyFile), j.toString());
+                // whole or absent: scripts wait for the file to exist, then read it
+                Path ready = Path.of(options.readyFile);
+                Path tmp = ready.resolveSibling("." + ready.getFileName() + ".tmp");
+                Files.writeString(tmp, j.toString());
+                Files.move(tmp, ready, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
             }
             return null;
         });
