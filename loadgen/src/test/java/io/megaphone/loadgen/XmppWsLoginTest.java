@@ -13,14 +13,16 @@ import org.junit.jupiter.api.Test;
 /** The login state machine of a WebSocket user, fed the messages ejabberd 23.01's own /ws sends. */
 class XmppWsLoginTest {
 
-    static final String OPEN = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' id='1234' version='1.0'"
-            + " xml:lang='en' from='localhost'/>";
+    // captured from ejabberd 23.01's own /ws (a raw WebSocket client, one message per line)
+    static final String OPEN = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' id='8527973861984408177'"
+            + " version='1.0' xml:lang='en' from='localhost'/>";
     static final String SASL_FEATURES = "<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"
-            + "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"
-            + "<mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>";
+            + "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>DIGEST-MD5</mechanism>"
+            + "<mechanism>PLAIN</mechanism><mechanism>SCRAM-SHA-512</mechanism><mechanism>SCRAM-SHA-256</mechanism>"
+            + "<mechanism>SCRAM-SHA-1</mechanism><mechanism>X-OAUTH2</mechanism></mechanisms></stream:features>";
     static final String BIND_FEATURES = "<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"
             + "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'>"
-            + "<optional/></session><sm xmlns='urn:xmpp:sm:3'/></stream:features>";
+            + "<optional/></session><sm xmlns='urn:xmpp:sm:2'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>";
 
     private final XmppWsLogin login = new XmppWsLogin("localhost", "lg7", "pw", "lg");
 
@@ -46,10 +48,10 @@ class XmppWsLoginTest {
         assertEquals("<presence xmlns='jabber:client'/>", afterBind.get(0));
         assertTrue(afterBind.get(1).contains("id='" + XmppWsLogin.PING_ID + "'"), afterBind.get(1));
         assertEquals(XmppWsLogin.Step.PRESENCE, login.step());
-        login.onMessage("<presence xmlns='jabber:client' from='lg7@localhost/lg' to='lg7@localhost/lg'/>");
+        login.onMessage("<presence xmlns='jabber:client' xml:lang='en' to='lg7@localhost/lg' from='lg7@localhost/lg'/>");
         assertEquals(XmppWsLogin.Step.PRESENCE, login.step(), "its own presence is not the ping's answer");
-        login.onMessage("<iq xmlns='jabber:client' from='localhost' to='lg7@localhost/lg' type='result' id='"
-                + XmppWsLogin.PING_ID + "'/>");
+        login.onMessage("<iq xmlns='jabber:client' xml:lang='en' to='lg7@localhost/lg' from='localhost' type='result'"
+                + " id='" + XmppWsLogin.PING_ID + "'/>");
         assertEquals(XmppWsLogin.Step.ONLINE, login.step());
     }
 
