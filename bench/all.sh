@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Every benchmark of docs/benchmarks.md on the current commit, one after the other (never two at once: the machine
 # has 2 cores), each with the command and parameters the document gives, each into bench/results/<commit>-<name>/.
-# About 77 minutes here. Run it on an otherwise idle machine; the figures of a run belong together.
+# About 100 minutes here. Run it on an otherwise idle machine; the figures of a run belong together.
 #
 #   bench/all.sh                  # everything
-#   bench/all.sh held forwarding  # some: held held25 websocket-heap forwarding cpu ejabberd-memory pipeline
-#                                 #       open-files-100k
+#   bench/all.sh held forwarding  # some: held held25 websocket-heap forwarding cpu ejabberd-memory ejabberd-memory-ws
+#                                 #       pipeline open-files-100k websocket-50k
 #
 # env: JAVA25_HOME (/usr/lib/jvm/temurin-25-jdk-amd64; "held25" and "websocket-heap" are skipped without it), N (100000, open-files)
 set -euo pipefail
@@ -20,7 +20,8 @@ RESULTS=$REPO/bench/results
 JAVA25_HOME=${JAVA25_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
 N=${N:-100000}
 WHICH=("$@")
-[[ ${#WHICH[@]} -gt 0 ]] || WHICH=(held held25 websocket-heap forwarding cpu ejabberd-memory pipeline open-files-100k)
+[[ ${#WHICH[@]} -gt 0 ]] || WHICH=(held held25 websocket-heap forwarding cpu ejabberd-memory ejabberd-memory-ws pipeline
+    open-files-100k websocket-50k)
 [[ -z "$(git -C "$REPO" status --porcelain -- src/main ejabberd pom.xml)" ]] \
     || echo "note: uncommitted changes in src/main, ejabberd or pom.xml: the ECM measured is HEAD ($COMMIT), without them" >&2
 
@@ -47,10 +48,14 @@ for w in "${WHICH[@]}"; do
         forwarding) run forwarding env ROUNDS=3 OUT="$RESULTS/$COMMIT-forwarding" "$REPO/bench/forwarding.sh" ;;
         cpu) run cpu env OUT="$RESULTS/$COMMIT-cpu-per-request" "$REPO/bench/cpu-per-request.sh" ;;
         ejabberd-memory) run ejabberd-memory env OUT="$RESULTS/$COMMIT-ejabberd-memory" "$REPO/bench/ejabberd-memory.sh" ;;
+        ejabberd-memory-ws)
+            run ejabberd-memory-ws env POINTS="2000 20000" DIRECT_MAX=19800 ECMS=2 RAMP=100 \
+                OUT="$RESULTS/$COMMIT-ejabberd-memory-ws-20000" "$REPO/bench/ejabberd-memory-ws.sh" ;;
         pipeline) run pipeline env OUT="$RESULTS/$COMMIT-pipeline" "$REPO/bench/pipeline.sh" ;;
         open-files-100k)
             run open-files env N="$N" ECMS=6 LOADGENS=6 RAMP=100 WARMUP_USERS=2000 OUT="$RESULTS/$COMMIT-open-files-$N" \
                 "$REPO/bench/open-files.sh" ;;
+        websocket-50k) run websocket-50k env OUT="$RESULTS/$COMMIT-websocket-50000" "$REPO/bench/websocket-50k.sh" ;;
         *) echo "unknown benchmark: $w" >&2; exit 2 ;;
     esac
 done

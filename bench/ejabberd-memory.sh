@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # ejabberd memory per logged-in idle BOSH user, direct HTTP (ejabberd's own /http-bind) against through
-# Megaphone (one ECM, LINKS links), with the same load generator and the same N, side by side in one run:
+# Megaphone (one ECM, LINKS links), with the same load generator and the same N, side by side in one run;
+# TRANSPORT=ws (bench/ejabberd-memory-ws.sh): per XMPP over WebSocket user, ejabberd's own /ws against the
+# ECMs' /xmpp-websocket (streams on the links, mod_megaphone_ws), the load generator's --mode ws:
 # two private ejabberd instances started together (A: direct, B: behind the ECM), the same users registered on
 # both, the same ramps. At each N: erlang:memory() total and processes, process count, open files of the
 # ejabberd OS process, before and after a forced garbage collection of every Erlang process, and after a second
@@ -10,8 +12,8 @@
 # profile (bench/ejabberd-rpc.sh profile: processes grouped by initial call), the per-user processes in detail
 # (bench/ejabberd-rpc.sh sessions: heap, live heap, monitors...) and the largest ETS tables (bench/ejabberd-rpc.sh
 # tables) of both. Users are poll only (one HTTP connection each, a held poll always outstanding, wait WAIT s),
-# no messages.
-#   bench/ejabberd-memory.sh        # env: POINTS ("2000 5000"), RAMP (400 users/s), WAIT (60), LINKS (1 per ECM),
+# no messages; with TRANSPORT=ws idle (one WebSocket each).
+#   bench/ejabberd-memory.sh        # env: TRANSPORT (bosh, or ws), POINTS ("2000 5000"), RAMP (400 users/s), WAIT (60), LINKS (1 per ECM),
 #                                   #      ECMS (1), DIRECT_MAX (none), SETTLE (15 s after the ramp), SOURCE, OUT,
 #                                   #      KEEP_UP (0 s)
 # Open files: every process here may open at most 20,000 files. Direct, ejabberd holds one socket per user, so
@@ -27,9 +29,10 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 bench_needs "${BENCH_BASE_NEEDS[@]}" "${BENCH_EJABBERD_NEEDS[@]}"
 POINTS=${POINTS:-2000 5000}; RAMP=${RAMP:-400}; WAIT=${WAIT:-60}; LINKS=${LINKS:-1}; SETTLE=${SETTLE:-15}
-ECMS=${ECMS:-1}; DIRECT_MAX=${DIRECT_MAX:-}; KEEP_UP=${KEEP_UP:-0}
+ECMS=${ECMS:-1}; DIRECT_MAX=${DIRECT_MAX:-}; KEEP_UP=${KEEP_UP:-0}; TRANSPORT=${TRANSPORT:-bosh}
+[[ $TRANSPORT == bosh || $TRANSPORT == ws ]] || { echo "TRANSPORT=$TRANSPORT (expected: bosh or ws)" >&2; exit 2; }
 SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
-OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-ejabberd-memory}
+OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-ejabberd-memory$([[ $TRANSPORT == bosh ]] || echo -ws)}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 EJ_A=$(mktemp -d /tmp/ejmem-direct.XXXXXX); EJ_B=$(mktemp -d /tmp/ejmem-megaphone.XXXXXX)
 LG_PIDS=()
@@ -62,7 +65,7 @@ done
 build_scratch
 build_loadgen
 machine_info | tee "$OUT/machine.txt" >&2
-echo "POINTS=\"$POINTS\" DIRECT_MAX=${DIRECT_MAX:-none} RAMP=$RAMP WAIT=$WAIT ECMS=$ECMS LINKS=$LINKS SETTLE=$SETTLE" >>"$OUT/machine.txt"
+echo "TRANSPORT=$TRANSPORT POINTS=\"$POINTS\" DIRECT_MAX=${DIRECT_MAX:-none} RAMP=$RAMP WAIT=$WAIT ECMS=$ECMS LINKS=$LINKS SETTLE=$SETTLE" >>"$OUT/machine.txt"
 
 start_ej() { MEGAPHONE_SECRET=$SECRET EJ_MAX_INFLIGHT=200000 "$REPO/scripts/private-ejabberd.sh" start "$1" | tee -a "$OUT/run.log" >&2; }
 start_ej "$EJ_A"; start_ej "$EJ_B"
@@ -70,12 +73,14 @@ for d in "$EJ_A" "$EJ_B"; do
     "$REPO/bench/ejabberd-rpc.sh" "$d" register-range 'lg%d' 1 "$MAXN" secret-pw | tee -a "$OUT/run.log" >&2
 done
 . "$EJ_A/instance.env"; DIRECT_URL="http://127.0.0.1:$EJ_HTTP_PORT/http-bind"
+[[ $TRANSPORT == bosh ]] || DIRECT_URL="ws://127.0.0.1:$EJ_HTTP_PORT/ws"
 . "$EJ_B/instance.env"; LINK="127.0.0.1:$EJ_LINK_PORT"
 ECM_URLS=(); ECM_MGMTS=()
 for e in $(seq "$ECMS"); do
     http=$(free_port); mgmt=$(free_port)
     start_ecm "mem$e" "$http" "$mgmt" "$LINK" --megaphone.link.links-per-node="$LINKS"
-    ECM_URLS+=("http://127.0.0.1:$http/http-bind"); ECM_MGMTS+=("$mgmt")
+    if [[ $TRANSPORT == bosh ]]; then ECM_URLS+=("http://127.0.0.1:$http/http-bind"); else ECM_URLS+=("ws://127.0.0.1:$http/xmpp-websocket"); fi
+    ECM_MGMTS+=("$mgmt")
 done
 for m in "${ECM_MGMTS[@]}"; do wait_ready "$m" "$LINKS"; done
 ECM_URL=$(IFS=,; echo "${ECM_URLS[*]}")   # user i goes to ECM i mod ECMS
@@ -109,7 +114,7 @@ for N in $POINTS; do
         rm -f "$OUT/ready-$K"
         T0=$SECONDS
         # two source addresses (ports), one process per step
-        "$JAVA" -Xmx1500m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --url "$url" --users "$ADD" --first $(( ${PREV[$mode]} + 1 )) \
+        "$JAVA" -Xmx1500m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --mode "$TRANSPORT" --url "$url" --users "$ADD" --first $(( ${PREV[$mode]} + 1 )) \
             --user-pattern 'lg%d' --password secret-pw --senders 0 --ramp "$RAMP" --wait "$WAIT" --duration 100000 \
             --stop-file "$OUT/stop" --ready-file "$OUT/ready-$K" --no-terminate --source "127.0.$((10 + K)).1,127.0.$((10 + K)).2" \
             --login-timeout 120 --out "$OUT/loadgen-$mode-${AT[$mode]}.json" >"$OUT/loadgen-$mode-${AT[$mode]}.log" 2>&1 &

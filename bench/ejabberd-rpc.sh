@@ -15,7 +15,8 @@
 #   bench/ejabberd-rpc.sh DIR tables [TOP]           the TOP (25) ETS tables by memory: name, owner's initial
 #                                                   call, rows, bytes, bytes per row; the sum of the
 #                                                   mod_megaphone_sequencer_* shard tables
-#   bench/ejabberd-rpc.sh DIR sessions [SAMPLE [GCS]] the per-user processes (ejabberd_bosh, c2s, ejabberd_http),
+#   bench/ejabberd-rpc.sh DIR sessions [SAMPLE [GCS]] the per-user processes (ejabberd_bosh, c2s, ejabberd_http,
+#                                                   ejabberd_http_ws, mod_megaphone_ws),
 #                                                   each kind: mean process_info memory split into heap block,
 #                                                   live heap (garbage_collection_info heap_size: the used
 #                                                   words), old heap, stack, message queue, links, monitors,
@@ -28,7 +29,7 @@
 #                                                   from the live words)
 set -euo pipefail
 . "$(dirname "$0")/common.sh" && bench_needs erl:erlang-base
-[ $# -ge 2 ] || { sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,32p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 DIR=$(cd "$1" && pwd -P); CMD=$2; shift 2
 # shellcheck source=/dev/null
 . "$DIR/instance.env"
@@ -142,7 +143,8 @@ ERL
     sessions)
         SAMPLE=${1:-20} GCS=${2:-0}
         read -r -d '' CODE <<'ERL' || true
-        Kinds = [{ejabberd_bosh, init, 1}, {xmpp_stream_in, init, 1}, {ejabberd_http, init, 3}],
+        Kinds = [{ejabberd_bosh, init, 1}, {xmpp_stream_in, init, 1}, {ejabberd_http, init, 3},
+                 {ejabberd_http_ws, init, 1}, {mod_megaphone_ws, init, 1}],
         %% ejabberd 23.01's #state{} of ejabberd_bosh (the order of its fields)
         BoshFields = [state, host, sid, el_ibuf, el_obuf, shaper_state, c2s_pid, xmpp_ver, inactivity_timer,
                       wait_timer, wait_timeout, inactivity_timeout, prev_rid, prev_key, prev_poll, max_concat,

@@ -9,7 +9,10 @@
 # and after a GC of every process, its process count, the ramp time, each ECM's RSS and live heap (after a full
 # GC) before and after the ramp, its held requests, and the messages.
 # ejabberd runs with ERL_PROCESSES (+P) = 4 x N + 100,000 (3 processes per user through Megaphone).
-#   bench/open-files.sh     # env: N (50000), ECMS (4), LOADGENS (4), RAMP (500 users/s in total), WAIT (60),
+# TRANSPORT=ws (bench/websocket-50k.sh): XMPP over WebSocket users instead (the load generator's --mode ws, one
+# WebSocket each to an ECM's /xmpp-websocket, streams on the links); the ECM figures are then per open WebSocket
+# (its open files added over the ramp) instead of per held request.
+#   bench/open-files.sh     # env: TRANSPORT (bosh, or ws), N (50000), ECMS (4), LOADGENS (4), RAMP (500 users/s in total), WAIT (60),
 #                           #      SENDERS (25 per load generator), MSG_RATE (5 per load generator), HOLD (60 s),
 #                           #      WARMUP_USERS (0: none; else that many other users log in through every ECM,
 #                           #      chat for 30 s and log out before the measured ramp, so that it does not start
@@ -22,8 +25,10 @@ set -euo pipefail
 bench_needs "${BENCH_BASE_NEEDS[@]}" "${BENCH_EJABBERD_NEEDS[@]}"
 N=${N:-50000}; ECMS=${ECMS:-4}; LOADGENS=${LOADGENS:-4}; RAMP=${RAMP:-500}; WAIT=${WAIT:-60}
 SENDERS=${SENDERS:-25}; MSG_RATE=${MSG_RATE:-5}; HOLD=${HOLD:-60}; LINKS=${LINKS:-2}; WARMUP_USERS=${WARMUP_USERS:-0}
+TRANSPORT=${TRANSPORT:-bosh}
+[[ $TRANSPORT == bosh || $TRANSPORT == ws ]] || { echo "TRANSPORT=$TRANSPORT (expected: bosh or ws)" >&2; exit 2; }
 SECRET=bench-secret-$$-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")
-OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-open-files-$N}
+OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)-$([[ $TRANSPORT == bosh ]] && echo open-files || echo websocket)-$N}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 EJ=$(mktemp -d /tmp/ejopen.XXXXXX)
 cleanup() {
@@ -39,7 +44,7 @@ trap 'exit 130' INT TERM
 build_scratch
 build_loadgen
 machine_info | tee "$OUT/machine.txt" >&2
-echo "N=$N ECMS=$ECMS LOADGENS=$LOADGENS RAMP=$RAMP WAIT=$WAIT SENDERS=$SENDERS MSG_RATE=$MSG_RATE LINKS=$LINKS WARMUP_USERS=$WARMUP_USERS" >>"$OUT/machine.txt"
+echo "TRANSPORT=$TRANSPORT N=$N ECMS=$ECMS LOADGENS=$LOADGENS RAMP=$RAMP WAIT=$WAIT SENDERS=$SENDERS MSG_RATE=$MSG_RATE LINKS=$LINKS WARMUP_USERS=$WARMUP_USERS" >>"$OUT/machine.txt"
 
 MEGAPHONE_SECRET=$SECRET EJ_MAX_INFLIGHT=200000 EJ_MAX_PROCESSES=$((4 * N + 100000)) \
     "$REPO/scripts/private-ejabberd.sh" start "$EJ" | tee -a "$OUT/run.log" >&2
@@ -53,7 +58,8 @@ for e in $(seq "$ECMS"); do
     http=$(free_port); mgmt=$(free_port)
     ECM_JVM_OPTS="-Xms64m -Xmx1g -XX:+UseSerialGC" start_ecm "$e" "$http" "$mgmt" "127.0.0.1:$EJ_LINK_PORT" \
         --megaphone.link.links-per-node="$LINKS"
-    URLS+=("http://127.0.0.1:$http/http-bind"); MGMTS+=("$mgmt"); ECM_PIDS+=("$LAST_PID")
+    if [[ $TRANSPORT == bosh ]]; then URLS+=("http://127.0.0.1:$http/http-bind"); else URLS+=("ws://127.0.0.1:$http/xmpp-websocket"); fi
+    MGMTS+=("$mgmt"); ECM_PIDS+=("$LAST_PID")
 done
 for m in "${MGMTS[@]}"; do wait_ready "$m" "$LINKS"; done
 log "$ECMS ECMs up, $LINKS links each"
@@ -66,7 +72,7 @@ live_heap_kb() {
 if (( WARMUP_USERS > 0 )); then
     "$REPO/bench/ejabberd-rpc.sh" "$EJ" register-range 'lgw%d' 1 "$WARMUP_USERS" secret-pw >/dev/null
     log "warm-up: $WARMUP_USERS other users through the $ECMS ECMs (30 s of chat, then they log out)"
-    "$JAVA" -Xmx512m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --url "$(IFS=,; echo "${URLS[*]}")" \
+    "$JAVA" -Xmx512m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --mode "$TRANSPORT" --url "$(IFS=,; echo "${URLS[*]}")" \
         --users "$WARMUP_USERS" --user-pattern 'lgw%d' --password secret-pw --senders 50 --msg-rate 20 \
         --ramp 50 --wait 10 --duration 30 --login-timeout 120 --source 127.0.29.1 \
         --out "$OUT/loadgen-warmup.json" >"$OUT/loadgen-warmup.log" 2>&1 || log "warm-up load generator failed (ignored)"
@@ -74,7 +80,7 @@ if (( WARMUP_USERS > 0 )); then
     echo "warmup_users $WARMUP_USERS $(jq -c '{logged_in: .users_logged_in, failed: .users_failed, errors: .errors}' "$OUT/loadgen-warmup.json" 2>/dev/null)" >>"$OUT/points.txt"
 fi
 for i in "${!ECM_PIDS[@]}"; do
-    echo "ecm_${i}_before rss_kb $(awk '/VmRSS/ {print $2}' /proc/${ECM_PIDS[i]}/status) live_heap_kb $(live_heap_kb "${ECM_PIDS[i]}")" >>"$OUT/points.txt"
+    echo "ecm_${i}_before rss_kb $(awk '/VmRSS/ {print $2}' /proc/${ECM_PIDS[i]}/status) live_heap_kb $(live_heap_kb "${ECM_PIDS[i]}") open_files $(ls /proc/${ECM_PIDS[i]}/fd | wc -l)" >>"$OUT/points.txt"
 done
 echo "fds_before $(ls /proc/$EJPID/fd | wc -l) memory_before $("$REPO/bench/ejabberd-rpc.sh" "$EJ" memory)" >>"$OUT/points.txt"
 
@@ -85,7 +91,7 @@ PER=$((N / LOADGENS)); T0=$SECONDS
 for k in $(seq 0 $((LOADGENS - 1))); do
     # loadgen k talks to ECM k mod ECMS .. (all of them, user i -> URL i mod ECMS); sources 127.0.(30+k).1-4
     urls=$(IFS=,; echo "${URLS[*]}")
-    "$JAVA" -Xmx1500m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --url "$urls" --users "$PER" --first $((k * PER + 1)) \
+    "$JAVA" -Xmx1500m -XX:+UseSerialGC -jar "$LOADGEN_JAR" --mode "$TRANSPORT" --url "$urls" --users "$PER" --first $((k * PER + 1)) \
         --user-pattern 'lg%d' --password secret-pw --senders "$SENDERS" --msg-rate "$MSG_RATE" \
         --chat-during-ramp --ramp "$(python3 -c "print($RAMP / $LOADGENS)")" --wait "$WAIT" --duration 100000 --stop-file "$OUT/stop" \
         --ready-file "$OUT/ready-$k" --no-terminate --login-timeout 600 --drain 15 --progress 10 \
@@ -101,7 +107,7 @@ while :; do
     if (( n_ready == LOADGENS )); then break; fi
     (( SECONDS - T0 < 1800 )) || die "ramp did not finish in 30 min"
     sleep 5
-    log "ramp: $(for f in "$OUT"/loadgen-*.log; do grep 'users started' "$f" | tail -n 1; done | sed -E 's/.*online=([0-9]+) failed=([0-9]+).*held polls=([0-9]+).*/\1 \2 \3/' | awk '{o+=$1; f+=$2; h+=$3} END {print "online " o ", failed " f ", held polls " h}' || true); ejabberd open files $fds"
+    log "ramp: $(for f in "$OUT"/loadgen-[0-9]*.log; do grep 'users started' "$f" | tail -n 1; done | sed -E 's/.*online=([0-9]+) failed=([0-9]+).*held polls=([0-9]+).*/\1 \2 \3/' | awk '{o+=$1; f+=$2; h+=$3} END {print "online " o ", failed " f ", held polls " h}' || true); ejabberd open files $fds"
 done
 RAMP_S=$((SECONDS - T0))
 LOADGEN_PIDS=("${PIDS[@]:$ECMS}")
@@ -135,15 +141,19 @@ jq -s '{logged_in: map(.users_logged_in) | add, failed: map(.users_failed) | add
         login_p50_ms: (map(.latency.login.p50) | max / 1000), login_p99_ms: (map(.latency.login.p99) | max / 1000),
         delivery_p50_ms: (map(.latency.delivery.p50 // 0) | max / 1000), delivery_p99_ms: (map(.latency.delivery.p99 // 0) | max / 1000)}' \
     "$OUT"/loadgen-[0-9]*.json | tee "$OUT/summary.json" >&2
-# per ECM: (after - before) / held requests, for RSS and live heap
-python3 - "$OUT/points.txt" <<'PY' >"$OUT/per-held.txt"
+# per ECM: (after - before) / held requests (BOSH) or / WebSockets opened (ws: open files added), RSS and live heap
+python3 - "$OUT/points.txt" "$TRANSPORT" <<'PY' >"$OUT/per-held.txt"
 import re, sys
 pts = open(sys.argv[1]).read()
-for m in re.finditer(r"^ecm_(\d+) rss_kb (\d+) live_heap_kb (\d+) .*inflight (\d+)", pts, re.M):
-    i, rss, heap, held = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
-    b = re.search(r"^ecm_%s_before rss_kb (\d+) live_heap_kb (\d+)" % i, pts, re.M)
-    print(f"ecm_{i} held {held}: RSS {(rss - int(b.group(1))) * 1024 / held:,.0f} B and live heap "
-          f"{(heap - int(b.group(2))) * 1024 / held:,.0f} B per held request")
+for m in re.finditer(r"^ecm_(\d+) rss_kb (\d+) live_heap_kb (\d+) open_files (\d+) inflight (\d+)", pts, re.M):
+    i, rss, heap, fds, held = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5))
+    b = re.search(r"^ecm_%s_before rss_kb (\d+) live_heap_kb (\d+)(?: open_files (\d+))?" % i, pts, re.M)
+    what = "held request"
+    if sys.argv[2] == "ws":
+        held, what = fds - int(b.group(3)), "open WebSocket"
+    if held > 0:
+        print(f"ecm_{i} {what}s {held}: RSS {(rss - int(b.group(1))) * 1024 / held:,.0f} B and live heap "
+              f"{(heap - int(b.group(2))) * 1024 / held:,.0f} B per {what}")
 PY
 { echo '```'; cat "$OUT/machine.txt" "$OUT/points.txt" "$OUT/per-held.txt"; echo; cat "$OUT/summary.json"; echo '```'; } >"$OUT/report.md"
 log "report: $OUT/report.md"

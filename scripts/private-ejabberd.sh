@@ -13,6 +13,7 @@
 #
 # start prints one line:
 #   ejabberd <version> started: node=<node> c2s=<port> bosh=http://<ip>:<port>/http-bind link=<ip>:<port>
+# (ejabberd's own XMPP over WebSocket is at ws://<ip>:<http port>/ws)
 # eval evaluates the expression on the running node and prints its value
 # (~p), e.g. 'code:which(ejabberd_bosh).'.
 #
@@ -211,6 +212,7 @@ listen:
     module: ejabberd_http
     request_handlers:
       /http-bind: mod_bosh
+      /ws: ejabberd_http_ws
       /megaphone/metrics: mod_megaphone_prometheus
 $( [ -n "${EJ_SHAPED_USERS_RATE:-}" ] && printf 'shaper:\n  shaped_rate: %s\nshaper_rules:\n  c2s_shaper:\n    shaped_rate: shaped_users\n' "$EJ_SHAPED_USERS_RATE" )
 acl:

@@ -37,7 +37,8 @@ ws_test_() ->
       fun over_max_streams_is_refused_1013_and_a_live_id_is_a_protocol_error/0,
       fun an_element_larger_than_the_window_closes_the_stream_1009/0,
       fun after_goaway_no_new_stream_and_the_link_ends_with_its_last_stream/0,
-      {timeout, 20, fun after_traffic_a_c2s_with_a_big_heap_is_collected/0}]}.
+      {timeout, 20, fun after_traffic_a_c2s_with_a_big_heap_is_collected/0},
+      {timeout, 20, fun after_traffic_the_stream_process_hibernates_and_still_carries_the_next_message/0}]}.
 
 %%%===================================================================
 %%% Negotiation
@@ -286,7 +287,36 @@ after_traffic_a_c2s_with_a_big_heap_is_collected() ->
     send(C, data(7, <<"<iq type='get' id='1'/>">>)),
     {tcp, Sock, _} = for_c2s(),
     mod_megaphone_test_util:wait_until(
-      fun() -> element(2, process_info(C2S, total_heap_size)) < 4096 end, 500).
+      fun() -> element(2, process_info(C2S, total_heap_size)) < 4096 end, 500),
+    %% the collection's answer woke the stream process: it hibernates again
+    Pid = Mod:get_owner(Sock),
+    mod_megaphone_test_util:wait_until(fun() -> hibernating(Pid) end, 100).
+
+after_traffic_the_stream_process_hibernates_and_still_carries_the_next_message() ->
+    %% Ensures that a while after traffic the stream's own process
+    %% hibernates (only its live words: under 2,000 bytes in all, where a
+    %% process with the minimum heap takes about 3,000), stays so under a
+    %% forced collection, and wakes for the next message both ways.
+    C = opened(7),
+    {C2S, Mod, Sock} = c2s_started(),
+    Pid = Mod:get_owner(Sock),
+    run(C2S, fun() -> Mod:setopts(Sock, [{active, once}]) end),
+    send(C, data(7, <<"<iq type='get' id='1'/>">>)),
+    {tcp, Sock, _} = for_c2s(),
+    ?assertMatch({ok, #{type := window, stream := 7}}, recv(C)),
+    ?assertNot(hibernating(Pid)),
+    mod_megaphone_test_util:wait_until(fun() -> hibernating(Pid) end, 500),
+    true = erlang:garbage_collect(Pid),
+    {memory, Mem} = process_info(Pid, memory),
+    ?assert(Mem < 2000),
+    ok = run(C2S, fun() -> Mod:send_xml(Sock, {xmlstreamelement, {xmlel, <<"a">>, [], []}}) end),
+    ?assertMatch({ok, #{type := data, stream := 7, data := <<"<a xmlns='jabber:client'/>">>}}, recv(C)),
+    run(C2S, fun() -> Mod:setopts(Sock, [{active, once}]) end),
+    send(C, data(7, <<"<iq type='get' id='2'/>">>)),
+    ?assertMatch({tcp, Sock, [{xmlel, <<"iq">>, _, _}]}, for_c2s()).
+
+hibernating(Pid) ->
+    process_info(Pid, current_function) == {current_function, {erlang, hibernate, 3}}.
 
 %%%===================================================================
 %%% Stream counters (megaphone_stats, the Prometheus scrape)

@@ -45,9 +45,10 @@ public final class LoadGenerator {
     private final EventLoopGroup group;
     private final EventLoop loop;
     private final Bootstrap bootstrap;
-    private final List<User> users = new ArrayList<>();
-    private final List<User> online = new ArrayList<>();
-    private final List<User> onlineSenders = new ArrayList<>();
+    private final Bootstrap wsBootstrap;
+    private final List<SimUser> users = new ArrayList<>();
+    private final List<SimUser> online = new ArrayList<>();
+    private final List<SimUser> onlineSenders = new ArrayList<>();
     private final long t0 = System.nanoTime();
     private String phase = "init";
     private long rampNanos = -1;
@@ -74,12 +75,21 @@ public final class LoadGenerator {
                         ch.pipeline().addLast(new HttpClientCodec(), new HttpObjectAggregator(4 << 20), handler);
                     }
                 });
+        wsBootstrap = new Bootstrap().group(group).channel(epoll ? EpollSocketChannel.class : NioSocketChannel.class)
+                .option(ChannelOption.TCP_NODELAY, true)
+                .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 10_000)
+                .handler(WsUser.initializer(stats));
         log("transport " + (epoll ? "epoll" : "nio") + ", targets " + options.urls + ", sources "
                 + (options.sources.isEmpty() ? "(any)" : options.sources));
     }
 
     EventLoop loop() {
         return loop;
+    }
+
+    /** Stops the event loop. */
+    void close() {
+        group.shutdownGracefully(0, 1, TimeUnit.SECONDS);
     }
 
     public static void main(String[] args) throws Exception {
@@ -91,15 +101,15 @@ public final class LoadGenerator {
             System.exit(2);
             return;
         }
-        if (options.registerCmd != null && options.mode.equals("bosh")) {
+        if (options.registerCmd != null && !options.mode.equals("raw")) {
             register(options);
         }
         LoadGenerator gen = new LoadGenerator(options);
         int code;
         try {
-            code = options.mode.equals("raw") ? gen.runRaw() : gen.runBosh();
+            code = options.mode.equals("raw") ? gen.runRaw() : gen.runUsers();
         } finally {
-            gen.group.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+            gen.close();
         }
         System.exit(code);
     }
@@ -150,9 +160,16 @@ public final class LoadGenerator {
         return owner -> new Conn(bootstrap, stats, uri, remote, local, owner);
     }
 
-    // ---------------------------------------------------------------- BOSH users
+    private WsUser wsUser(int i, int index) {
+        URI uri = options.urls.get(i % options.urls.size());
+        InetSocketAddress local = options.sources.isEmpty() ? null
+                : new InetSocketAddress(options.sources.get(i % options.sources.size()), 0);
+        return new WsUser(index, options.userName(index), this, wsBootstrap, uri, local, i < options.senders);
+    }
 
-    void online(User u) {
+    // ---------------------------------------------------------------- BOSH and WebSocket users
+
+    void online(SimUser u) {
         u.onlineSlot = online.size();
         online.add(u);
         if (u.sender()) {
@@ -161,19 +178,19 @@ public final class LoadGenerator {
         }
     }
 
-    void offline(User u) {
+    void offline(SimUser u) {
         removeSlot(online, u, true);
         if (u.senderSlot >= 0) {
             removeSlot(onlineSenders, u, false);
         }
     }
 
-    private static void removeSlot(List<User> list, User u, boolean onlineList) {
+    private static void removeSlot(List<SimUser> list, SimUser u, boolean onlineList) {
         int slot = onlineList ? u.onlineSlot : u.senderSlot;
         if (slot < 0 || slot >= list.size() || list.get(slot) != u) {
             return;
         }
-        User last = list.remove(list.size() - 1);
+        SimUser last = list.remove(list.size() - 1);
         if (last != u) {
             list.set(slot, last);
             if (onlineList) {
@@ -193,18 +210,27 @@ public final class LoadGenerator {
         return loop.submit(task).get();
     }
 
-    private int runBosh() throws Exception {
+    int runUsers() throws Exception {
+        boolean ws = options.mode.equals("ws");
         onLoop(() -> {
             for (int i = 0; i < options.users; i++) {
                 int index = options.first + i;
-                users.add(new User(index, options.userName(index), this, connections(i), i < options.senders));
+                users.add(ws ? wsUser(i, index)
+                        : new User(index, options.userName(index), this, connections(i), i < options.senders));
             }
             phase = "ramp";
             return null;
         });
-        log(String.format(Locale.ROOT, "bosh: %d users (%d with poll + send connections, %d poll only), ramp %.0f/s,"
-                        + " steady %.0f s, %.1f messages/s, wait %d", options.users, options.senders,
-                options.users - options.senders, options.ramp, options.duration, options.msgRate, options.waitSeconds));
+        if (ws) {
+            log(String.format(Locale.ROOT, "ws: %d users (%d send, %d only receive), one WebSocket each, ramp %.0f/s,"
+                            + " steady %.0f s, %.1f messages/s", options.users, options.senders,
+                    options.users - options.senders, options.ramp, options.duration, options.msgRate));
+        } else {
+            log(String.format(Locale.ROOT, "bosh: %d users (%d with poll + send connections, %d poll only), ramp"
+                            + " %.0f/s, steady %.0f s, %.1f messages/s, wait %d", options.users, options.senders,
+                    options.users - options.senders, options.ramp, options.duration, options.msgRate,
+                    options.waitSeconds));
+        }
         lastProgressNanos = System.nanoTime();
         loop.scheduleAtFixedRate(this::tick, 0, 10, TimeUnit.MILLISECONDS);
         loop.scheduleAtFixedRate(this::sweep, 1, 1, TimeUnit.SECONDS);
@@ -212,7 +238,7 @@ public final class LoadGenerator {
                 TimeUnit.MILLISECONDS);
 
         // ramp: every user started and either online or failed
-        while (!onLoop(() -> started == users.size() && users.stream().allMatch(User::settled))) {
+        while (!onLoop(() -> started == users.size() && users.stream().allMatch(SimUser::settled))) {
             Thread.sleep(100);
         }
         onLoop(() -> {
@@ -225,7 +251,11 @@ public final class LoadGenerator {
             if (options.readyFile != null) {
                 Json j = new Json().field("online", stats.usersOnline).field("failed", stats.usersFailed)
                         .field("ramp_seconds", rampNanos / 1e9);
-                Files.writeString(Path.of(options.readyFile), j.toString());
+                // whole or absent: scripts wait for the file to exist, then read it
+                Path ready = Path.of(options.readyFile);
+                Path tmp = ready.resolveSibling("." + ready.getFileName() + ".tmp");
+                Files.writeString(tmp, j.toString());
+                Files.move(tmp, ready, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
             }
             return null;
         });
@@ -246,20 +276,20 @@ public final class LoadGenerator {
         }
         onLoop(() -> {
             phase = "end";
-            for (User u : users) {
+            for (SimUser u : users) {
                 u.end(options.terminate);
             }
             return null;
         });
         long endDeadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
         while (System.nanoTime() < endDeadline
-                && !onLoop(() -> users.stream().allMatch(u -> u.state == User.State.DONE || u.state == User.State.DEAD))) {
+                && !onLoop(() -> users.stream().allMatch(SimUser::finished))) {
             Thread.sleep(50);
         }
         String result = onLoop(() -> {
             progress();
-            for (User u : users) {
-                if (u.state == User.State.ENDING) {
+            for (SimUser u : users) {
+                if (u.ending()) {
                     stats.error("terminate-unanswered");
                 }
                 u.closeConnections();
@@ -290,8 +320,8 @@ public final class LoadGenerator {
                     break;
                 }
                 ThreadLocalRandom r = ThreadLocalRandom.current();
-                User from = onlineSenders.get(r.nextInt(onlineSenders.size()));
-                User to;
+                SimUser from = onlineSenders.get(r.nextInt(onlineSenders.size()));
+                SimUser to;
                 do {
                     to = online.get(r.nextInt(online.size()));
                 } while (to == from);
@@ -302,7 +332,7 @@ public final class LoadGenerator {
 
     private void sweep() {
         long now = System.nanoTime();
-        for (User u : users) {
+        for (SimUser u : users) {
             u.sweep(now);
         }
     }

@@ -11,12 +11,15 @@ import java.util.Map;
 final class Options {
 
     static final String HELP = """
-            Megaphone BOSH load generator: simulated BOSH users (session create, SASL PLAIN, restart, bind,
-            presence, held long polls, chat messages) against a BOSH endpoint (the ECM or ejabberd's /http-bind).
+            Megaphone load generator: simulated BOSH users (session create, SASL PLAIN, restart, bind,
+            presence, held long polls, chat messages) against a BOSH endpoint (the ECM or ejabberd's /http-bind),
+            or XMPP over WebSocket users (--mode ws: RFC 7395, one socket each) against the ECM's
+            /xmpp-websocket or ejabberd's own /ws.
 
             java -jar megaphone-loadgen.jar [options]
 
-              --url URL[,URL...]       BOSH endpoint(s); user i uses URL i mod n      (http://127.0.0.1:8080/http-bind)
+              --url URL[,URL...]       endpoint(s); user i uses URL i mod n          (http://127.0.0.1:8080/http-bind;
+                                       --mode ws: ws://127.0.0.1:8080/xmpp-websocket)
               --domain D               XMPP domain (the 'to' of the session)          (localhost)
               --user-pattern P         user name pattern, %d = index                  (lg%d)
               --first N                index of the first user                        (1)
@@ -33,6 +36,7 @@ final class Options {
                                        far), not only in the steady state
               --senders N              users that hold 2 connections (poll + send) and send messages;
                                        the others hold 1 (poll only, receive only)    (all)
+                                       (--mode ws: one socket each; only the first N send)
               --source ADDR[,ADDR...]  local addresses to bind (127.0.0.x); user i uses ADDR i mod n
               --wait S                 BOSH wait                                      (60)
               --hold N                 BOSH hold                                      (1)
@@ -45,7 +49,9 @@ final class Options {
               --login-timeout S        a user not online S s after it started counts as a login error (60)
               --progress S             seconds between progress lines                 (5)
               --out PATH               result file (JSON)                             (loadgen-result.json)
-              --mode bosh|raw          raw: constant-rate POSTs of one fixed body (no sessions), open loop,
+              --mode bosh|ws|raw       ws: XMPP over WebSocket users (subprotocol xmpp, RFC 7395 framing);
+                                       the BOSH-only options (wait, hold, pipeline) do not apply;
+                                       raw: constant-rate POSTs of one fixed body (no sessions), open loop,
                                        latency from the intended send time (no coordinated omission)
               --rate R                 raw mode: requests per second                  (1000)
               --connections N          raw mode: connections (each one request at a time) (64)
@@ -120,11 +126,7 @@ final class Options {
                 case "url" -> {
                     o.urls.clear();
                     for (String u : value.split(",")) {
-                        URI uri = URI.create(u.trim());
-                        if (!"http".equals(uri.getScheme()) || uri.getHost() == null) {
-                            throw new IllegalArgumentException("--url: only http://host:port/path URLs: " + u);
-                        }
-                        o.urls.add(uri);
+                        o.urls.add(URI.create(u.trim()));
                     }
                 }
                 case "domain" -> o.domain = value;
@@ -166,8 +168,18 @@ final class Options {
         if (o.ramp <= 0 || o.users < 0 || o.waitSeconds < 1 || o.hold < 1) {
             throw new IllegalArgumentException("--ramp must be > 0, --users >= 0, --wait and --hold >= 1");
         }
-        if (!o.mode.equals("bosh") && !o.mode.equals("raw")) {
-            throw new IllegalArgumentException("--mode: bosh or raw");
+        if (!o.mode.equals("bosh") && !o.mode.equals("raw") && !o.mode.equals("ws")) {
+            throw new IllegalArgumentException("--mode: " + o.mode + " (expected: bosh, ws or raw)");
+        }
+        String scheme = o.mode.equals("ws") ? "ws" : "http";
+        if (o.mode.equals("ws") && !o.echo.containsKey("url")) {
+            o.urls.set(0, URI.create("ws://127.0.0.1:8080/xmpp-websocket"));
+        }
+        for (URI uri : o.urls) {
+            if (!scheme.equals(uri.getScheme()) || uri.getHost() == null) {
+                throw new IllegalArgumentException("--url: " + uri + " (expected: " + scheme
+                        + "://host:port/path in --mode " + o.mode + ")");
+            }
         }
         return o;
     }

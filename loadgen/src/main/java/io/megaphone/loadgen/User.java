@@ -15,7 +15,7 @@ import java.util.regex.Pattern;
  * poll always outstanding on its poll connection, and chat messages on its send connection. A request that gets a
  * 5xx or loses its connection is re-sent with the same rid and body. Event loop thread only.
  */
-final class User implements Conn.Listener {
+final class User extends SimUser implements Conn.Listener {
 
     static final String NS = "http://jabber.org/protocol/httpbind";
     private static final Pattern SID = Pattern.compile("\\ssid=['\"]([^'\"]+)['\"]");
@@ -25,8 +25,6 @@ final class User implements Conn.Listener {
 
     enum State { NEW, CREATE, AUTH, RESTART, BIND, PRESENCE, ONLINE, ENDING, DONE, DEAD }
 
-    final int index;
-    final String name;
     private final LoadGenerator gen;
     private final Stats stats;
     final Conn poll;
@@ -38,23 +36,22 @@ final class User implements Conn.Listener {
     private final StringBuilder loginAnswers = new StringBuilder();
     private final ArrayDeque<String> outbox = new ArrayDeque<>();
     private boolean sendBackoff;
-    int onlineSlot = -1;
-    int senderSlot = -1;
     private long messageSeq;
 
     User(int index, String name, LoadGenerator gen, Conn.Factory conns, boolean sender) {
-        this.index = index;
-        this.name = name;
+        super(index, name);
         this.gen = gen;
         this.stats = gen.stats;
         this.poll = conns.open(this);
         this.send = sender ? conns.open(this) : null;
     }
 
+    @Override
     boolean sender() {
         return send != null;
     }
 
+    @Override
     void start() {
         stats.usersStarted++;
         startNanos = System.nanoTime();
@@ -248,7 +245,8 @@ final class User implements Conn.Listener {
     }
 
     /** Queues a chat message to {@code to} and sends it (with whatever else is queued) when the send connection is free. */
-    void chat(User to) {
+    @Override
+    void chat(SimUser to) {
         long seq = ++messageSeq;
         outbox.add("<message to='" + to.name + "@" + gen.options.domain + "' type='chat' xmlns='jabber:client'>"
                 + "<body>m " + index + " " + seq + " " + System.nanoTime() + "</body></message>");
@@ -336,6 +334,7 @@ final class User implements Conn.Listener {
     }
 
     /** The per-second check: a request unanswered long after {@code wait}, a login that takes too long. */
+    @Override
     void sweep(long now) {
         long limit = TimeUnit.SECONDS.toNanos(gen.options.waitSeconds + 20L);
         for (Conn c : new Conn[] {poll, send}) {
@@ -352,6 +351,7 @@ final class User implements Conn.Listener {
     }
 
     /** Ends the session: a terminate body (on the free send connection, else instead of the held poll). */
+    @Override
     void end(boolean terminate) {
         if (state != State.ONLINE) {
             if (state != State.DEAD && state != State.DONE) {
@@ -393,6 +393,7 @@ final class User implements Conn.Listener {
     }
 
     /** Closes both connections, dropping what they carry (a held poll stops counting as held). */
+    @Override
     void closeConnections() {
         for (Conn c : new Conn[] {poll, send}) {
             if (c != null) {
@@ -405,7 +406,18 @@ final class User implements Conn.Listener {
         }
     }
 
+    @Override
     boolean settled() {
         return state == State.ONLINE || state == State.DEAD || state == State.DONE || state == State.ENDING;
+    }
+
+    @Override
+    boolean finished() {
+        return state == State.DONE || state == State.DEAD;
+    }
+
+    @Override
+    boolean ending() {
+        return state == State.ENDING;
     }
 }
