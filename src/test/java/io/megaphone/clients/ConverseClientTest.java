@@ -72,14 +72,24 @@ class ConverseClientTest extends RealEcmTest {
         return lines.get(0);
     }
 
+    /** Converse.js's own race while it retries refused handshakes back to back (converse-chat.mjs says more). */
+    private static final String CONVERSE_RETRY_RACE = "Failed to execute 'send' on 'WebSocket': Still in CONNECTING state.";
+
     private static void assertChattedOnceEachWay(NodeClients.Run run) {
+        assertChattedOnceEachWay(run, List.of());
+    }
+
+    private static void assertChattedOnceEachWay(NodeClients.Run run, List<String> toleratedPageErrors) {
         JsonNode result = run.result();
         assertThat(run.exitCode()).as("converse-chat.mjs failed: %s\nstderr:\n%s", result.path("problems"),
                 run.stderr()).isZero();
         for (String side : new String[] {"a", "b"}) {
             assertThat(result.path(side).path("got").path("received").asInt()).as("%s received", side).isEqualTo(1);
             assertThat(result.path(side).path("got").path("shown").asInt()).as("%s shows", side).isEqualTo(1);
-            assertThat(result.path(side).path("pageErrors")).as("%s: uncaught errors", side).isEmpty();
+            List<String> errors = new java.util.ArrayList<>();
+            result.path(side).path("pageErrors").forEach(e -> errors.add(e.asString()));
+            errors.removeAll(toleratedPageErrors);
+            assertThat(errors).as("%s: uncaught errors", side).isEmpty();
         }
     }
 
@@ -155,7 +165,7 @@ class ConverseClientTest extends RealEcmTest {
             }
             System.out.println("[real client] Converse.js, its handshakes refused by the ECM on port " + ecm.port
                     + ":\n" + NodeClients.pretty(run.result()));
-            assertChattedOnceEachWay(run);
+            assertChattedOnceEachWay(run, List.of(CONVERSE_RETRY_RACE));
             JsonNode dave = run.result().path("b");
             assertThat(dave.path("refusedWhileAOnline").asInt()).as("handshakes refused with 503").isGreaterThanOrEqualTo(3);
             assertThat(dave.path("onlineWhileRefused").asBoolean()).as("online while refused").isFalse();

@@ -112,7 +112,7 @@ final class NodeClients {
                 } catch (IOException e) {
                     throw new UncheckedIOException(e);
                 }
-            });
+            }, READERS);
         }
 
         /** The next JSON line whose {@code phase} is {@code phase}; fails when the script ends or time runs out. */
@@ -175,8 +175,19 @@ final class NodeClients {
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
             }
-        });
+        }, READERS);
     }
+
+    /**
+     * A thread for each stream a script's output is read from, as long as it blocks. Not the common pool: on 2 cores
+     * it has one worker, which JDK 25 gives CompletableFuture's async tasks (17 starts a thread each), and a blocked
+     * stderr read there would keep the script's stdout from ever being read.
+     */
+    private static final java.util.concurrent.Executor READERS = task -> {
+        Thread reader = new Thread(task, "node-client-output");
+        reader.setDaemon(true);
+        reader.start();
+    };
 
     static String pretty(JsonNode node) {
         try {
