@@ -140,7 +140,14 @@ final class XmppWebSocketService implements WebSocketService, DisposableBean {
                     return refuse(exchange, HttpStatus.SERVICE_UNAVAILABLE, "unavailable").then(Mono.empty());
                 })
                 .publishOn(connectionLoop(exchange)) // STREAM_OPENED arrives on the link's loop
-                .flatMap(stream -> upgrade(exchange, stream));
+                .flatMap(stream -> upgrade(exchange, stream))
+                // A client gone between STREAM_OPENED and the upgrade: the opened stream, dropped on the way, must
+                // not stay open upstream (it would hold a c2s and a max_streams slot until ejabberd timed it out).
+                .doOnDiscard(LinkStream.class, XmppWebSocketService::closeDropped);
+    }
+
+    private static void closeDropped(LinkStream stream) {
+        stream.close(CloseStatus.GOING_AWAY.getCode(), "client went away");
     }
 
     /**
